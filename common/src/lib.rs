@@ -1,0 +1,29 @@
+//! Shared pieces of wdt-pipeline used by every stage: configuration loading, tracing setup,
+//! the shutdown signal, gRPC plumbing (health, reflection, rejection details), the WDT md5
+//! signer, exact decimals, China-time normalisation and the WDT trade JSON form.
+
+pub mod config;
+pub mod decimal;
+pub mod grpc;
+pub mod rejection;
+pub mod shutdown;
+pub mod sign;
+pub mod telemetry;
+pub mod time;
+pub mod trade_json;
+
+/// Milliseconds since the Unix epoch, the time unit stored and reported everywhere.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Formats Unix milliseconds as `YYYY-MM-DD HH:MM:SS.mmm` China time, for humans.
+pub fn format_ms(ms: i64) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(ts) => jiff::tz::Offset::constant(8)
+            .to_datetime(ts)
+            .strftime("%Y-%m-%d %H:%M:%S%.3f")
+            .to_string(),
+        Err(_) => ms.to_string(),
+    }
+}
