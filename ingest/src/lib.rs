@@ -3,4 +3,90 @@
 //! transform as one batch. It answers only after deliver has the batch on disk.
 
 pub mod callback;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod grpc;
+pub mod http;
 pub mod record;
+
+use crate::config::IngestConfig;
+use crate::forward::Forwarder;
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use wdtpipe_common::grpc::{self as rpc, ClientTimeouts, ServingStatus};
+use wdtpipe_proto::v1::ingest_server::IngestServer;
+
+/// Why ingest could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("invalid TRANSFORM_URL: {0}")]
+    TransformUrl(tonic::transport::Error),
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("HTTP server failed: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Runs ingest's HTTP and gRPC edges until `shutdown` completes; both stop accepting and
+/// finish the requests in flight.
+pub async fn serve(
+    config: IngestConfig,
+    http_listener: TcpListener,
+    grpc_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let timeouts = ClientTimeouts {
+        request: Duration::from_millis(config.transform_timeout_ms),
+        ..ClientTimeouts::default()
+    };
+    let channel = rpc::lazy_channel(&config.transform_url, timeouts).map_err(ServeError::TransformUrl)?;
+    let forwarder = Forwarder::new(channel);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let (health_reporter, health_service) = rpc::health();
+    health_reporter
+        .set_service_status("wdtpipe.v1.Ingest", ServingStatus::Serving)
+        .await;
+    health_reporter.set_service_status("", ServingStatus::Serving).await;
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(rpc::reflection())
+        .add_service(IngestServer::new(grpc::IngestService::new(forwarder.clone())))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stopped(stop_rx.clone()));
+
+    let limits = http::HttpLimits {
+        body_bytes: config.body_limit_bytes,
+        request_timeout: Duration::from_millis(config.request_timeout_ms),
+    };
+    tracing::info!(
+        http = %http_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        grpc = %grpc_listener_addr(&config),
+        transform = %config.transform_url,
+        "ingest listening"
+    );
+    let http = axum::serve(http_listener, http::router(forwarder, limits))
+        .with_graceful_shutdown(stopped(stop_rx))
+        .into_future();
+    let (grpc_result, http_result) = tokio::join!(grpc, http);
+    tracing::info!("ingest stopped");
+    grpc_result?;
+    http_result?;
+    Ok(())
+}
+
+fn grpc_listener_addr(config: &IngestConfig) -> String {
+    config.grpc_addr.to_string()
+}

@@ -1,0 +1,75 @@
+//! Command-line flags and environment variables of the `deliver` binary, layered over an
+//! optional TOML config file.
+
+use crate::config::DeliverConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use wdtpipe_common::config::{ConfigError, Secret, load_file, set};
+use wdtpipe_common::telemetry::LogFormat;
+
+/// Settings of `deliver`; each flag also reads the environment variable named beside it.
+#[derive(Debug, Clone, Default, clap::Parser)]
+#[command(name = "deliver", version, about = "wdt-pipeline deliver stage: durable outbox and WDT trade_push")]
+pub struct Args {
+    /// TOML file with `DeliverConfig` fields; environment and flags override it.
+    #[arg(long, env = "DELIVER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address.
+    #[arg(long, env = "DELIVER_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Data directory; the outbox lives in `<DATA_DIR>/outbox`.
+    #[arg(long, env = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub wdt: WdtArgs,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// WDT account settings, shared with `wdtpipe up`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WdtArgs {
+    /// WDT base URL, e.g. https://api.wangdian.cn/openapi2.
+    #[arg(long = "wdt-url", env = "WDT_URL")]
+    pub url: Option<String>,
+    /// WDT seller account (sid).
+    #[arg(long = "wdt-sid", env = "WDT_SID")]
+    pub sid: Option<String>,
+    /// WDT interface account (appkey).
+    #[arg(long = "wdt-appkey", env = "WDT_APPKEY")]
+    pub appkey: Option<String>,
+    /// WDT interface secret (appsecret); never logged.
+    #[arg(long = "wdt-appsecret", env = "WDT_APPSECRET", hide_env_values = true)]
+    pub appsecret: Option<String>,
+    /// trade_push `switch`: 1 strict (default), 0 non-strict.
+    #[arg(long = "wdt-switch", env = "WDT_SWITCH")]
+    pub switch: Option<u8>,
+}
+
+impl WdtArgs {
+    /// Applies the given values over `config`.
+    pub fn apply(self, config: &mut DeliverConfig) {
+        set(&mut config.wdt.url, self.url);
+        set(&mut config.wdt.sid, self.sid);
+        set(&mut config.wdt.appkey, self.appkey);
+        set(&mut config.wdt.appsecret, self.appsecret.map(Secret::from));
+        set(&mut config.wdt.switch, self.switch);
+    }
+}
+
+impl Args {
+    pub fn log_format(&self) -> LogFormat {
+        LogFormat::from_name(&self.log_format).unwrap_or_default()
+    }
+
+    /// File, then environment, then flags.
+    pub fn into_config(self) -> Result<DeliverConfig, ConfigError> {
+        let mut config: DeliverConfig = load_file(self.config.as_deref())?;
+        set(&mut config.grpc_addr, self.grpc_addr);
+        set(&mut config.data_dir, self.data_dir);
+        self.wdt.apply(&mut config);
+        config.validate()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,146 @@
+//! Deliver's settings: where it listens, where the outbox lives, how it reaches WDT and
+//! how it retries.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use wdtpipe_common::config::Secret;
+
+/// Everything `deliver` needs. `Default` is a usable local setup (WDT URL aside).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverConfig {
+    /// gRPC listen address (`DELIVER_GRPC_ADDR`).
+    pub grpc_addr: SocketAddr,
+    /// Data directory (`DATA_DIR`); the outbox lives in `<data_dir>/outbox`.
+    pub data_dir: PathBuf,
+    /// How to reach WDT.
+    pub wdt: WdtConfig,
+    /// Trades per `trade_push` call (WDT advises at most 50).
+    pub batch_size: usize,
+    /// Retry and give-up policy.
+    pub retry: RetryPolicy,
+    /// WDT answer codes that mean "try again later" (besides throttling messages).
+    pub retryable_codes: Vec<i64>,
+    /// WDT answer codes that mean "our configuration is wrong" (besides sign, timestamp,
+    /// sid and appkey messages): the shop is paused and its trades stay queued.
+    pub config_codes: Vec<i64>,
+    /// How long in-flight pushes may take to finish at shutdown, in milliseconds.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for DeliverConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50053)),
+            data_dir: PathBuf::from("./data"),
+            wdt: WdtConfig::default(),
+            batch_size: 50,
+            retry: RetryPolicy::default(),
+            retryable_codes: vec![1012, 1013, 1020, 1030, 1040, 1200, 1610],
+            config_codes: Vec::new(),
+            drain_timeout_ms: 20_000,
+        }
+    }
+}
+
+/// The WDT account and endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WdtConfig {
+    /// Base URL (`WDT_URL`), e.g. `https://api.wangdian.cn/openapi2`.
+    pub url: String,
+    /// Seller account (`WDT_SID`).
+    pub sid: String,
+    /// Interface account (`WDT_APPKEY`).
+    pub appkey: String,
+    /// Interface secret (`WDT_APPSECRET`); signs requests, never sent or logged.
+    pub appsecret: Secret,
+    /// `switch` of `trade_push`: 1 strict (default), 0 non-strict.
+    pub switch: u8,
+    /// Timeout of one call, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for WdtConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            sid: String::new(),
+            appkey: String::new(),
+            appsecret: Secret::default(),
+            switch: 1,
+            timeout_ms: 15_000,
+        }
+    }
+}
+
+/// Exponential backoff with full jitter, and when to give up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// First backoff ceiling, in milliseconds.
+    pub base_ms: u64,
+    /// Largest backoff, in milliseconds.
+    pub cap_ms: u64,
+    /// Throttling answers multiply the backoff ceiling by this.
+    pub throttle_factor: u64,
+    /// A trade failing for longer than this (seconds) goes to the dead-letter store.
+    pub max_age_secs: u64,
+    /// How often a paused shop is probed again, in milliseconds.
+    pub pause_probe_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            base_ms: 1_000,
+            cap_ms: 300_000,
+            throttle_factor: 4,
+            max_age_secs: 24 * 3600,
+            pause_probe_ms: 30_000,
+        }
+    }
+}
+
+impl DeliverConfig {
+    /// Checks the settings that have no usable default.
+    pub fn validate(&self) -> Result<(), wdtpipe_common::config::ConfigError> {
+        use wdtpipe_common::config::ConfigError::Invalid;
+        let missing = |name: &'static str| Invalid {
+            name,
+            reason: "must be set".into(),
+        };
+        if self.wdt.url.is_empty() {
+            return Err(missing("WDT_URL"));
+        }
+        if !(self.wdt.url.starts_with("http://") || self.wdt.url.starts_with("https://")) {
+            return Err(Invalid {
+                name: "WDT_URL",
+                reason: "must start with http:// or https://".into(),
+            });
+        }
+        if self.wdt.sid.is_empty() {
+            return Err(missing("WDT_SID"));
+        }
+        if self.wdt.appkey.is_empty() {
+            return Err(missing("WDT_APPKEY"));
+        }
+        if self.wdt.appsecret.is_empty() {
+            return Err(missing("WDT_APPSECRET"));
+        }
+        if self.wdt.switch > 1 {
+            return Err(Invalid {
+                name: "WDT_SWITCH",
+                reason: "must be 0 or 1".into(),
+            });
+        }
+        if !(1..=50).contains(&self.batch_size) {
+            return Err(Invalid {
+                name: "batch_size",
+                reason: "must be between 1 and 50".into(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+//! The `deliver` binary: parse settings, start tracing, bind, serve until SIGINT/SIGTERM.
+
+use clap::Parser;
+use wdtpipe_deliver::cli::Args;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    wdtpipe_common::telemetry::init(args.log_format());
+    let config = args.into_config()?;
+    let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
+    wdtpipe_deliver::serve(config, listener, wdtpipe_common::shutdown::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,666 @@
+//! The sled outbox: durable queue, per-tid state, dedupe records and dead letters.
+//!
+//! Every write goes through one writer thread. It takes all commands waiting in its channel,
+//! applies them to one atomic sled batch, flushes (fsync) once, and only then answers each
+//! caller: group commit, so concurrent enqueues share one flush, and a caller that got an
+//! answer knows its data is on disk. Having one writer also makes each command's
+//! read-modify-write free of races. Reads (status, the worker's next batch) go to sled
+//! directly; they see committed state.
+
+use crate::keys::{self, TradeKey};
+use prost::Message;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+use wdtpipe_proto::v1::{
+    Attempt, DeadLetter, DeliveryState, EnqueueRecord, EnqueueResult, OutboxEntry, PendingVersion,
+    RecordMeta, TradeOrder,
+};
+
+/// Attempts kept in an entry's history (older ones are dropped).
+pub const HISTORY_LIMIT: usize = 20;
+/// Commands applied in one group commit at most.
+const GROUP_LIMIT: usize = 4096;
+
+/// Why the outbox could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("outbox storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("outbox data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("outbox is closed")]
+    Closed,
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A trade ready to push: the pending version of one entry.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub key: TradeKey,
+    /// Sequence number of the version read (compared again when settling).
+    pub seq: u64,
+    pub trade: TradeOrder,
+    pub record_id: String,
+    pub received_at_ms: i64,
+    /// When the current run of failures began (0 = none).
+    pub first_attempt_at_ms: i64,
+    pub attempts: u32,
+}
+
+/// What became of one pushed trade.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// WDT accepted it.
+    Delivered { new_count: i32, chg_count: i32 },
+    /// Try again at `due_ms`.
+    Retry { due_ms: i64 },
+    /// Give up: into the dead-letter store.
+    Dead { reason: String },
+    /// Nothing changes but the history (e.g. the shop is paused); it stays at the head.
+    Keep,
+}
+
+/// The result of pushing one trade, to be written back.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub ready: Ready,
+    pub attempt: Attempt,
+    pub outcome: Outcome,
+}
+
+/// What an enqueue did.
+#[derive(Debug, Default)]
+pub struct Enqueued {
+    pub results: Vec<EnqueueResult>,
+    /// Shops that have new ready work.
+    pub ready_shops: BTreeSet<String>,
+}
+
+/// What a promotion of due retries did.
+#[derive(Debug, Default)]
+pub struct Promoted {
+    pub ready_shops: BTreeSet<String>,
+    /// When the next waiting trade falls due, if any waits.
+    pub next_due_ms: Option<i64>,
+}
+
+enum Command {
+    Enqueue {
+        records: Vec<EnqueueRecord>,
+        idempotency_key: String,
+        now_ms: i64,
+        reply: oneshot::Sender<Result<Enqueued>>,
+    },
+    Settle {
+        settlements: Vec<Settlement>,
+        now_ms: i64,
+        reply: oneshot::Sender<Result<BTreeSet<String>>>,
+    },
+    Promote {
+        now_ms: i64,
+        reply: oneshot::Sender<Result<Promoted>>,
+    },
+}
+
+/// The outbox. Cheap to share behind an `Arc`.
+pub struct Outbox {
+    db: sled::Db,
+    tree: sled::Tree,
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox in `dir` and starts its writer thread.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
+        let tree = db.open_tree("outbox")?;
+        let next_seq = match tree.get(keys::SEQ)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("sequence counter".into()))?,
+            ),
+            None => 1,
+        };
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            tree: tree.clone(),
+            next_seq,
+        };
+        let handle = std::thread::Builder::new()
+            .name("outbox-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start writer thread: {e}")))?;
+        Ok(Self {
+            db,
+            tree,
+            commands: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    fn send(&self, command: Command) -> Result<()> {
+        let guard = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(command)
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Writes every record's trades atomically and durably. Records (or a request
+    /// idempotency key) seen before are reported as duplicates and not queued again.
+    pub async fn enqueue(
+        &self,
+        records: Vec<EnqueueRecord>,
+        idempotency_key: String,
+        now_ms: i64,
+    ) -> Result<Enqueued> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Enqueue {
+            records,
+            idempotency_key,
+            now_ms,
+            reply,
+        })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Writes back what pushing some trades did. Returns shops with ready work.
+    pub async fn settle(&self, settlements: Vec<Settlement>, now_ms: i64) -> Result<BTreeSet<String>> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Settle {
+            settlements,
+            now_ms,
+            reply,
+        })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Moves retries that are due back into their shops' ready queues.
+    pub async fn promote_due(&self, now_ms: i64) -> Result<Promoted> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Promote { now_ms, reply })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Up to `limit` trades at the head of a shop's ready queue, oldest first.
+    pub fn ready(&self, shop_no: &str, limit: usize) -> Result<Vec<Ready>> {
+        let mut out = Vec::with_capacity(limit.min(64));
+        for item in self.tree.scan_prefix(keys::ready_prefix(shop_no)) {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, tid) = item?;
+            let tid = std::str::from_utf8(&tid).map_err(|_| StoreError::Corrupt("queued tid".into()))?;
+            let key = TradeKey::new(tid, shop_no);
+            let Some(entry) = self.entry(&key)? else {
+                tracing::warn!(tid, shop_no, "queue item without entry; skipped");
+                continue;
+            };
+            let Some(pending) = entry.pending else {
+                tracing::warn!(tid, shop_no, "queue item without pending version; skipped");
+                continue;
+            };
+            out.push(Ready {
+                key,
+                seq: pending.seq,
+                trade: pending.trade.unwrap_or_default(),
+                record_id: pending.record_id,
+                received_at_ms: pending.received_at_ms,
+                first_attempt_at_ms: entry.first_attempt_at_ms,
+                attempts: entry.attempts,
+            });
+        }
+        Ok(out)
+    }
+
+    /// When the earliest waiting retry falls due, if any waits.
+    pub fn next_due(&self) -> Result<Option<i64>> {
+        match self.tree.scan_prefix(keys::WAITING).next().transpose()? {
+            Some((key, _)) => Ok(keys::parse_waiting_key(&key).map(|(due, _)| due)),
+            None => Ok(None),
+        }
+    }
+
+    /// Shops that have trades in their ready queues.
+    pub fn shops_with_ready_work(&self) -> Result<Vec<String>> {
+        let mut shops = Vec::new();
+        let mut from = keys::READY.to_vec();
+        while let Some((key, _)) = self.tree.range(from.clone()..).next().transpose()? {
+            if !key.starts_with(keys::READY) {
+                break;
+            }
+            let shop = keys::shop_of_ready_key(&key).ok_or_else(|| StoreError::Corrupt("ready key".into()))?;
+            // Jump past every key of this shop.
+            from = keys::ready_key(&shop, u64::MAX);
+            from.push(0);
+            shops.push(shop);
+        }
+        Ok(shops)
+    }
+
+    /// The entry of a tid in a shop.
+    pub fn entry(&self, key: &TradeKey) -> Result<Option<OutboxEntry>> {
+        self.tree.get(key.entry_key())?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Every entry for a tid (one per shop that holds it).
+    pub fn entries_for_tid(&self, tid: &str) -> Result<Vec<OutboxEntry>> {
+        self.tree
+            .scan_prefix(keys::entry_prefix(tid))
+            .map(|item| decode(&item?.1))
+            .collect()
+    }
+
+    /// Dead letters of a tid, oldest first.
+    pub fn dead_letters_for_tid(&self, tid: &str) -> Result<Vec<DeadLetter>> {
+        self.tree
+            .scan_prefix(keys::dead_prefix(tid))
+            .map(|item| decode(&item?.1))
+            .collect()
+    }
+
+    /// What deliver remembers of a record id.
+    pub fn record(&self, record_id: &str) -> Result<Option<RecordMeta>> {
+        self.tree.get(keys::record_key(record_id))?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Number of trades waiting (ready or retrying).
+    pub fn queued_len(&self) -> usize {
+        self.tree.scan_prefix(keys::READY).count() + self.tree.scan_prefix(keys::WAITING).count()
+    }
+
+    /// Stops the writer after it applied everything already sent, then flushes.
+    pub fn close(&self) -> Result<()> {
+        drop(self.commands.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(handle) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = handle.join();
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
+    M::decode(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Pending writes of a group commit, read through before sled.
+#[derive(Default)]
+struct Overlay(BTreeMap<Vec<u8>, Option<Vec<u8>>>);
+
+/// One command's view: its own writes over the group's, over the tree. Dropped without
+/// merging when the command fails, so a failed command leaves nothing behind.
+struct Txn<'a> {
+    tree: &'a sled::Tree,
+    group: &'a Overlay,
+    own: Overlay,
+}
+
+impl Txn<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.own.0.get(key).or_else(|| self.group.0.get(key)) {
+            return Ok(v.clone());
+        }
+        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn get_msg<M: Message + Default>(&self, key: &[u8]) -> Result<Option<M>> {
+        self.get(key)?.map(|v| decode(&v)).transpose()
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.own.0.insert(key, Some(value));
+    }
+
+    fn put_msg<M: Message>(&mut self, key: Vec<u8>, value: &M) {
+        self.put(key, value.encode_to_vec());
+    }
+
+    fn del(&mut self, key: Vec<u8>) {
+        self.own.0.insert(key, None);
+    }
+}
+
+struct Writer {
+    db: sled::Db,
+    tree: sled::Tree,
+    next_seq: u64,
+}
+
+/// A command's answer, sent only after the group is on disk.
+enum Answer {
+    Enqueue(oneshot::Sender<Result<Enqueued>>, Result<Enqueued>),
+    Settle(oneshot::Sender<Result<BTreeSet<String>>>, Result<BTreeSet<String>>),
+    Promote(oneshot::Sender<Result<Promoted>>, Result<Promoted>),
+}
+
+impl Answer {
+    fn is_ok(&self) -> bool {
+        match self {
+            Answer::Enqueue(_, r) => r.is_ok(),
+            Answer::Settle(_, r) => r.is_ok(),
+            Answer::Promote(_, r) => r.is_ok(),
+        }
+    }
+
+    fn send(self, failure: Option<&str>) {
+        let fail = |message: &str| StoreError::Corrupt(format!("commit failed: {message}"));
+        match (self, failure) {
+            (Answer::Enqueue(tx, r), None) => drop(tx.send(r)),
+            (Answer::Enqueue(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
+            (Answer::Settle(tx, r), None) => drop(tx.send(r)),
+            (Answer::Settle(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
+            (Answer::Promote(tx, r), None) => drop(tx.send(r)),
+            (Answer::Promote(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
+        }
+    }
+}
+
+impl Writer {
+    fn run(mut self, commands: mpsc::Receiver<Command>) {
+        while let Ok(first) = commands.recv() {
+            let mut group = vec![first];
+            while group.len() < GROUP_LIMIT {
+                match commands.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+        }
+        tracing::debug!("outbox writer stopped");
+    }
+
+    fn commit(&mut self, group: Vec<Command>) {
+        let mut overlay = Overlay::default();
+        let seq_before = self.next_seq;
+        let answers: Vec<Answer> = group
+            .into_iter()
+            .map(|command| self.apply(command, &mut overlay))
+            .collect();
+        let failure = if !overlay.0.is_empty() || self.next_seq != seq_before {
+            self.write(overlay, seq_before).err().map(|e| e.to_string())
+        } else {
+            None
+        };
+        if let Some(message) = &failure {
+            tracing::error!(error = %message, "outbox commit failed");
+        }
+        for answer in answers {
+            answer.send(failure.as_deref());
+        }
+    }
+
+    fn write(&mut self, overlay: Overlay, seq_before: u64) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in overlay.0 {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        if self.next_seq != seq_before {
+            batch.insert(keys::SEQ, &self.next_seq.to_be_bytes());
+        }
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn apply(&mut self, command: Command, group: &mut Overlay) -> Answer {
+        let mut txn = Txn {
+            tree: &self.tree,
+            group,
+            own: Overlay::default(),
+        };
+        // The borrow of `group` inside `txn` ends before the merge below.
+        let (answer, own) = match command {
+            Command::Enqueue {
+                records,
+                idempotency_key,
+                now_ms,
+                reply,
+            } => {
+                let result = enqueue(&mut txn, &mut self.next_seq, records, &idempotency_key, now_ms);
+                (Answer::Enqueue(reply, result), txn.own)
+            }
+            Command::Settle {
+                settlements,
+                now_ms,
+                reply,
+            } => {
+                let result = settle(&mut txn, settlements, now_ms);
+                (Answer::Settle(reply, result), txn.own)
+            }
+            Command::Promote { now_ms, reply } => {
+                let result = promote(&mut txn, now_ms);
+                (Answer::Promote(reply, result), txn.own)
+            }
+        };
+        if answer.is_ok() {
+            group.0.extend(own.0);
+        }
+        answer
+    }
+}
+
+fn enqueue(
+    txn: &mut Txn<'_>,
+    next_seq: &mut u64,
+    records: Vec<EnqueueRecord>,
+    idempotency_key: &str,
+    now_ms: i64,
+) -> Result<Enqueued> {
+    let mut done = Enqueued::default();
+    let request_seen = !idempotency_key.is_empty()
+        && txn.get(&keys::idempotency_key(idempotency_key))?.is_some();
+    let mut all_tids = Vec::new();
+    for record in records {
+        let duplicate = request_seen || txn.get(&keys::record_key(&record.record_id))?.is_some();
+        done.results.push(EnqueueResult {
+            record_id: record.record_id.clone(),
+            duplicate,
+        });
+        if duplicate {
+            continue;
+        }
+        let tids: Vec<String> = record.trades.iter().map(|t| t.tid.clone()).collect();
+        for trade in record.trades {
+            let seq = *next_seq;
+            *next_seq += 1;
+            let key = TradeKey::new(&trade.tid, &trade.shop_no);
+            let entry_key = key.entry_key();
+            let mut entry: OutboxEntry = txn.get_msg(&entry_key)?.unwrap_or_else(|| OutboxEntry {
+                tid: key.tid.clone(),
+                shop_no: key.shop_no.clone(),
+                ..OutboxEntry::default()
+            });
+            let waiting = entry.pending.is_some();
+            entry.pending = Some(PendingVersion {
+                seq,
+                record_id: record.record_id.clone(),
+                received_at_ms: record.received_at_ms,
+                trade: Some(trade),
+            });
+            entry.versions += 1;
+            entry.record_id.clone_from(&record.record_id);
+            entry.received_at_ms = record.received_at_ms;
+            entry.dead_reason.clear();
+            if !waiting {
+                // A newer version of a waiting tid takes the older one's place (latest wins);
+                // otherwise it joins the back of its shop's queue.
+                entry.queue_seq = seq;
+                entry.state = DeliveryState::Queued as i32;
+                entry.next_attempt_at_ms = 0;
+                txn.put(keys::ready_key(&key.shop_no, seq), key.tid.clone().into_bytes());
+                done.ready_shops.insert(key.shop_no.clone());
+            }
+            txn.put_msg(entry_key, &entry);
+        }
+        let meta = RecordMeta {
+            accepted_at_ms: now_ms,
+            tids: tids.clone(),
+        };
+        txn.put_msg(keys::record_key(&record.record_id), &meta);
+        all_tids.extend(tids);
+    }
+    if !idempotency_key.is_empty() && !request_seen {
+        let meta = RecordMeta {
+            accepted_at_ms: now_ms,
+            tids: all_tids,
+        };
+        txn.put_msg(keys::idempotency_key(idempotency_key), &meta);
+    }
+    Ok(done)
+}
+
+fn settle(txn: &mut Txn<'_>, settlements: Vec<Settlement>, now_ms: i64) -> Result<BTreeSet<String>> {
+    let mut ready_shops = BTreeSet::new();
+    for Settlement {
+        ready,
+        attempt,
+        outcome,
+    } in settlements
+    {
+        let entry_key = ready.key.entry_key();
+        let Some(mut entry) = txn.get_msg::<OutboxEntry>(&entry_key)? else {
+            tracing::warn!(tid = %ready.key.tid, "settled trade has no entry");
+            continue;
+        };
+        let Some(pending) = entry.pending.clone() else {
+            continue;
+        };
+        // A newer version arrived while this one was in flight: it keeps the queue slot.
+        let superseded = pending.seq != ready.seq;
+        let ready_key = keys::ready_key(&ready.key.shop_no, entry.queue_seq);
+        push_history(&mut entry.history, attempt.clone());
+        match outcome {
+            Outcome::Keep => {
+                entry.attempts += 1;
+                if entry.first_attempt_at_ms == 0 {
+                    entry.first_attempt_at_ms = attempt.at_ms;
+                }
+                entry.last_error.clone_from(&attempt.message);
+            }
+            Outcome::Delivered { new_count, chg_count } => {
+                entry.delivered_at_ms = now_ms;
+                entry.delivered_seq = ready.seq;
+                entry.new_count = new_count;
+                entry.chg_count = chg_count;
+                entry.attempts = 0;
+                entry.first_attempt_at_ms = 0;
+                entry.last_error.clear();
+                entry.next_attempt_at_ms = 0;
+                if superseded {
+                    entry.state = DeliveryState::Queued as i32;
+                    ready_shops.insert(ready.key.shop_no.clone());
+                } else {
+                    entry.pending = None;
+                    entry.state = DeliveryState::Delivered as i32;
+                    txn.del(ready_key);
+                }
+            }
+            Outcome::Retry { due_ms } => {
+                entry.attempts += 1;
+                if entry.first_attempt_at_ms == 0 {
+                    entry.first_attempt_at_ms = attempt.at_ms;
+                }
+                entry.last_error.clone_from(&attempt.message);
+                entry.state = DeliveryState::Retrying as i32;
+                entry.next_attempt_at_ms = due_ms;
+                txn.del(ready_key);
+                txn.put(keys::waiting_key(due_ms, entry.queue_seq), ready.key.encode_pair());
+            }
+            Outcome::Dead { reason } => {
+                let letter = DeadLetter {
+                    tid: ready.key.tid.clone(),
+                    shop_no: ready.key.shop_no.clone(),
+                    seq: ready.seq,
+                    record_id: ready.record_id.clone(),
+                    received_at_ms: ready.received_at_ms,
+                    dead_at_ms: now_ms,
+                    reason: reason.clone(),
+                    trade: Some(ready.trade.clone()),
+                    history: entry.history.clone(),
+                };
+                txn.put_msg(keys::dead_key(&ready.key, ready.seq), &letter);
+                entry.last_error.clone_from(&reason);
+                entry.attempts = 0;
+                entry.first_attempt_at_ms = 0;
+                entry.next_attempt_at_ms = 0;
+                if superseded {
+                    entry.state = DeliveryState::Queued as i32;
+                    ready_shops.insert(ready.key.shop_no.clone());
+                } else {
+                    entry.pending = None;
+                    entry.state = DeliveryState::Dead as i32;
+                    entry.dead_reason = reason;
+                    txn.del(ready_key);
+                }
+            }
+        }
+        txn.put_msg(entry_key, &entry);
+    }
+    Ok(ready_shops)
+}
+
+fn promote(txn: &mut Txn<'_>, now_ms: i64) -> Result<Promoted> {
+    let mut promoted = Promoted::default();
+    let due: Vec<(Vec<u8>, Vec<u8>)> = {
+        let mut due = Vec::new();
+        for item in txn.tree.scan_prefix(keys::WAITING) {
+            let (key, value) = item?;
+            let (due_ms, _) = keys::parse_waiting_key(&key).ok_or_else(|| StoreError::Corrupt("waiting key".into()))?;
+            if due_ms > now_ms {
+                promoted.next_due_ms = Some(due_ms);
+                break;
+            }
+            due.push((key.to_vec(), value.to_vec()));
+        }
+        due
+    };
+    for (waiting_key, pair) in due {
+        txn.del(waiting_key);
+        let key = TradeKey::decode_pair(&pair).ok_or_else(|| StoreError::Corrupt("waiting value".into()))?;
+        let entry_key = key.entry_key();
+        let Some(mut entry) = txn.get_msg::<OutboxEntry>(&entry_key)? else {
+            continue;
+        };
+        if entry.pending.is_none() {
+            continue;
+        }
+        entry.state = DeliveryState::Queued as i32;
+        txn.put(keys::ready_key(&key.shop_no, entry.queue_seq), key.tid.clone().into_bytes());
+        txn.put_msg(entry_key, &entry);
+        promoted.ready_shops.insert(key.shop_no);
+    }
+    Ok(promoted)
+}
+
+fn push_history(history: &mut Vec<Attempt>, attempt: Attempt) {
+    history.push(attempt);
+    if history.len() > HISTORY_LIMIT {
+        let excess = history.len() - HISTORY_LIMIT;
+        history.drain(..excess);
+    }
+}

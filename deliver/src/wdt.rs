@@ -1,0 +1,209 @@
+//! The WDT `trade_push.php` client: builds the signed form, POSTs it, reads the answer.
+
+use crate::config::WdtConfig;
+use std::time::Duration;
+use wdtpipe_common::sign;
+use wdtpipe_common::trade_json::trade_list_json;
+use wdtpipe_proto::v1::TradeOrder;
+
+/// What came back from one call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// No HTTP answer: connect error, timeout, dropped connection.
+    Transport(String),
+    /// An HTTP answer.
+    Http {
+        status: u16,
+        retry_after: Option<Duration>,
+        /// The parsed WDT answer, or why the body could not be read.
+        answer: Result<Answer, String>,
+    },
+}
+
+/// WDT's JSON answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub code: i64,
+    pub message: String,
+    pub new_count: i32,
+    pub chg_count: i32,
+}
+
+/// Signs and sends `trade_push` calls.
+#[derive(Clone)]
+pub struct WdtClient {
+    http: reqwest::Client,
+    endpoint: String,
+    config: WdtConfig,
+}
+
+impl std::fmt::Debug for WdtClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WdtClient").field("endpoint", &self.endpoint).finish_non_exhaustive()
+    }
+}
+
+impl WdtClient {
+    pub fn new(config: WdtConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(16)
+            .tcp_nodelay(true)
+            .user_agent(concat!("wdt-pipeline/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let endpoint = format!("{}/trade_push.php", config.url.trim_end_matches('/'));
+        Ok(Self { http, endpoint, config })
+    }
+
+    /// The URL calls go to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The signed form fields of a `trade_push` call at `timestamp` (Unix seconds).
+    pub fn form(&self, shop_no: &str, trades: &[&TradeOrder], timestamp: i64) -> Vec<(&'static str, String)> {
+        let mut fields: Vec<(&'static str, String)> = vec![
+            ("sid", self.config.sid.clone()),
+            ("appkey", self.config.appkey.clone()),
+            ("timestamp", timestamp.to_string()),
+            ("shop_no", shop_no.to_owned()),
+            ("switch", self.config.switch.to_string()),
+            ("trade_list", trade_list_json(trades.iter().copied())),
+        ];
+        let signature = sign::sign(fields.iter().map(|(k, v)| (*k, v.as_str())), self.config.appsecret.expose());
+        fields.push(("sign", signature));
+        fields
+    }
+
+    /// Pushes trades of one shop in one call.
+    pub async fn trade_push(&self, shop_no: &str, trades: &[&TradeOrder]) -> Reply {
+        let timestamp = jiff::Timestamp::now().as_second();
+        let form = self.form(shop_no, trades, timestamp);
+        let body = match serde_urlencoded::to_string(&form) {
+            Ok(body) => body,
+            Err(e) => return Reply::Transport(format!("cannot encode form: {e}")),
+        };
+        let response = self
+            .http
+            .post(&self.endpoint)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded; charset=utf-8")
+            .body(body)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return Reply::Transport(describe(&e)),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let answer = match response.bytes().await {
+            Ok(bytes) => parse_answer(&bytes),
+            Err(e) => return Reply::Transport(describe(&e)),
+        };
+        Reply::Http {
+            status,
+            retry_after,
+            answer,
+        }
+    }
+}
+
+/// A transport error with its causes, without the URL's query (there is none) or secrets
+/// (the form is never part of an error).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Reads WDT's answer; `code` and the counts may be numbers or numeric strings, `message`
+/// a string or any JSON (kept as its JSON text).
+pub fn parse_answer(body: &[u8]) -> Result<Answer, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("answer is not JSON: {e}: {}", snippet(body)))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| format!("answer is not a JSON object: {}", snippet(body)))?;
+    let int = |key: &str| -> Option<i64> {
+        match object.get(key)? {
+            serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    };
+    let code = int("code").ok_or_else(|| format!("answer has no numeric code: {}", snippet(body)))?;
+    let message = match object.get("message") {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let count = |key: &str| int(key).and_then(|v| i32::try_from(v).ok()).unwrap_or(0);
+    Ok(Answer {
+        code,
+        message,
+        new_count: count("new_count"),
+        chg_count: count("chg_count"),
+    })
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out: String = text.chars().take(200).collect();
+    if text.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_with_numbers_or_strings() {
+        let a = parse_answer(br#"{"code":0,"message":"","new_count":2,"chg_count":"1"}"#).unwrap();
+        assert_eq!((a.code, a.new_count, a.chg_count), (0, 2, 1));
+        let a = parse_answer(br#"{"code":"1040","message":"slow down"}"#).unwrap();
+        assert_eq!((a.code, a.message.as_str()), (1040, "slow down"));
+        let a = parse_answer(br#"{"code":99,"message":[{"tid":"T1","error":"x"}]}"#).unwrap();
+        assert_eq!(a.message, r#"[{"error":"x","tid":"T1"}]"#);
+        assert!(parse_answer(b"<html>").is_err());
+        assert!(parse_answer(br#"{"message":"no code"}"#).is_err());
+    }
+
+    #[test]
+    fn form_is_signed_over_the_exact_text_sent() {
+        let client = WdtClient::new(WdtConfig {
+            url: "http://127.0.0.1:1/openapi2/".into(),
+            sid: "test2".into(),
+            appkey: "test2-xx".into(),
+            appsecret: wdtpipe_common::config::Secret::new("12345"),
+            ..WdtConfig::default()
+        })
+        .unwrap();
+        assert_eq!(client.endpoint(), "http://127.0.0.1:1/openapi2/trade_push.php");
+        let trade = TradeOrder {
+            tid: "T1".into(),
+            buyer_nick: "你好".into(),
+            ..TradeOrder::default()
+        };
+        let form = client.form("SHOP", &[&trade], 1_470_042_310);
+        let get = |k: &str| form.iter().find(|(key, _)| *key == k).map(|(_, v)| v.clone()).unwrap();
+        assert!(get("trade_list").contains("\"buyer_nick\":\"你好\""));
+        let unsigned: Vec<(&str, &str)> =
+            form.iter().filter(|(k, _)| *k != "sign").map(|(k, v)| (*k, v.as_str())).collect();
+        assert!(sign::verify(unsigned, "12345", &get("sign")));
+        assert_eq!(get("switch"), "1");
+    }
+}

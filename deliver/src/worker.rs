@@ -1,0 +1,390 @@
+//! The delivery engine: one task per shop pushes that shop's ready trades in acceptance
+//! order, 50 per call, and writes back what WDT said; a timer moves due retries back into
+//! the ready queues.
+//!
+//! A shop's task has at most one call in flight, so a tid is never pushed twice at once and
+//! its versions reach WDT in order. Shops never wait for each other: a paused or failing
+//! shop only stalls its own task.
+
+use crate::classify::{Classifier, Verdict};
+use crate::config::RetryPolicy;
+use crate::store::{Outbox, Outcome, Ready, Settlement};
+use crate::wdt::{Reply, WdtClient};
+use rand::Rng;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use wdtpipe_common::now_ms;
+use wdtpipe_proto::v1::{Attempt, TradeOrder};
+
+/// Delay before reading the outbox again after a storage error.
+const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// Longest sleep of the retry timer between checks.
+const TIMER_TICK: Duration = Duration::from_secs(1);
+
+/// The running delivery engine.
+pub struct Delivery {
+    outbox: Arc<Outbox>,
+    client: WdtClient,
+    classifier: Classifier,
+    policy: RetryPolicy,
+    batch_size: usize,
+    /// Wake-up handle of each shop task.
+    shops: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Shops paused by a configuration error, with the reason.
+    paused: Mutex<HashMap<String, String>>,
+    tasks: Mutex<JoinSet<()>>,
+    timer_wake: Notify,
+    stop: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery").field("client", &self.client).finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    /// Starts the timer and a task for every shop that already has queued trades.
+    pub fn start(
+        outbox: Arc<Outbox>,
+        client: WdtClient,
+        classifier: Classifier,
+        policy: RetryPolicy,
+        batch_size: usize,
+    ) -> Result<Arc<Self>, crate::store::StoreError> {
+        let delivery = Arc::new(Self {
+            outbox,
+            client,
+            classifier,
+            policy,
+            batch_size: batch_size.clamp(1, 50),
+            shops: Mutex::new(HashMap::new()),
+            paused: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(JoinSet::new()),
+            timer_wake: Notify::new(),
+            stop: watch::channel(false).0,
+        });
+        let timer = Arc::clone(&delivery);
+        lock(&delivery.tasks).spawn(async move { timer.run_timer().await });
+        let shops = delivery.outbox.shops_with_ready_work()?;
+        tracing::info!(shops = shops.len(), "delivery started");
+        delivery.notify(shops);
+        Ok(delivery)
+    }
+
+    /// Wakes (or starts) the tasks of shops that have new ready work.
+    pub fn notify(self: &Arc<Self>, shops: impl IntoIterator<Item = String>) {
+        if *self.stop.borrow() {
+            return;
+        }
+        let mut known = lock(&self.shops);
+        for shop in shops {
+            let wake = known.entry(shop.clone()).or_insert_with(|| {
+                let wake = Arc::new(Notify::new());
+                let this = Arc::clone(self);
+                let task_wake = Arc::clone(&wake);
+                lock(&self.tasks).spawn(async move { this.run_shop(shop, task_wake).await });
+                wake
+            });
+            wake.notify_one();
+        }
+    }
+
+    /// Shops currently paused, with the reason.
+    pub fn paused_shops(&self) -> HashMap<String, String> {
+        lock(&self.paused).clone()
+    }
+
+    /// Stops taking new batches, lets calls in flight finish (up to `timeout`), then returns.
+    pub async fn stop(&self, timeout: Duration) {
+        let _ = self.stop.send(true);
+        let mut tasks = std::mem::take(&mut *lock(&self.tasks));
+        let drained = tokio::time::timeout(timeout, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!("delivery tasks did not finish in time; aborting them");
+            tasks.abort_all();
+        }
+    }
+
+    async fn run_timer(self: Arc<Self>) {
+        let mut stop = self.stop.subscribe();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let now = now_ms();
+            let wait = match self.outbox.next_due() {
+                Ok(Some(due)) if due <= now => match self.outbox.promote_due(now).await {
+                    Ok(promoted) => {
+                        self.notify(promoted.ready_shops);
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot promote due retries");
+                        STORE_ERROR_PAUSE
+                    }
+                },
+                Ok(Some(due)) => Duration::from_millis((due - now) as u64).min(TIMER_TICK),
+                Ok(None) => TIMER_TICK,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the retry queue");
+                    STORE_ERROR_PAUSE
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.timer_wake.notified() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    async fn run_shop(self: Arc<Self>, shop: String, wake: Arc<Notify>) {
+        let mut stop = self.stop.subscribe();
+        tracing::debug!(shop_no = %shop, "shop worker started");
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let outbox = Arc::clone(&self.outbox);
+            let (limit, reading_shop) = (self.batch_size, shop.clone());
+            let batch = tokio::task::spawn_blocking(move || outbox.ready(&reading_shop, limit)).await;
+            let batch = match batch {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(error)) => {
+                    tracing::error!(shop_no = %shop, %error, "cannot read ready trades");
+                    tokio::time::sleep(STORE_ERROR_PAUSE).await;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(shop_no = %shop, %error, "ready read task failed");
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    () = wake.notified() => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+            let (settlements, pause) = self.push(&shop, batch).await;
+            let retried = settlements.iter().any(|s| matches!(s.outcome, Outcome::Retry { .. }));
+            if let Err(error) = self.outbox.settle(settlements, now_ms()).await {
+                tracing::error!(shop_no = %shop, %error, "cannot record delivery results; the trades will be pushed again");
+                tokio::time::sleep(STORE_ERROR_PAUSE).await;
+            }
+            if retried {
+                self.timer_wake.notify_one();
+            }
+            if let Some(reason) = pause {
+                tracing::error!(
+                    shop_no = %shop,
+                    %reason,
+                    probe_in_ms = self.policy.pause_probe_ms,
+                    "WDT rejects our configuration: shop paused, its trades stay queued"
+                );
+                lock(&self.paused).insert(shop.clone(), reason);
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(self.policy.pause_probe_ms)) => {}
+                    _ = stop.changed() => return,
+                }
+                lock(&self.paused).remove(&shop);
+            }
+        }
+    }
+
+    /// Pushes one batch (splitting it when WDT rejects it without naming a tid) and says
+    /// what became of each trade, plus a pause reason when WDT refused our configuration.
+    async fn push(&self, shop: &str, batch: Vec<Ready>) -> (Vec<Settlement>, Option<String>) {
+        let mut settlements = Vec::with_capacity(batch.len());
+        let mut parts = VecDeque::from([batch]);
+        while let Some(part) = parts.pop_front() {
+            let trades: Vec<&TradeOrder> = part.iter().map(|r| &r.trade).collect();
+            let reply = self.client.trade_push(shop, &trades).await;
+            let verdict = self.classifier.classify(&reply);
+            let now = now_ms();
+            let attempt = attempt_of(now, &reply, &verdict);
+            let settle = |ready: Ready, outcome: Outcome| Settlement {
+                ready,
+                attempt: attempt.clone(),
+                outcome,
+            };
+            match verdict {
+                Verdict::Delivered { new_count, chg_count } => {
+                    tracing::info!(shop_no = shop, trades = part.len(), new_count, chg_count, "delivered");
+                    settlements.extend(part.into_iter().map(|r| settle(r, Outcome::Delivered { new_count, chg_count })));
+                }
+                Verdict::Transient {
+                    reason,
+                    retry_after,
+                    throttled,
+                } => {
+                    tracing::warn!(shop_no = shop, trades = part.len(), %reason, throttled, "push failed; will retry");
+                    for ready in part {
+                        let outcome = self.retry_or_give_up(&ready, now, &reason, throttled, retry_after);
+                        settlements.push(settle(ready, outcome));
+                    }
+                    // The rest of the batch was not tried; it stays at the head of the queue.
+                    return (settlements, None);
+                }
+                Verdict::Config { reason } => {
+                    settlements.extend(part.into_iter().map(|r| settle(r, Outcome::Keep)));
+                    return (settlements, Some(reason));
+                }
+                Verdict::RejectedTids { rejected } => {
+                    let named: HashMap<&str, &str> =
+                        rejected.iter().map(|(tid, error)| (tid.as_str(), error.as_str())).collect();
+                    if part.iter().any(|r| named.contains_key(r.key.tid.as_str())) {
+                        for ready in part {
+                            if let Some(error) = named.get(ready.key.tid.as_str()) {
+                                let reason = format!("rejected by WDT: {error}");
+                                tracing::warn!(shop_no = shop, tid = %ready.key.tid, %reason, "dead-lettered");
+                                settlements.push(settle(ready, Outcome::Dead { reason }));
+                            }
+                            // The others are pushed again from the queue head on the next round.
+                        }
+                    } else {
+                        // WDT named tids this call did not hold: treat as an unnamed rejection.
+                        self.reject_part(part, &attempt, &mut parts, &mut settlements, shop);
+                    }
+                }
+                Verdict::Rejected { reason } => {
+                    tracing::warn!(shop_no = shop, trades = part.len(), %reason, "call rejected");
+                    self.reject_part(part, &attempt, &mut parts, &mut settlements, shop);
+                }
+            }
+        }
+        (settlements, None)
+    }
+
+    /// A rejection that names no tid: a single trade is the culprit; a larger part is split
+    /// in two and each half is pushed on its own.
+    fn reject_part(
+        &self,
+        mut part: Vec<Ready>,
+        attempt: &Attempt,
+        parts: &mut VecDeque<Vec<Ready>>,
+        settlements: &mut Vec<Settlement>,
+        shop: &str,
+    ) {
+        if part.len() == 1 {
+            let ready = part.remove(0);
+            let reason = format!("rejected by WDT: {}", attempt.message);
+            tracing::warn!(shop_no = shop, tid = %ready.key.tid, %reason, "dead-lettered");
+            settlements.push(Settlement {
+                ready,
+                attempt: attempt.clone(),
+                outcome: Outcome::Dead { reason },
+            });
+        } else {
+            let second = part.split_off(part.len() / 2);
+            parts.push_front(second);
+            parts.push_front(part);
+        }
+    }
+
+    fn retry_or_give_up(
+        &self,
+        ready: &Ready,
+        now: i64,
+        reason: &str,
+        throttled: bool,
+        retry_after: Option<Duration>,
+    ) -> Outcome {
+        let failing_since = if ready.first_attempt_at_ms > 0 { ready.first_attempt_at_ms } else { now };
+        let max_age_ms = (self.policy.max_age_secs as i64).saturating_mul(1000);
+        if now - failing_since >= max_age_ms {
+            return Outcome::Dead {
+                reason: format!(
+                    "gave up after {} attempts over {} s; last error: {reason}",
+                    ready.attempts + 1,
+                    (now - failing_since) / 1000
+                ),
+            };
+        }
+        let delay = backoff(&self.policy, ready.attempts + 1, throttled, retry_after, &mut rand::rng());
+        Outcome::Retry {
+            due_ms: now + delay.as_millis() as i64,
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: a uniform delay between 0 and
+/// `min(cap, base·2^(attempt−1))` (times `throttle_factor` after throttling, still capped),
+/// and never less than the server's `Retry-After`.
+pub fn backoff(
+    policy: &RetryPolicy,
+    attempt: u32,
+    throttled: bool,
+    retry_after: Option<Duration>,
+    rng: &mut impl Rng,
+) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(32);
+    let mut ceiling = policy.base_ms.saturating_mul(1u64 << exponent);
+    if throttled {
+        ceiling = ceiling.saturating_mul(policy.throttle_factor.max(1));
+    }
+    let ceiling = ceiling.min(policy.cap_ms);
+    let jittered = Duration::from_millis(rng.random_range(0..=ceiling));
+    jittered.max(retry_after.unwrap_or_default())
+}
+
+fn attempt_of(at_ms: i64, reply: &Reply, verdict: &Verdict) -> Attempt {
+    let (http_status, code, message) = match reply {
+        Reply::Transport(error) => (0, None, error.clone()),
+        Reply::Http { status, answer, .. } => match answer {
+            Ok(a) => (u32::from(*status), Some(a.code), a.message.clone()),
+            Err(e) => (u32::from(*status), None, e.clone()),
+        },
+    };
+    let outcome = match verdict {
+        Verdict::Delivered { .. } => "delivered",
+        Verdict::Transient { throttled: true, .. } => "throttled",
+        Verdict::Transient { .. } => "transient",
+        Verdict::Config { .. } => "config",
+        Verdict::RejectedTids { .. } | Verdict::Rejected { .. } => "rejected",
+    };
+    Attempt {
+        at_ms,
+        outcome: outcome.to_owned(),
+        http_status,
+        code,
+        message,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    /// The backoff ceiling doubles per attempt up to the cap, throttling raises it, and a
+    /// `Retry-After` is a floor.
+    #[test]
+    fn backoff_schedule() {
+        let policy = RetryPolicy::default();
+        let mut rng = StdRng::seed_from_u64(7);
+        for attempt in 1..20u32 {
+            let ceiling = (1000u64 << (attempt - 1).min(32)).min(300_000);
+            for _ in 0..50 {
+                let d = backoff(&policy, attempt, false, None, &mut rng);
+                assert!(d <= Duration::from_millis(ceiling), "attempt {attempt}: {d:?}");
+            }
+        }
+        let throttled_max = (0..200)
+            .map(|_| backoff(&policy, 1, true, None, &mut rng))
+            .max()
+            .unwrap();
+        assert!(throttled_max > Duration::from_millis(1000) && throttled_max <= Duration::from_millis(4000));
+        let floor = backoff(&policy, 1, false, Some(Duration::from_secs(90)), &mut rng);
+        assert!(floor >= Duration::from_secs(90));
+    }
+}

@@ -1,0 +1,105 @@
+//! Ingest's errors and the one place they become HTTP answers and gRPC statuses.
+//!
+//! Every HTTP error body is JSON `{"code": <http status>, "message": "..."}`; a rejected
+//! record adds `record`, `tid` and `field`.
+
+use crate::callback::CallbackError;
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tonic::{Code, Status};
+use wdtpipe_common::rejection;
+use wdtpipe_proto::v1::RecordRejection;
+
+/// Seconds a sender is asked to wait before retrying a 503.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    NoRecords(&'static str),
+    #[error("{}", rejection::message(.0))]
+    Invalid(RecordRejection),
+    #[error("unsupported content type {0:?}: send application/json")]
+    UnsupportedMediaType(String),
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
+    /// The next stage cannot take the request now; the sender should retry.
+    #[error("pipeline unavailable, retry later: {0}")]
+    Unavailable(String),
+    /// The next stage failed in a way retrying will not fix.
+    #[error("pipeline error: {0}")]
+    Downstream(String),
+}
+
+impl From<CallbackError> for IngestError {
+    fn from(error: CallbackError) -> Self {
+        match error {
+            CallbackError::Malformed(m) => IngestError::Malformed(m),
+            CallbackError::NoRecords(m) => IngestError::NoRecords(m),
+            CallbackError::Invalid(r) => IngestError::Invalid(r),
+        }
+    }
+}
+
+impl IngestError {
+    /// Classifies a failure of the call to transform.
+    pub fn from_downstream(status: Status) -> Self {
+        if let Some(rejection) = rejection::from_status(&status) {
+            return IngestError::Invalid(rejection);
+        }
+        match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled | Code::Aborted => {
+                IngestError::Unavailable(status.message().to_owned())
+            }
+            _ => IngestError::Downstream(format!("{:?}: {}", status.code(), status.message())),
+        }
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            IngestError::Malformed(_) => StatusCode::BAD_REQUEST,
+            IngestError::NoRecords(_) | IngestError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Downstream(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let mut body = json!({"code": status.as_u16(), "message": self.to_string()});
+        if let IngestError::Invalid(r) = &self {
+            body["record"] = json!(r.position);
+            body["tid"] = json!(r.tid);
+            body["field"] = json!(r.field);
+        }
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
+impl From<IngestError> for Status {
+    fn from(error: IngestError) -> Self {
+        match &error {
+            IngestError::Invalid(r) => rejection::to_status(r),
+            IngestError::Malformed(_) | IngestError::NoRecords(_) | IngestError::UnsupportedMediaType(_) => {
+                Status::invalid_argument(error.to_string())
+            }
+            IngestError::TooLarge(_) => Status::resource_exhausted(error.to_string()),
+            IngestError::Unavailable(_) => Status::unavailable(error.to_string()),
+            IngestError::Downstream(_) => Status::internal(error.to_string()),
+        }
+    }
+}

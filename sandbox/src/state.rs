@@ -1,0 +1,224 @@
+//! What the sandbox remembers: the accepted trades per `(shop_no, tid)` and the call log.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use wdtpipe_common::decimal::{Dec, parse_decimal};
+
+/// How many calls the log keeps; older ones are forgotten first.
+pub const CALL_LOG_CAPACITY: usize = 100_000;
+
+/// The latest accepted version of one raw order, with every version before it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptedTrade {
+    /// The shop the trade was pushed for.
+    pub shop_no: String,
+    /// The trade's `tid`.
+    pub tid: String,
+    /// The latest accepted version, exactly the JSON object received.
+    pub trade: Value,
+    /// How many times this tid was accepted.
+    pub versions: u64,
+    /// Every accepted version, oldest first.
+    pub history: Vec<Value>,
+    /// When the first version was accepted (Unix milliseconds).
+    pub first_accepted_ms: i64,
+    /// When the latest version was accepted (Unix milliseconds).
+    pub last_accepted_ms: i64,
+}
+
+/// One `trade_push.php` call as the sandbox answered it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// When the call was answered (Unix milliseconds).
+    pub at_ms: i64,
+    /// The call's `shop_no` (empty when absent).
+    pub shop_no: String,
+    /// The call's `switch` (1 when absent or unreadable).
+    pub switch: u8,
+    /// The tids found in `trade_list` (empty when it was not a JSON array).
+    pub tids: Vec<String>,
+    /// Whether the signature was checked and matched.
+    pub sign_ok: bool,
+    /// The WDT `code` answered; -1 when a fault answered at the HTTP level or dropped the call.
+    pub code: i64,
+    /// The WDT `message` answered (or a note on the injected fault).
+    pub message: String,
+    /// The HTTP status answered; 0 when the connection was dropped.
+    pub http_status: u16,
+    /// Trades created by this call.
+    pub new_count: u64,
+    /// Trades updated by this call.
+    pub chg_count: u64,
+}
+
+/// Accepted trades and the bounded call log.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    trades: BTreeMap<(String, String), AcceptedTrade>,
+    calls: VecDeque<CallRecord>,
+}
+
+impl Store {
+    /// Every accepted trade, sorted by `(shop_no, tid)`.
+    pub(crate) fn trades(&self) -> Vec<AcceptedTrade> {
+        self.trades.values().cloned().collect()
+    }
+
+    /// The trade with this tid; when several shops pushed it, the most recently accepted.
+    pub(crate) fn trade(&self, tid: &str) -> Option<AcceptedTrade> {
+        self.trades
+            .values()
+            .filter(|t| t.tid == tid)
+            .max_by_key(|t| t.last_accepted_ms)
+            .cloned()
+    }
+
+    /// The call log, oldest first.
+    pub(crate) fn calls(&self) -> Vec<CallRecord> {
+        self.calls.iter().cloned().collect()
+    }
+
+    /// Forgets trades and calls.
+    pub(crate) fn reset(&mut self) {
+        self.trades.clear();
+        self.calls.clear();
+    }
+
+    /// Appends to the call log, forgetting the oldest call past [`CALL_LOG_CAPACITY`].
+    pub(crate) fn record(&mut self, call: CallRecord) {
+        if self.calls.len() >= CALL_LOG_CAPACITY {
+            self.calls.pop_front();
+        }
+        self.calls.push_back(call);
+    }
+
+    /// The first rule a new version of `(shop_no, tid)` breaks against what was accepted
+    /// before: a line's `num` and `price` are fixed by the first accepted version holding
+    /// its `oid`.
+    pub(crate) fn conflict(&self, shop_no: &str, tid: &str, trade: &Value) -> Option<String> {
+        let existing = self.trades.get(&(shop_no.to_owned(), tid.to_owned()))?;
+        let mut fixed: HashMap<&str, (Option<Dec>, Option<Dec>)> = HashMap::new();
+        for version in &existing.history {
+            for line in lines(version) {
+                if let Some(oid) = line.get("oid").and_then(Value::as_str) {
+                    fixed
+                        .entry(oid)
+                        .or_insert_with(|| (amount(line, "num"), amount(line, "price")));
+                }
+            }
+        }
+        lines(trade).find_map(|line| {
+            let oid = line.get("oid").and_then(Value::as_str)?;
+            let (num, price) = fixed.get(oid)?;
+            (*num != amount(line, "num") || *price != amount(line, "price"))
+                .then(|| format!("oid {oid}: num/price 不能修改"))
+        })
+    }
+
+    /// Stores every trade of an accepted call; answers `(new_count, chg_count)`.
+    pub(crate) fn accept(
+        &mut self,
+        shop_no: &str,
+        trades: Vec<(String, Value)>,
+        now_ms: i64,
+    ) -> (u64, u64) {
+        let (mut new_count, mut chg_count) = (0, 0);
+        for (tid, trade) in trades {
+            match self.trades.get_mut(&(shop_no.to_owned(), tid.clone())) {
+                Some(existing) => {
+                    existing.versions += 1;
+                    existing.history.push(trade.clone());
+                    existing.trade = trade;
+                    existing.last_accepted_ms = now_ms;
+                    chg_count += 1;
+                }
+                None => {
+                    let accepted = AcceptedTrade {
+                        shop_no: shop_no.to_owned(),
+                        tid: tid.clone(),
+                        trade: trade.clone(),
+                        versions: 1,
+                        history: vec![trade],
+                        first_accepted_ms: now_ms,
+                        last_accepted_ms: now_ms,
+                    };
+                    self.trades.insert((shop_no.to_owned(), tid), accepted);
+                    new_count += 1;
+                }
+            }
+        }
+        (new_count, chg_count)
+    }
+}
+
+fn lines(trade: &Value) -> impl Iterator<Item = &Value> {
+    trade
+        .get("order_list")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// A line amount compared by value, so `"2"` and `"2.00"` are the same quantity.
+fn amount(line: &Value, key: &str) -> Option<Dec> {
+    line.get(key)
+        .and_then(Value::as_str)
+        .and_then(|text| parse_decimal(text).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn version(num: &str, price: &str) -> Value {
+        json!({"tid": "T1", "order_list": [{"oid": "O1", "num": num, "price": price}]})
+    }
+
+    /// A second version counts as a change, keeps history, and num/price are compared by value.
+    #[test]
+    fn versions_and_fixed_lines() {
+        let mut store = Store::default();
+        assert_eq!(
+            store.accept("S", vec![("T1".into(), version("2", "10.5"))], 1),
+            (1, 0)
+        );
+        assert_eq!(store.conflict("S", "T1", &version("2.00", "10.50")), None);
+        assert_eq!(store.conflict("OTHER", "T1", &version("3", "10.5")), None);
+        assert_eq!(
+            store.conflict("S", "T1", &version("3", "10.5")).as_deref(),
+            Some("oid O1: num/price 不能修改")
+        );
+        assert_eq!(
+            store.accept("S", vec![("T1".into(), version("2", "10.5"))], 2),
+            (0, 1)
+        );
+        let trade = store.trade("T1").unwrap();
+        assert_eq!((trade.versions, trade.history.len()), (2, 2));
+        assert_eq!((trade.first_accepted_ms, trade.last_accepted_ms), (1, 2));
+    }
+
+    /// The call log keeps only the newest calls.
+    #[test]
+    fn call_log_is_bounded() {
+        let mut store = Store::default();
+        for at_ms in 0..(CALL_LOG_CAPACITY as i64 + 5) {
+            store.record(CallRecord {
+                at_ms,
+                shop_no: String::new(),
+                switch: 1,
+                tids: Vec::new(),
+                sign_ok: true,
+                code: 0,
+                message: String::new(),
+                http_status: 200,
+                new_count: 0,
+                chg_count: 0,
+            });
+        }
+        let calls = store.calls();
+        assert_eq!(calls.len(), CALL_LOG_CAPACITY);
+        assert_eq!(calls[0].at_ms, 5);
+    }
+}
