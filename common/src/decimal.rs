@@ -101,7 +101,9 @@ mod tests {
         for ok in ["0", "12", "12.50", "-3.2", "007", "0.0001"] {
             assert!(parse_decimal(ok).is_ok(), "{ok}");
         }
-        for bad in ["+1", ".5", "1.", "1e3", "abc", "1,5", "- 1", "12.3.4", "NaN", "１２"] {
+        for bad in [
+            "+1", ".5", "1.", "1e3", "abc", "1,5", "- 1", "12.3.4", "NaN", "１２",
+        ] {
             assert_eq!(parse_decimal(bad), Err(DecimalError::NotADecimal), "{bad}");
         }
         assert_eq!(parse_decimal(""), Ok(Decimal::ZERO));

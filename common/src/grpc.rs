@@ -45,7 +45,10 @@ impl Default for ClientTimeouts {
 
 /// A lazily connecting channel: stages may start in any order, and the channel reconnects
 /// by itself when the peer comes back.
-pub fn lazy_channel(url: &str, timeouts: ClientTimeouts) -> Result<Channel, tonic::transport::Error> {
+pub fn lazy_channel(
+    url: &str,
+    timeouts: ClientTimeouts,
+) -> Result<Channel, tonic::transport::Error> {
     let url = if url.contains("://") {
         url.to_owned()
     } else {

@@ -24,7 +24,12 @@ impl fmt::Display for Display<'_> {
 }
 
 /// Builds a rejection.
-pub fn rejection(position: u32, tid: &str, field: impl Into<String>, rule: impl Into<String>) -> RecordRejection {
+pub fn rejection(
+    position: u32,
+    tid: &str,
+    field: impl Into<String>,
+    rule: impl Into<String>,
+) -> RecordRejection {
     RecordRejection {
         position,
         tid: tid.to_owned(),
@@ -57,7 +62,12 @@ mod tests {
 
     #[test]
     fn renders_with_and_without_tid() {
-        let r = rejection(2, "T1001", "details_list[1].goods_no/spec_no", "goods_no and spec_no are both empty");
+        let r = rejection(
+            2,
+            "T1001",
+            "details_list[1].goods_no/spec_no",
+            "goods_no and spec_no are both empty",
+        );
         assert_eq!(
             message(&r),
             "record 2 (tid T1001): details_list[1].goods_no/spec_no: goods_no and spec_no are both empty"

@@ -94,7 +94,10 @@ mod tests {
              09-page_size:0002-40;03-sid:0005-test2;10-start_time:0019-2016-08-01 12:00:00;\
              09-timestamp:0010-1470042310"
         );
-        assert_eq!(sign(VENDOR.iter().copied(), "12345"), "ad4e6fe037ea6e3ba4768317be9d1309");
+        assert_eq!(
+            sign(VENDOR.iter().copied(), "12345"),
+            "ad4e6fe037ea6e3ba4768317be9d1309"
+        );
     }
 
     /// Lengths count code points, not bytes: the CJK vector from WDT_API.md.
@@ -130,7 +133,11 @@ mod tests {
     #[test]
     fn verify_accepts_uppercase_and_rejects_tampering() {
         let good = sign(VENDOR.iter().copied(), "12345");
-        assert!(verify(VENDOR.iter().copied(), "12345", &good.to_uppercase()));
+        assert!(verify(
+            VENDOR.iter().copied(),
+            "12345",
+            &good.to_uppercase()
+        ));
         assert!(!verify(VENDOR.iter().copied(), "12346", &good));
         assert!(!verify(VENDOR.iter().copied(), "12345", &good[1..]));
     }

@@ -5,9 +5,9 @@
 //! digits) or milliseconds (13 digits). Fractions of a second are dropped. WDT's own "no
 //! time" value `0000-00-00 00:00:00` reads as empty.
 
+use jiff::Timestamp;
 use jiff::civil::DateTime;
 use jiff::tz::Offset;
-use jiff::Timestamp;
 
 /// WDT's "no time" value, also what `pay_time` is when unpaid.
 pub const ZERO_TIME: &str = "0000-00-00 00:00:00";

@@ -31,9 +31,22 @@ pub struct Classifier {
 
 /// Phrases of throttling answers ("exceeds the per-minute call frequency", "concurrency",
 /// "retry later").
-const THROTTLE_PHRASES: &[&str] = &["频率", "并发", "稍后重试", "too many requests", "rate limit"];
+const THROTTLE_PHRASES: &[&str] = &[
+    "频率",
+    "并发",
+    "稍后重试",
+    "too many requests",
+    "rate limit",
+];
 /// Phrases that point at our credentials or clock rather than at a trade.
-const CONFIG_PHRASES: &[&str] = &["签名", "时间戳", "卖家账号", "接口账号", "appkey", "appsecret"];
+const CONFIG_PHRASES: &[&str] = &[
+    "签名",
+    "时间戳",
+    "卖家账号",
+    "接口账号",
+    "appkey",
+    "appsecret",
+];
 /// Words (at a word start) that point at our credentials or clock.
 const CONFIG_WORDS: &[&str] = &["sign", "timestamp", "sid"];
 
@@ -90,7 +103,9 @@ impl Classifier {
             return Verdict::RejectedTids { rejected };
         }
         let lower = answer.message.to_lowercase();
-        if self.retryable_codes.contains(&answer.code) || THROTTLE_PHRASES.iter().any(|p| lower.contains(p)) {
+        if self.retryable_codes.contains(&answer.code)
+            || THROTTLE_PHRASES.iter().any(|p| lower.contains(p))
+        {
             return Verdict::Transient {
                 reason,
                 retry_after,
@@ -167,7 +182,10 @@ mod tests {
 
     #[test]
     fn the_design_table() {
-        assert!(matches!(classify(&Reply::Transport("refused".into())), Verdict::Transient { .. }));
+        assert!(matches!(
+            classify(&Reply::Transport("refused".into())),
+            Verdict::Transient { .. }
+        ));
         let http = |status| Reply::Http {
             status,
             retry_after: Some(Duration::from_secs(3)),
@@ -175,9 +193,19 @@ mod tests {
         };
         assert!(matches!(
             classify(&http(503)),
-            Verdict::Transient { retry_after: Some(_), throttled: false, .. }
+            Verdict::Transient {
+                retry_after: Some(_),
+                throttled: false,
+                ..
+            }
         ));
-        assert!(matches!(classify(&http(429)), Verdict::Transient { throttled: true, .. }));
+        assert!(matches!(
+            classify(&http(429)),
+            Verdict::Transient {
+                throttled: true,
+                ..
+            }
+        ));
         assert!(matches!(classify(&http(404)), Verdict::Config { .. }));
         assert!(matches!(classify(&http(200)), Verdict::Transient { .. }));
         assert_eq!(
@@ -187,8 +215,17 @@ mod tests {
                 chg_count: 0
             }
         );
-        for throttled in [answer(5, "超过每分钟最大调用频率限制,请稍后重试"), answer(1040, "busy")] {
-            assert!(matches!(classify(&throttled), Verdict::Transient { throttled: true, .. }));
+        for throttled in [
+            answer(5, "超过每分钟最大调用频率限制,请稍后重试"),
+            answer(1040, "busy"),
+        ] {
+            assert!(matches!(
+                classify(&throttled),
+                Verdict::Transient {
+                    throttled: true,
+                    ..
+                }
+            ));
         }
         for config in [
             answer(102, "签名错误 (sign mismatch)"),
@@ -198,16 +235,29 @@ mod tests {
             answer(101, "appkey不存在"),
             answer(7, "anything"),
         ] {
-            assert!(matches!(classify(&config), Verdict::Config { .. }), "{config:?}");
+            assert!(
+                matches!(classify(&config), Verdict::Config { .. }),
+                "{config:?}"
+            );
         }
         assert_eq!(
-            classify(&answer(99, r#"[{"tid":"T1","error":"bad"},{"tid":2,"error":"worse"}]"#)),
+            classify(&answer(
+                99,
+                r#"[{"tid":"T1","error":"bad"},{"tid":2,"error":"worse"}]"#
+            )),
             Verdict::RejectedTids {
                 rejected: vec![("T1".into(), "bad".into()), ("2".into(), "worse".into())]
             }
         );
-        for rejected in [answer(99, "buyer_nick 不能为空"), answer(99, "design fault"), answer(99, "[]")] {
-            assert!(matches!(classify(&rejected), Verdict::Rejected { .. }), "{rejected:?}");
+        for rejected in [
+            answer(99, "buyer_nick 不能为空"),
+            answer(99, "design fault"),
+            answer(99, "[]"),
+        ] {
+            assert!(
+                matches!(classify(&rejected), Verdict::Rejected { .. }),
+                "{rejected:?}"
+            );
         }
     }
 }

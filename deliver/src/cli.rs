@@ -9,7 +9,11 @@ use wdtpipe_common::telemetry::LogFormat;
 
 /// Settings of `deliver`; each flag also reads the environment variable named beside it.
 #[derive(Debug, Clone, Default, clap::Parser)]
-#[command(name = "deliver", version, about = "wdt-pipeline deliver stage: durable outbox and WDT trade_push")]
+#[command(
+    name = "deliver",
+    version,
+    about = "wdt-pipeline deliver stage: durable outbox and WDT trade_push"
+)]
 pub struct Args {
     /// TOML file with `DeliverConfig` fields; environment and flags override it.
     #[arg(long, env = "DELIVER_CONFIG")]

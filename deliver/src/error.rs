@@ -23,7 +23,9 @@ impl From<DeliverError> for Status {
     fn from(error: DeliverError) -> Self {
         match &error {
             DeliverError::InvalidRequest(_) => Status::invalid_argument(error.to_string()),
-            DeliverError::Store(StoreError::Closed) => Status::unavailable("deliver is shutting down"),
+            DeliverError::Store(StoreError::Closed) => {
+                Status::unavailable("deliver is shutting down")
+            }
             DeliverError::Store(_) => Status::unavailable(format!("outbox unavailable: {error}")),
             _ => Status::internal(error.to_string()),
         }

@@ -8,8 +8,8 @@ use tonic::{Request, Response, Status};
 use wdtpipe_common::now_ms;
 use wdtpipe_proto::v1::deliver_server::Deliver;
 use wdtpipe_proto::v1::{
-    DeliveryState, EnqueueRequest, EnqueueResponse, GetStatusRequest, GetStatusResponse, OutboxEntry,
-    TradeStatus,
+    DeliveryState, EnqueueRequest, EnqueueResponse, GetStatusRequest, GetStatusResponse,
+    OutboxEntry, TradeStatus,
 };
 
 /// Longest tid or shop number accepted into the outbox, in bytes.
@@ -43,7 +43,11 @@ fn validate(request: &EnqueueRequest) -> Result<(), DeliverError> {
                 return invalid(format!("record {}: tid empty or too long", i + 1));
             }
             if trade.shop_no.is_empty() || trade.shop_no.len() > MAX_KEY_BYTES {
-                return invalid(format!("record {} (tid {}): shop_no empty or too long", i + 1, trade.tid));
+                return invalid(format!(
+                    "record {} (tid {}): shop_no empty or too long",
+                    i + 1,
+                    trade.tid
+                ));
             }
         }
     }
@@ -53,7 +57,10 @@ fn validate(request: &EnqueueRequest) -> Result<(), DeliverError> {
 #[tonic::async_trait]
 impl Deliver for DeliverService {
     #[tracing::instrument(skip_all, fields(records = request.get_ref().records.len()))]
-    async fn enqueue(&self, request: Request<EnqueueRequest>) -> Result<Response<EnqueueResponse>, Status> {
+    async fn enqueue(
+        &self,
+        request: Request<EnqueueRequest>,
+    ) -> Result<Response<EnqueueResponse>, Status> {
         let request = request.into_inner();
         validate(&request)?;
         let done = self
@@ -64,13 +71,21 @@ impl Deliver for DeliverService {
         let duplicates = done.results.iter().filter(|r| r.duplicate).count();
         tracing::debug!(duplicates, "enqueued");
         self.delivery.notify(done.ready_shops);
-        Ok(Response::new(EnqueueResponse { results: done.results }))
+        Ok(Response::new(EnqueueResponse {
+            results: done.results,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(tid = %request.get_ref().tid))]
-    async fn get_status(&self, request: Request<GetStatusRequest>) -> Result<Response<GetStatusResponse>, Status> {
+    async fn get_status(
+        &self,
+        request: Request<GetStatusRequest>,
+    ) -> Result<Response<GetStatusResponse>, Status> {
         let tid = request.into_inner().tid;
-        let entries = self.outbox.entries_for_tid(&tid).map_err(DeliverError::from)?;
+        let entries = self
+            .outbox
+            .entries_for_tid(&tid)
+            .map_err(DeliverError::from)?;
         let paused = self.delivery.paused_shops();
         let trades = entries
             .into_iter()
@@ -93,7 +108,11 @@ fn status_of(entry: OutboxEntry, shop_paused: String) -> TradeStatus {
         record_id: entry.record_id,
         received_at_ms: entry.received_at_ms,
         attempts: entry.attempts,
-        last_error: if entry.dead_reason.is_empty() { entry.last_error } else { entry.dead_reason },
+        last_error: if entry.dead_reason.is_empty() {
+            entry.last_error
+        } else {
+            entry.dead_reason
+        },
         next_attempt_at_ms: entry.next_attempt_at_ms,
         delivered_at_ms: entry.delivered_at_ms,
         new_count: entry.new_count,

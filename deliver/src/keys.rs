@@ -152,13 +152,27 @@ mod tests {
     #[test]
     fn keys_roundtrip_and_sort_by_sequence() {
         let key = TradeKey::new("T\u{0}1", "SHOP:01");
-        assert_eq!(TradeKey::from_entry_key(&key.entry_key()), Some(key.clone()));
+        assert_eq!(
+            TradeKey::from_entry_key(&key.entry_key()),
+            Some(key.clone())
+        );
         assert_eq!(TradeKey::decode_pair(&key.encode_pair()), Some(key));
         assert!(ready_key("S", 2) < ready_key("S", 256));
         assert!(waiting_key(5, 9) < waiting_key(6, 1));
         assert_eq!(parse_waiting_key(&waiting_key(1234, 77)), Some((1234, 77)));
-        assert_eq!(shop_of_ready_key(&ready_key("S1", 3)).as_deref(), Some("S1"));
-        assert!(TradeKey::new("T1", "A").entry_key().starts_with(&entry_prefix("T1")));
-        assert!(!TradeKey::new("T10", "A").entry_key().starts_with(&entry_prefix("T1")));
+        assert_eq!(
+            shop_of_ready_key(&ready_key("S1", 3)).as_deref(),
+            Some("S1")
+        );
+        assert!(
+            TradeKey::new("T1", "A")
+                .entry_key()
+                .starts_with(&entry_prefix("T1"))
+        );
+        assert!(
+            !TradeKey::new("T10", "A")
+                .entry_key()
+                .starts_with(&entry_prefix("T1"))
+        );
     }
 }

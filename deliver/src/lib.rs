@@ -35,7 +35,8 @@ pub async fn serve(
 ) -> Result<(), DeliverError> {
     config.validate()?;
     let dir = config.data_dir.join("outbox");
-    std::fs::create_dir_all(&dir).map_err(|e| DeliverError::Store(store::StoreError::Sled(e.into())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| DeliverError::Store(store::StoreError::Sled(e.into())))?;
     let outbox = Arc::new(tokio::task::spawn_blocking(move || Outbox::open(&dir)).await??);
     let client = WdtClient::new(config.wdt.clone())?;
     tracing::info!(endpoint = client.endpoint(), sid = %config.wdt.sid, "delivering to WDT");
@@ -43,14 +44,25 @@ pub async fn serve(
         retryable_codes: config.retryable_codes.clone(),
         config_codes: config.config_codes.clone(),
     };
-    let delivery = Delivery::start(Arc::clone(&outbox), client, classifier, config.retry.clone(), config.batch_size)?;
+    let delivery = Delivery::start(
+        Arc::clone(&outbox),
+        client,
+        classifier,
+        config.retry.clone(),
+        config.batch_size,
+    )?;
 
     let (health_reporter, health_service) = rpc::health();
     health_reporter
         .set_service_status("wdtpipe.v1.Deliver", ServingStatus::Serving)
         .await;
-    health_reporter.set_service_status("", ServingStatus::Serving).await;
-    let service = DeliverServer::new(grpc::DeliverService::new(Arc::clone(&outbox), Arc::clone(&delivery)));
+    health_reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    let service = DeliverServer::new(grpc::DeliverService::new(
+        Arc::clone(&outbox),
+        Arc::clone(&delivery),
+    ));
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "deliver listening");
     let result = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -58,10 +70,11 @@ pub async fn serve(
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
-    delivery.stop(Duration::from_millis(config.drain_timeout_ms)).await;
+    delivery
+        .stop(Duration::from_millis(config.drain_timeout_ms))
+        .await;
     let closing = Arc::clone(&outbox);
     tokio::task::spawn_blocking(move || closing.close()).await??;
     tracing::info!("deliver stopped");
     result.map_err(DeliverError::from)
 }
-

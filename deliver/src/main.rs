@@ -9,6 +9,11 @@ async fn main() -> anyhow::Result<()> {
     wdtpipe_common::telemetry::init(args.log_format());
     let config = args.into_config()?;
     let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
-    wdtpipe_deliver::serve(config, listener, wdtpipe_common::shutdown::shutdown_signal()).await?;
+    wdtpipe_deliver::serve(
+        config,
+        listener,
+        wdtpipe_common::shutdown::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

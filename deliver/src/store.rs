@@ -123,7 +123,10 @@ impl std::fmt::Debug for Outbox {
 impl Outbox {
     /// Opens (or creates) the outbox in `dir` and starts its writer thread.
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
         let tree = db.open_tree("outbox")?;
         let next_seq = match tree.get(keys::SEQ)? {
             Some(v) => u64::from_be_bytes(
@@ -179,7 +182,11 @@ impl Outbox {
     }
 
     /// Writes back what pushing some trades did. Returns shops with ready work.
-    pub async fn settle(&self, settlements: Vec<Settlement>, now_ms: i64) -> Result<BTreeSet<String>> {
+    pub async fn settle(
+        &self,
+        settlements: Vec<Settlement>,
+        now_ms: i64,
+    ) -> Result<BTreeSet<String>> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Settle {
             settlements,
@@ -204,7 +211,8 @@ impl Outbox {
                 break;
             }
             let (_, tid) = item?;
-            let tid = std::str::from_utf8(&tid).map_err(|_| StoreError::Corrupt("queued tid".into()))?;
+            let tid =
+                std::str::from_utf8(&tid).map_err(|_| StoreError::Corrupt("queued tid".into()))?;
             let key = TradeKey::new(tid, shop_no);
             let Some(entry) = self.entry(&key)? else {
                 tracing::warn!(tid, shop_no, "queue item without entry; skipped");
@@ -243,7 +251,8 @@ impl Outbox {
             if !key.starts_with(keys::READY) {
                 break;
             }
-            let shop = keys::shop_of_ready_key(&key).ok_or_else(|| StoreError::Corrupt("ready key".into()))?;
+            let shop = keys::shop_of_ready_key(&key)
+                .ok_or_else(|| StoreError::Corrupt("ready key".into()))?;
             // Jump past every key of this shop.
             from = keys::ready_key(&shop, u64::MAX);
             from.push(0);
@@ -254,7 +263,10 @@ impl Outbox {
 
     /// The entry of a tid in a shop.
     pub fn entry(&self, key: &TradeKey) -> Result<Option<OutboxEntry>> {
-        self.tree.get(key.entry_key())?.map(|v| decode(&v)).transpose()
+        self.tree
+            .get(key.entry_key())?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     /// Every entry for a tid (one per shop that holds it).
@@ -275,7 +287,10 @@ impl Outbox {
 
     /// What deliver remembers of a record id.
     pub fn record(&self, record_id: &str) -> Result<Option<RecordMeta>> {
-        self.tree.get(keys::record_key(record_id))?.map(|v| decode(&v)).transpose()
+        self.tree
+            .get(keys::record_key(record_id))?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     /// Number of trades waiting (ready or retrying).
@@ -285,7 +300,12 @@ impl Outbox {
 
     /// Stops the writer after it applied everything already sent, then flushes.
     pub fn close(&self) -> Result<()> {
-        drop(self.commands.lock().unwrap_or_else(|e| e.into_inner()).take());
+        drop(
+            self.commands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         if let Some(handle) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = handle.join();
         }
@@ -350,7 +370,10 @@ struct Writer {
 /// A command's answer, sent only after the group is on disk.
 enum Answer {
     Enqueue(oneshot::Sender<Result<Enqueued>>, Result<Enqueued>),
-    Settle(oneshot::Sender<Result<BTreeSet<String>>>, Result<BTreeSet<String>>),
+    Settle(
+        oneshot::Sender<Result<BTreeSet<String>>>,
+        Result<BTreeSet<String>>,
+    ),
     Promote(oneshot::Sender<Result<Promoted>>, Result<Promoted>),
 }
 
@@ -441,7 +464,13 @@ impl Writer {
                 now_ms,
                 reply,
             } => {
-                let result = enqueue(&mut txn, &mut self.next_seq, records, &idempotency_key, now_ms);
+                let result = enqueue(
+                    &mut txn,
+                    &mut self.next_seq,
+                    records,
+                    &idempotency_key,
+                    now_ms,
+                );
                 (Answer::Enqueue(reply, result), txn.own)
             }
             Command::Settle {
@@ -472,8 +501,8 @@ fn enqueue(
     now_ms: i64,
 ) -> Result<Enqueued> {
     let mut done = Enqueued::default();
-    let request_seen = !idempotency_key.is_empty()
-        && txn.get(&keys::idempotency_key(idempotency_key))?.is_some();
+    let request_seen =
+        !idempotency_key.is_empty() && txn.get(&keys::idempotency_key(idempotency_key))?.is_some();
     let mut all_tids = Vec::new();
     for record in records {
         let duplicate = request_seen || txn.get(&keys::record_key(&record.record_id))?.is_some();
@@ -512,7 +541,10 @@ fn enqueue(
                 entry.queue_seq = seq;
                 entry.state = DeliveryState::Queued as i32;
                 entry.next_attempt_at_ms = 0;
-                txn.put(keys::ready_key(&key.shop_no, seq), key.tid.clone().into_bytes());
+                txn.put(
+                    keys::ready_key(&key.shop_no, seq),
+                    key.tid.clone().into_bytes(),
+                );
                 done.ready_shops.insert(key.shop_no.clone());
             }
             txn.put_msg(entry_key, &entry);
@@ -534,7 +566,11 @@ fn enqueue(
     Ok(done)
 }
 
-fn settle(txn: &mut Txn<'_>, settlements: Vec<Settlement>, now_ms: i64) -> Result<BTreeSet<String>> {
+fn settle(
+    txn: &mut Txn<'_>,
+    settlements: Vec<Settlement>,
+    now_ms: i64,
+) -> Result<BTreeSet<String>> {
     let mut ready_shops = BTreeSet::new();
     for Settlement {
         ready,
@@ -562,7 +598,10 @@ fn settle(txn: &mut Txn<'_>, settlements: Vec<Settlement>, now_ms: i64) -> Resul
                 }
                 entry.last_error.clone_from(&attempt.message);
             }
-            Outcome::Delivered { new_count, chg_count } => {
+            Outcome::Delivered {
+                new_count,
+                chg_count,
+            } => {
                 entry.delivered_at_ms = now_ms;
                 entry.delivered_seq = ready.seq;
                 entry.new_count = new_count;
@@ -589,7 +628,10 @@ fn settle(txn: &mut Txn<'_>, settlements: Vec<Settlement>, now_ms: i64) -> Resul
                 entry.state = DeliveryState::Retrying as i32;
                 entry.next_attempt_at_ms = due_ms;
                 txn.del(ready_key);
-                txn.put(keys::waiting_key(due_ms, entry.queue_seq), ready.key.encode_pair());
+                txn.put(
+                    keys::waiting_key(due_ms, entry.queue_seq),
+                    ready.key.encode_pair(),
+                );
             }
             Outcome::Dead { reason } => {
                 let letter = DeadLetter {
@@ -630,7 +672,8 @@ fn promote(txn: &mut Txn<'_>, now_ms: i64) -> Result<Promoted> {
         let mut due = Vec::new();
         for item in txn.tree.scan_prefix(keys::WAITING) {
             let (key, value) = item?;
-            let (due_ms, _) = keys::parse_waiting_key(&key).ok_or_else(|| StoreError::Corrupt("waiting key".into()))?;
+            let (due_ms, _) = keys::parse_waiting_key(&key)
+                .ok_or_else(|| StoreError::Corrupt("waiting key".into()))?;
             if due_ms > now_ms {
                 promoted.next_due_ms = Some(due_ms);
                 break;
@@ -641,7 +684,8 @@ fn promote(txn: &mut Txn<'_>, now_ms: i64) -> Result<Promoted> {
     };
     for (waiting_key, pair) in due {
         txn.del(waiting_key);
-        let key = TradeKey::decode_pair(&pair).ok_or_else(|| StoreError::Corrupt("waiting value".into()))?;
+        let key = TradeKey::decode_pair(&pair)
+            .ok_or_else(|| StoreError::Corrupt("waiting value".into()))?;
         let entry_key = key.entry_key();
         let Some(mut entry) = txn.get_msg::<OutboxEntry>(&entry_key)? else {
             continue;
@@ -650,7 +694,10 @@ fn promote(txn: &mut Txn<'_>, now_ms: i64) -> Result<Promoted> {
             continue;
         }
         entry.state = DeliveryState::Queued as i32;
-        txn.put(keys::ready_key(&key.shop_no, entry.queue_seq), key.tid.clone().into_bytes());
+        txn.put(
+            keys::ready_key(&key.shop_no, entry.queue_seq),
+            key.tid.clone().into_bytes(),
+        );
         txn.put_msg(entry_key, &entry);
         promoted.ready_shops.insert(key.shop_no);
     }

@@ -39,7 +39,9 @@ pub struct WdtClient {
 
 impl std::fmt::Debug for WdtClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WdtClient").field("endpoint", &self.endpoint).finish_non_exhaustive()
+        f.debug_struct("WdtClient")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
     }
 }
 
@@ -53,7 +55,11 @@ impl WdtClient {
             .user_agent(concat!("wdt-pipeline/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let endpoint = format!("{}/trade_push.php", config.url.trim_end_matches('/'));
-        Ok(Self { http, endpoint, config })
+        Ok(Self {
+            http,
+            endpoint,
+            config,
+        })
     }
 
     /// The URL calls go to.
@@ -62,7 +68,12 @@ impl WdtClient {
     }
 
     /// The signed form fields of a `trade_push` call at `timestamp` (Unix seconds).
-    pub fn form(&self, shop_no: &str, trades: &[&TradeOrder], timestamp: i64) -> Vec<(&'static str, String)> {
+    pub fn form(
+        &self,
+        shop_no: &str,
+        trades: &[&TradeOrder],
+        timestamp: i64,
+    ) -> Vec<(&'static str, String)> {
         let mut fields: Vec<(&'static str, String)> = vec![
             ("sid", self.config.sid.clone()),
             ("appkey", self.config.appkey.clone()),
@@ -71,7 +82,10 @@ impl WdtClient {
             ("switch", self.config.switch.to_string()),
             ("trade_list", trade_list_json(trades.iter().copied())),
         ];
-        let signature = sign::sign(fields.iter().map(|(k, v)| (*k, v.as_str())), self.config.appsecret.expose());
+        let signature = sign::sign(
+            fields.iter().map(|(k, v)| (*k, v.as_str())),
+            self.config.appsecret.expose(),
+        );
         fields.push(("sign", signature));
         fields
     }
@@ -87,7 +101,10 @@ impl WdtClient {
         let response = self
             .http
             .post(&self.endpoint)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded; charset=utf-8")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
             .body(body)
             .send()
             .await;
@@ -130,8 +147,8 @@ fn describe(error: &reqwest::Error) -> String {
 /// Reads WDT's answer; `code` and the counts may be numbers or numeric strings, `message`
 /// a string or any JSON (kept as its JSON text).
 pub fn parse_answer(body: &[u8]) -> Result<Answer, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("answer is not JSON: {e}: {}", snippet(body)))?;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| format!("answer is not JSON: {e}: {}", snippet(body)))?;
     let object = value
         .as_object()
         .ok_or_else(|| format!("answer is not a JSON object: {}", snippet(body)))?;
@@ -142,7 +159,8 @@ pub fn parse_answer(body: &[u8]) -> Result<Answer, String> {
             _ => None,
         }
     };
-    let code = int("code").ok_or_else(|| format!("answer has no numeric code: {}", snippet(body)))?;
+    let code =
+        int("code").ok_or_else(|| format!("answer has no numeric code: {}", snippet(body)))?;
     let message = match object.get("message") {
         None | Some(serde_json::Value::Null) => String::new(),
         Some(serde_json::Value::String(s)) => s.clone(),
@@ -192,17 +210,28 @@ mod tests {
             ..WdtConfig::default()
         })
         .unwrap();
-        assert_eq!(client.endpoint(), "http://127.0.0.1:1/openapi2/trade_push.php");
+        assert_eq!(
+            client.endpoint(),
+            "http://127.0.0.1:1/openapi2/trade_push.php"
+        );
         let trade = TradeOrder {
             tid: "T1".into(),
             buyer_nick: "你好".into(),
             ..TradeOrder::default()
         };
         let form = client.form("SHOP", &[&trade], 1_470_042_310);
-        let get = |k: &str| form.iter().find(|(key, _)| *key == k).map(|(_, v)| v.clone()).unwrap();
+        let get = |k: &str| {
+            form.iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
         assert!(get("trade_list").contains("\"buyer_nick\":\"你好\""));
-        let unsigned: Vec<(&str, &str)> =
-            form.iter().filter(|(k, _)| *k != "sign").map(|(k, v)| (*k, v.as_str())).collect();
+        let unsigned: Vec<(&str, &str)> = form
+            .iter()
+            .filter(|(k, _)| *k != "sign")
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
         assert!(sign::verify(unsigned, "12345", &get("sign")));
         assert_eq!(get("switch"), "1");
     }

@@ -42,7 +42,9 @@ pub struct Delivery {
 
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery").field("client", &self.client).finish_non_exhaustive()
+        f.debug_struct("Delivery")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
     }
 }
 
@@ -102,7 +104,10 @@ impl Delivery {
     pub async fn stop(&self, timeout: Duration) {
         let _ = self.stop.send(true);
         let mut tasks = std::mem::take(&mut *lock(&self.tasks));
-        let drained = tokio::time::timeout(timeout, async { while tasks.join_next().await.is_some() {} }).await;
+        let drained = tokio::time::timeout(timeout, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
         if drained.is_err() {
             tracing::warn!("delivery tasks did not finish in time; aborting them");
             tasks.abort_all();
@@ -151,7 +156,8 @@ impl Delivery {
             }
             let outbox = Arc::clone(&self.outbox);
             let (limit, reading_shop) = (self.batch_size, shop.clone());
-            let batch = tokio::task::spawn_blocking(move || outbox.ready(&reading_shop, limit)).await;
+            let batch =
+                tokio::task::spawn_blocking(move || outbox.ready(&reading_shop, limit)).await;
             let batch = match batch {
                 Ok(Ok(batch)) => batch,
                 Ok(Err(error)) => {
@@ -171,7 +177,9 @@ impl Delivery {
                 }
             }
             let (settlements, pause) = self.push(&shop, batch).await;
-            let retried = settlements.iter().any(|s| matches!(s.outcome, Outcome::Retry { .. }));
+            let retried = settlements
+                .iter()
+                .any(|s| matches!(s.outcome, Outcome::Retry { .. }));
             if let Err(error) = self.outbox.settle(settlements, now_ms()).await {
                 tracing::error!(shop_no = %shop, %error, "cannot record delivery results; the trades will be pushed again");
                 tokio::time::sleep(STORE_ERROR_PAUSE).await;
@@ -213,9 +221,26 @@ impl Delivery {
                 outcome,
             };
             match verdict {
-                Verdict::Delivered { new_count, chg_count } => {
-                    tracing::info!(shop_no = shop, trades = part.len(), new_count, chg_count, "delivered");
-                    settlements.extend(part.into_iter().map(|r| settle(r, Outcome::Delivered { new_count, chg_count })));
+                Verdict::Delivered {
+                    new_count,
+                    chg_count,
+                } => {
+                    tracing::info!(
+                        shop_no = shop,
+                        trades = part.len(),
+                        new_count,
+                        chg_count,
+                        "delivered"
+                    );
+                    settlements.extend(part.into_iter().map(|r| {
+                        settle(
+                            r,
+                            Outcome::Delivered {
+                                new_count,
+                                chg_count,
+                            },
+                        )
+                    }));
                 }
                 Verdict::Transient {
                     reason,
@@ -224,7 +249,8 @@ impl Delivery {
                 } => {
                     tracing::warn!(shop_no = shop, trades = part.len(), %reason, throttled, "push failed; will retry");
                     for ready in part {
-                        let outcome = self.retry_or_give_up(&ready, now, &reason, throttled, retry_after);
+                        let outcome =
+                            self.retry_or_give_up(&ready, now, &reason, throttled, retry_after);
                         settlements.push(settle(ready, outcome));
                     }
                     // The rest of the batch was not tried; it stays at the head of the queue.
@@ -235,8 +261,10 @@ impl Delivery {
                     return (settlements, Some(reason));
                 }
                 Verdict::RejectedTids { rejected } => {
-                    let named: HashMap<&str, &str> =
-                        rejected.iter().map(|(tid, error)| (tid.as_str(), error.as_str())).collect();
+                    let named: HashMap<&str, &str> = rejected
+                        .iter()
+                        .map(|(tid, error)| (tid.as_str(), error.as_str()))
+                        .collect();
                     if part.iter().any(|r| named.contains_key(r.key.tid.as_str())) {
                         for ready in part {
                             if let Some(error) = named.get(ready.key.tid.as_str()) {
@@ -294,7 +322,11 @@ impl Delivery {
         throttled: bool,
         retry_after: Option<Duration>,
     ) -> Outcome {
-        let failing_since = if ready.first_attempt_at_ms > 0 { ready.first_attempt_at_ms } else { now };
+        let failing_since = if ready.first_attempt_at_ms > 0 {
+            ready.first_attempt_at_ms
+        } else {
+            now
+        };
         let max_age_ms = (self.policy.max_age_secs as i64).saturating_mul(1000);
         if now - failing_since >= max_age_ms {
             return Outcome::Dead {
@@ -305,7 +337,13 @@ impl Delivery {
                 ),
             };
         }
-        let delay = backoff(&self.policy, ready.attempts + 1, throttled, retry_after, &mut rand::rng());
+        let delay = backoff(
+            &self.policy,
+            ready.attempts + 1,
+            throttled,
+            retry_after,
+            &mut rand::rng(),
+        );
         Outcome::Retry {
             due_ms: now + delay.as_millis() as i64,
         }
@@ -334,7 +372,7 @@ pub fn backoff(
 
 fn attempt_of(at_ms: i64, reply: &Reply, verdict: &Verdict) -> Attempt {
     let (http_status, code, message) = match reply {
-        Reply::Transport(error) => (0, None, error.clone()),
+        Reply::Transport(error) => (0, None, format!("transport error: {error}")),
         Reply::Http { status, answer, .. } => match answer {
             Ok(a) => (u32::from(*status), Some(a.code), a.message.clone()),
             Err(e) => (u32::from(*status), None, e.clone()),
@@ -342,7 +380,9 @@ fn attempt_of(at_ms: i64, reply: &Reply, verdict: &Verdict) -> Attempt {
     };
     let outcome = match verdict {
         Verdict::Delivered { .. } => "delivered",
-        Verdict::Transient { throttled: true, .. } => "throttled",
+        Verdict::Transient {
+            throttled: true, ..
+        } => "throttled",
         Verdict::Transient { .. } => "transient",
         Verdict::Config { .. } => "config",
         Verdict::RejectedTids { .. } | Verdict::Rejected { .. } => "rejected",
@@ -376,14 +416,20 @@ mod tests {
             let ceiling = (1000u64 << (attempt - 1).min(32)).min(300_000);
             for _ in 0..50 {
                 let d = backoff(&policy, attempt, false, None, &mut rng);
-                assert!(d <= Duration::from_millis(ceiling), "attempt {attempt}: {d:?}");
+                assert!(
+                    d <= Duration::from_millis(ceiling),
+                    "attempt {attempt}: {d:?}"
+                );
             }
         }
         let throttled_max = (0..200)
             .map(|_| backoff(&policy, 1, true, None, &mut rng))
             .max()
             .unwrap();
-        assert!(throttled_max > Duration::from_millis(1000) && throttled_max <= Duration::from_millis(4000));
+        assert!(
+            throttled_max > Duration::from_millis(1000)
+                && throttled_max <= Duration::from_millis(4000)
+        );
         let floor = backoff(&policy, 1, false, Some(Duration::from_secs(90)), &mut rng);
         assert!(floor >= Duration::from_secs(90));
     }

@@ -28,8 +28,7 @@ pub enum CallbackError {
 }
 
 /// The shape of a body that holds no usable record.
-const NOT_RECORDS: &str =
-    "request: expected a record, an array of records, or {\"stockout_list\": [...]} with at least one record";
+const NOT_RECORDS: &str = "request: expected a record, an array of records, or {\"stockout_list\": [...]} with at least one record";
 
 /// Parses a whole callback body.
 pub fn parse_body(body: &[u8]) -> Result<Vec<StockoutRecord>, CallbackError> {
@@ -94,13 +93,22 @@ fn parse_record(raw: &RawValue, position: u32) -> Result<StockoutRecord, Callbac
 
 /// The tid the mapping would pick for a single trade, for error messages only.
 pub fn tid_hint(record: &StockoutRecord) -> String {
-    let from_src_tids = record.src_tids.split(',').map(str::trim).find(|s| !s.is_empty());
-    [Some(record.tid.as_str()), from_src_tids, Some(&record.src_trade_no), Some(&record.trade_no)]
-        .into_iter()
-        .flatten()
-        .find(|s| !s.is_empty())
-        .unwrap_or_default()
-        .to_owned()
+    let from_src_tids = record
+        .src_tids
+        .split(',')
+        .map(str::trim)
+        .find(|s| !s.is_empty());
+    [
+        Some(record.tid.as_str()),
+        from_src_tids,
+        Some(&record.src_trade_no),
+        Some(&record.trade_no),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|s| !s.is_empty())
+    .unwrap_or_default()
+    .to_owned()
 }
 
 /// Reads one key of an object into its text field, or into `extra` when unknown.
@@ -148,8 +156,7 @@ fn parse_details(value: &RawValue) -> Result<Vec<StockoutDetail>, (String, Strin
                 .map_err(|e| (path.clone(), format!("not a JSON object: {e}")))?;
             let mut line = StockoutDetail::default();
             for (key, value) in &object.0 {
-                read_into(&mut line, key, value)
-                    .map_err(|rule| (format!("{path}.{key}"), rule))?;
+                read_into(&mut line, key, value).map_err(|rule| (format!("{path}.{key}"), rule))?;
             }
             Ok(line)
         })
@@ -177,8 +184,8 @@ fn parse_kuaidi100(value: &RawValue) -> Result<Option<Kuaidi100Data>, (String, S
         }
         _ => return Err(field("must be an object or a string holding one")),
     };
-    let object: RawObject<'_> =
-        serde_json::from_str(object.get()).map_err(|e| field(&format!("not a JSON object: {e}")))?;
+    let object: RawObject<'_> = serde_json::from_str(object.get())
+        .map_err(|e| field(&format!("not a JSON object: {e}")))?;
     let mut data = Kuaidi100Data::default();
     for (key, value) in &object.0 {
         let path = format!("{KUAIDI100_KEY}.{key}");
@@ -203,7 +210,9 @@ fn scalar_text(value: &RawValue) -> Result<String, String> {
         b't' => Ok("1".to_owned()),
         b'f' => Ok("0".to_owned()),
         b'n' => Ok(String::new()),
-        b'{' => Err("expected a scalar (string, number, boolean or null), got an object".to_owned()),
+        b'{' => {
+            Err("expected a scalar (string, number, boolean or null), got an object".to_owned())
+        }
         b'[' => Err("expected a scalar (string, number, boolean or null), got an array".to_owned()),
         _ => Ok(value.get().to_owned()),
     }
@@ -292,15 +301,33 @@ mod tests {
     fn the_three_shapes() {
         let rec = r#"{"tid":"A","details_list":[{"num":1}]}"#;
         assert_eq!(parse_body(rec.as_bytes()).unwrap().len(), 1);
-        assert_eq!(parse_body(format!("[{rec},{rec}]").as_bytes()).unwrap().len(), 2);
+        assert_eq!(
+            parse_body(format!("[{rec},{rec}]").as_bytes())
+                .unwrap()
+                .len(),
+            2
+        );
         let wrapped = format!(r#"{{"code":0,"total_count":2,"stockout_list":[{rec},{rec}]}}"#);
         assert_eq!(parse_body(wrapped.as_bytes()).unwrap().len(), 2);
     }
 
     #[test]
     fn empty_and_non_object_requests_are_invalid() {
-        for body in ["[]", r#"{"stockout_list": []}"#, r#"{"stockout_list": 5}"#, "5", "\"x\"", "null"] {
-            assert!(matches!(parse_body(body.as_bytes()), Err(CallbackError::NoRecords(_))), "{body}");
+        for body in [
+            "[]",
+            r#"{"stockout_list": []}"#,
+            r#"{"stockout_list": 5}"#,
+            "5",
+            "\"x\"",
+            "null",
+        ] {
+            assert!(
+                matches!(
+                    parse_body(body.as_bytes()),
+                    Err(CallbackError::NoRecords(_))
+                ),
+                "{body}"
+            );
         }
         let err = parse_body(br#"[{"tid":"A"}, 7]"#).unwrap_err();
         assert_eq!(err.to_string(), "record 2: record: not a JSON object");
@@ -336,7 +363,10 @@ mod tests {
         assert_eq!(k.ischeck, "1");
         assert_eq!(k.data, r#"[{"x":1}]"#);
         for empty in ["null", "\"\"", "\" \""] {
-            let r = one(&format!(r#"{{"details_list":{empty},"kuaidi100Data":{empty}}}"#)).unwrap();
+            let r = one(&format!(
+                r#"{{"details_list":{empty},"kuaidi100Data":{empty}}}"#
+            ))
+            .unwrap();
             assert!(r.details_list.is_empty() && r.kuaidi100_data.is_none());
         }
     }

@@ -8,7 +8,11 @@ use wdtpipe_common::telemetry::LogFormat;
 
 /// Settings of `ingest`; each flag also reads the environment variable named beside it.
 #[derive(Debug, Clone, Default, clap::Parser)]
-#[command(name = "ingest", version, about = "wdt-pipeline ingest stage: HTTP callbacks and gRPC Ingest")]
+#[command(
+    name = "ingest",
+    version,
+    about = "wdt-pipeline ingest stage: HTTP callbacks and gRPC Ingest"
+)]
 pub struct Args {
     /// TOML file with `IngestConfig` fields; environment and flags override it.
     #[arg(long, env = "INGEST_CONFIG")]

@@ -52,9 +52,11 @@ impl IngestError {
             return IngestError::Invalid(rejection);
         }
         match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled | Code::Aborted => {
-                IngestError::Unavailable(status.message().to_owned())
-            }
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Cancelled
+            | Code::Aborted => IngestError::Unavailable(status.message().to_owned()),
             _ => IngestError::Downstream(format!("{:?}: {}", status.code(), status.message())),
         }
     }
@@ -94,9 +96,9 @@ impl From<IngestError> for Status {
     fn from(error: IngestError) -> Self {
         match &error {
             IngestError::Invalid(r) => rejection::to_status(r),
-            IngestError::Malformed(_) | IngestError::NoRecords(_) | IngestError::UnsupportedMediaType(_) => {
-                Status::invalid_argument(error.to_string())
-            }
+            IngestError::Malformed(_)
+            | IngestError::NoRecords(_)
+            | IngestError::UnsupportedMediaType(_) => Status::invalid_argument(error.to_string()),
             IngestError::TooLarge(_) => Status::resource_exhausted(error.to_string()),
             IngestError::Unavailable(_) => Status::unavailable(error.to_string()),
             IngestError::Downstream(_) => Status::internal(error.to_string()),

@@ -18,7 +18,10 @@ impl IngestService {
 #[tonic::async_trait]
 impl Ingest for IngestService {
     #[tracing::instrument(skip_all, fields(records = request.get_ref().records.len()))]
-    async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
+    async fn submit(
+        &self,
+        request: Request<SubmitRequest>,
+    ) -> Result<Response<SubmitResponse>, Status> {
         let request = request.into_inner();
         let source = if request.source.is_empty() {
             "grpc".to_owned()

@@ -54,7 +54,11 @@ async fn not_found() -> impl IntoResponse {
 
 /// Accepts one callback: one record, an array, or `{"stockout_list": [...]}`.
 #[tracing::instrument(skip_all, fields(records))]
-async fn callback(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, IngestError> {
+async fn callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, IngestError> {
     check_content_type(&headers)?;
     let limit = state.limits.body_bytes;
     let work = async {
@@ -84,7 +88,9 @@ async fn callback(State(state): State<AppState>, headers: HeaderMap, body: Body)
         })
         .collect();
     tracing::info!(records = receipts.len(), duplicates, "callback accepted");
-    Ok(Json(json!({"code": 0, "message": "accepted", "receipts": receipts})))
+    Ok(Json(
+        json!({"code": 0, "message": "accepted", "receipts": receipts}),
+    ))
 }
 
 /// JSON, with or without a charset; a missing content type is taken as JSON.
@@ -93,8 +99,15 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), IngestError> {
         return Ok(());
     };
     let text = value.to_str().unwrap_or_default();
-    let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
         Ok(())
     } else {
         Err(IngestError::UnsupportedMediaType(text.to_owned()))

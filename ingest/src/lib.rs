@@ -44,7 +44,8 @@ pub async fn serve(
         request: Duration::from_millis(config.transform_timeout_ms),
         ..ClientTimeouts::default()
     };
-    let channel = rpc::lazy_channel(&config.transform_url, timeouts).map_err(ServeError::TransformUrl)?;
+    let channel =
+        rpc::lazy_channel(&config.transform_url, timeouts).map_err(ServeError::TransformUrl)?;
     let forwarder = Forwarder::new(channel);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -60,12 +61,19 @@ pub async fn serve(
     health_reporter
         .set_service_status("wdtpipe.v1.Ingest", ServingStatus::Serving)
         .await;
-    health_reporter.set_service_status("", ServingStatus::Serving).await;
+    health_reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(rpc::reflection())
-        .add_service(IngestServer::new(grpc::IngestService::new(forwarder.clone())))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stopped(stop_rx.clone()));
+        .add_service(IngestServer::new(grpc::IngestService::new(
+            forwarder.clone(),
+        )))
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc_listener),
+            stopped(stop_rx.clone()),
+        );
 
     let limits = http::HttpLimits {
         body_bytes: config.body_limit_bytes,

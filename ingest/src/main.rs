@@ -10,6 +10,12 @@ async fn main() -> anyhow::Result<()> {
     let config = args.into_config()?;
     let http = tokio::net::TcpListener::bind(config.http_addr).await?;
     let grpc = tokio::net::TcpListener::bind(config.grpc_addr).await?;
-    wdtpipe_ingest::serve(config, http, grpc, wdtpipe_common::shutdown::shutdown_signal()).await?;
+    wdtpipe_ingest::serve(
+        config,
+        http,
+        grpc,
+        wdtpipe_common::shutdown::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

@@ -266,8 +266,8 @@ pub fn record_id(record: &StockoutRecord) -> String {
     wdtpipe_common::sign::md5_hex(canonical_json(record).as_bytes())
 }
 
-fn text_object<'a>(
-    fields: Vec<(&'static str, &'a str)>,
+fn text_object(
+    fields: Vec<(&'static str, &str)>,
     extra: &HashMap<String, String>,
 ) -> Map<String, Value> {
     let mut object = Map::new();

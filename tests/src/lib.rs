@@ -1,13 +1,29 @@
-//! Helpers for the end-to-end tests: fixture loading and pipeline spawning.
+//! Helpers for the end-to-end tests: fixture loading, and spawning the real services
+//! (ingest, transform, deliver, the WDT sandbox) on ephemeral loopback ports with a
+//! temporary data directory.
 
-use std::path::PathBuf;
+use serde_json::Value;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wdtpipe_deliver::config::{DeliverConfig, RetryPolicy, WdtConfig};
+use wdtpipe_ingest::config::IngestConfig;
+use wdtpipe_proto::v1::deliver_client::DeliverClient;
+use wdtpipe_proto::v1::{GetStatusRequest, TradeStatus};
+use wdtpipe_sandbox::{Sandbox, SandboxConfig};
+use wdtpipe_transform::config::TransformConfig;
+use wdtpipe_transform::scheme::Scheme;
 
 /// A shared sample callback and what it must produce.
 #[derive(Debug, Clone)]
 pub struct Fixture {
     pub name: String,
     pub body: Vec<u8>,
-    pub expected: serde_json::Value,
+    pub expected: Value,
 }
 
 /// The fixtures directory (copied from the shared samples, so a plain clone has them).
@@ -20,7 +36,12 @@ pub fn fixtures() -> Vec<Fixture> {
     let dir = fixtures_dir();
     let mut names: Vec<String> = std::fs::read_dir(dir.join("callbacks"))
         .expect("fixtures/callbacks exists")
-        .map(|e| e.expect("readable dir entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("readable dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter(|n| n.ends_with(".json"))
         .collect();
     names.sort();
@@ -28,7 +49,8 @@ pub fn fixtures() -> Vec<Fixture> {
         .into_iter()
         .map(|name| {
             let body = std::fs::read(dir.join("callbacks").join(&name)).expect("callback readable");
-            let expected = std::fs::read(dir.join("expected").join(&name)).expect("expected readable");
+            let expected =
+                std::fs::read(dir.join("expected").join(&name)).expect("expected readable");
             Fixture {
                 expected: serde_json::from_slice(&expected).expect("expected is JSON"),
                 name,
@@ -38,6 +60,14 @@ pub fn fixtures() -> Vec<Fixture> {
         .collect()
 }
 
+/// The fixture whose file name starts with `prefix` (e.g. `"07-"`).
+pub fn fixture(prefix: &str) -> Fixture {
+    fixtures()
+        .into_iter()
+        .find(|f| f.name.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no fixture {prefix}"))
+}
+
 impl Fixture {
     /// The HTTP status the callback must get.
     pub fn status(&self) -> u16 {
@@ -45,12 +75,337 @@ impl Fixture {
     }
 
     /// The `{"shop_no", "trade"}` entries expected for a 200.
-    pub fn trades(&self) -> Vec<serde_json::Value> {
-        self.expected["trades"].as_array().cloned().unwrap_or_default()
+    pub fn trades(&self) -> Vec<Value> {
+        self.expected["trades"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The text a 422 message must contain.
     pub fn why(&self) -> &str {
         self.expected["why"].as_str().unwrap_or_default()
+    }
+
+    /// Every tid the callback body mentions (valid or not).
+    pub fn body_tids(&self) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.body);
+        let mut tids: Vec<String> = text
+            .match_indices("T00")
+            .map(|(i, _)| text[i..].chars().take(5).collect())
+            .collect();
+        tids.sort();
+        tids.dedup();
+        tids
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `deadline` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let give_up = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The shutdown future handed to a service.
+type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A service task with the means to stop it.
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), String>>,
+}
+
+impl Running {
+    fn spawn<F>(serve: impl FnOnce(Shutdown) -> F) -> Self
+    where
+        F: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown: Shutdown = Box::pin(async move {
+            let _ = stopped.await;
+        });
+        let task = tokio::spawn(serve(shutdown));
+        Self {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) -> Result<(), String> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.map_err(|e| e.to_string())?
+    }
+}
+
+/// A WDT sandbox on a loopback port.
+pub struct RunningSandbox {
+    pub sandbox: Sandbox,
+    pub addr: SocketAddr,
+    running: Running,
+}
+
+impl RunningSandbox {
+    /// Starts a sandbox on `addr` (port 0 for any).
+    pub async fn start(config: SandboxConfig, addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind sandbox");
+        let addr = listener.local_addr().expect("sandbox addr");
+        let sandbox = Sandbox::new(config);
+        let serving = sandbox.clone();
+        let running = Running::spawn(move |shutdown| async move {
+            wdtpipe_sandbox::serve(serving, listener, shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        });
+        Self {
+            sandbox,
+            addr,
+            running,
+        }
+    }
+
+    /// The `WDT_URL` pointing at this sandbox.
+    pub fn wdt_url(&self) -> String {
+        format!("http://{}/openapi2", self.addr)
+    }
+
+    pub async fn stop(self) {
+        self.running.stop().await.expect("sandbox stopped cleanly");
+    }
+}
+
+/// A loopback address nothing listens on (bound, then released).
+pub async fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// Settings of a test pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// WDT endpoint and account; `Pipeline::start` fills in a sandbox when `url` is empty.
+    pub wdt: WdtConfig,
+    pub retry: RetryPolicy,
+    pub scheme: Scheme,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            wdt: WdtConfig::default(),
+            // Short waits so retries happen within a test.
+            retry: RetryPolicy {
+                base_ms: 20,
+                cap_ms: 200,
+                pause_probe_ms: 200,
+                ..RetryPolicy::default()
+            },
+            scheme: Scheme::default(),
+        }
+    }
+}
+
+/// The credentials every test sandbox uses.
+pub fn sandbox_config() -> SandboxConfig {
+    SandboxConfig::default()
+}
+
+/// WDT settings that point at `url` with the test sandbox's credentials.
+pub fn wdt_for(url: String) -> WdtConfig {
+    let sandbox = sandbox_config();
+    WdtConfig {
+        url,
+        sid: sandbox.sid,
+        appkey: sandbox.appkey,
+        appsecret: sandbox.appsecret.into(),
+        timeout_ms: 5_000,
+        ..WdtConfig::default()
+    }
+}
+
+/// ingest + transform + deliver on ephemeral ports, each with its own shutdown.
+pub struct Pipeline {
+    /// Ingest's HTTP base URL.
+    pub http: String,
+    pub ingest_grpc: SocketAddr,
+    pub transform_grpc: SocketAddr,
+    pub deliver_grpc: SocketAddr,
+    pub data_dir: PathBuf,
+    pub options: PipelineOptions,
+    _temp: Option<tempfile::TempDir>,
+    ingest: Option<Running>,
+    transform: Option<Running>,
+    deliver: Option<Running>,
+    client: reqwest::Client,
+}
+
+impl Pipeline {
+    /// Starts the three stages with a fresh temporary data directory.
+    pub async fn start(options: PipelineOptions) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().to_path_buf();
+        let mut pipeline = Self::start_in(options, &data_dir).await;
+        pipeline._temp = Some(temp);
+        pipeline
+    }
+
+    /// Starts the three stages on an existing data directory.
+    pub async fn start_in(options: PipelineOptions, data_dir: &Path) -> Self {
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
+        let ingest_grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind ingest");
+        let transform_grpc = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind transform");
+        let deliver_grpc = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind deliver");
+        let http_addr = http.local_addr().expect("addr");
+        let ingest_addr = ingest_grpc.local_addr().expect("addr");
+        let transform_addr = transform_grpc.local_addr().expect("addr");
+        let deliver_addr = deliver_grpc.local_addr().expect("addr");
+
+        let mut pipeline = Self {
+            http: format!("http://{http_addr}"),
+            ingest_grpc: ingest_addr,
+            transform_grpc: transform_addr,
+            deliver_grpc: deliver_addr,
+            data_dir: data_dir.to_path_buf(),
+            options: options.clone(),
+            _temp: None,
+            ingest: None,
+            transform: None,
+            deliver: None,
+            client: reqwest::Client::new(),
+        };
+        pipeline.deliver = Some(pipeline.spawn_deliver(deliver_grpc));
+        let transform = TransformConfig {
+            grpc_addr: transform_addr,
+            deliver_url: format!("http://{deliver_addr}"),
+            scheme: options.scheme.clone(),
+            deliver_timeout_ms: 10_000,
+        };
+        pipeline.transform = Some(Running::spawn(move |shutdown| async move {
+            wdtpipe_transform::serve(transform, transform_grpc, shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        }));
+        let ingest = IngestConfig {
+            http_addr,
+            grpc_addr: ingest_addr,
+            transform_url: format!("http://{transform_addr}"),
+            ..IngestConfig::default()
+        };
+        pipeline.ingest = Some(Running::spawn(move |shutdown| async move {
+            wdtpipe_ingest::serve(ingest, http, ingest_grpc, shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        }));
+        pipeline
+    }
+
+    fn deliver_config(&self) -> DeliverConfig {
+        DeliverConfig {
+            grpc_addr: self.deliver_grpc,
+            data_dir: self.data_dir.clone(),
+            wdt: self.options.wdt.clone(),
+            retry: self.options.retry.clone(),
+            drain_timeout_ms: 5_000,
+            ..DeliverConfig::default()
+        }
+    }
+
+    fn spawn_deliver(&self, listener: TcpListener) -> Running {
+        let config = self.deliver_config();
+        Running::spawn(move |shutdown| async move {
+            wdtpipe_deliver::serve(config, listener, shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    /// Stops deliver (gracefully) and waits until it has closed its outbox.
+    pub async fn stop_deliver(&mut self) {
+        if let Some(deliver) = self.deliver.take() {
+            deliver.stop().await.expect("deliver stopped cleanly");
+        }
+    }
+
+    /// Starts deliver again on the same address and data directory.
+    pub async fn restart_deliver(&mut self) {
+        self.stop_deliver().await;
+        let listener = TcpListener::bind(self.deliver_grpc)
+            .await
+            .expect("rebind deliver");
+        self.deliver = Some(self.spawn_deliver(listener));
+    }
+
+    /// POSTs a callback body as JSON; returns the status and the JSON answer.
+    pub async fn post(&self, body: &[u8]) -> (u16, Value) {
+        self.post_with(body, &[]).await
+    }
+
+    /// POSTs a callback body with extra headers.
+    pub async fn post_with(&self, body: &[u8], headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}/v1/callback", self.http))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("ingest answers");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("answer body");
+        let body = serde_json::from_slice(&bytes).expect("JSON answer");
+        (status, body)
+    }
+
+    /// A gRPC client for deliver.
+    pub async fn deliver_client(&self) -> DeliverClient<tonic::transport::Channel> {
+        DeliverClient::connect(format!("http://{}", self.deliver_grpc))
+            .await
+            .expect("connect deliver")
+    }
+
+    /// Deliver's status of a tid (one entry per shop holding it).
+    pub async fn status(&self, tid: &str) -> Vec<TradeStatus> {
+        self.deliver_client()
+            .await
+            .get_status(GetStatusRequest {
+                tid: tid.to_owned(),
+            })
+            .await
+            .expect("status")
+            .into_inner()
+            .trades
+    }
+
+    /// Stops every stage gracefully.
+    pub async fn shutdown(mut self) {
+        for running in [
+            self.ingest.take(),
+            self.transform.take(),
+            self.deliver.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            running.stop().await.expect("stage stopped cleanly");
+        }
     }
 }

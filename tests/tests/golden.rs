@@ -12,8 +12,11 @@ use wdtpipe_transform::scheme::Scheme;
 /// Parses and maps a body; `Ok` holds `{"shop_no", "trade"}` values, `Err` the message.
 fn convert(body: &[u8], scheme: &Scheme) -> Result<Vec<Value>, String> {
     let records = parse_body(body).map_err(|e: CallbackError| e.to_string())?;
-    let mapped = map_records(records.iter().enumerate().map(|(i, r)| (i as u32 + 1, r)), scheme)
-        .map_err(|r| wdtpipe_common::rejection::message(&r))?;
+    let mapped = map_records(
+        records.iter().enumerate().map(|(i, r)| (i as u32 + 1, r)),
+        scheme,
+    )
+    .map_err(|r| wdtpipe_common::rejection::message(&r))?;
     Ok(mapped
         .iter()
         .flatten()
@@ -26,7 +29,12 @@ fn check(fixture: &Fixture) {
     match fixture.status() {
         200 => {
             let got = got.unwrap_or_else(|e| panic!("{}: rejected: {e}", fixture.name));
-            assert_eq!(got.len(), fixture.trades().len(), "{}: trade count", fixture.name);
+            assert_eq!(
+                got.len(),
+                fixture.trades().len(),
+                "{}: trade count",
+                fixture.name
+            );
             for (g, want) in got.iter().zip(fixture.trades()) {
                 assert_eq!(
                     g,
@@ -46,7 +54,11 @@ fn check(fixture: &Fixture) {
                 fixture.name,
                 fixture.why()
             );
-            assert!(message.starts_with("record "), "{}: {message}", fixture.name);
+            assert!(
+                message.starts_with("record "),
+                "{}: {message}",
+                fixture.name
+            );
         }
         other => panic!("{}: unexpected expected status {other}", fixture.name),
     }
@@ -56,7 +68,10 @@ fn check(fixture: &Fixture) {
 #[test]
 fn every_fixture_matches_its_expectation() {
     let fixtures = fixtures();
-    assert!(fixtures.len() >= 19, "fixtures were copied into tests/fixtures");
+    assert!(
+        fixtures.len() >= 19,
+        "fixtures were copied into tests/fixtures"
+    );
     for fixture in &fixtures {
         check(fixture);
     }
@@ -65,7 +80,10 @@ fn every_fixture_matches_its_expectation() {
 /// The invalid batch names the second record, the one that is bad.
 #[test]
 fn batch_rejection_names_the_bad_record() {
-    let fixture = fixtures().into_iter().find(|f| f.name.starts_with("17-")).unwrap();
+    let fixture = fixtures()
+        .into_iter()
+        .find(|f| f.name.starts_with("17-"))
+        .unwrap();
     let message = convert(&fixture.body, &Scheme::default()).unwrap_err();
     assert_eq!(
         message,
@@ -76,7 +94,10 @@ fn batch_rejection_names_the_bad_record() {
 /// A configured target shop replaces every record's own shop.
 #[test]
 fn target_shop_override() {
-    let fixture = fixtures().into_iter().find(|f| f.name.starts_with("07-")).unwrap();
+    let fixture = fixtures()
+        .into_iter()
+        .find(|f| f.name.starts_with("07-"))
+        .unwrap();
     let got = convert(&fixture.body, &Scheme::with_shop(Some("WDT-SHOP".into()))).unwrap();
     assert!(got.iter().all(|t| t["shop_no"] == "WDT-SHOP"));
 }

@@ -8,7 +8,11 @@ use wdtpipe_common::telemetry::LogFormat;
 
 /// Settings of `transform`; each flag also reads the environment variable named beside it.
 #[derive(Debug, Clone, Default, clap::Parser)]
-#[command(name = "transform", version, about = "wdt-pipeline transform stage: stockout records → WDT trades")]
+#[command(
+    name = "transform",
+    version,
+    about = "wdt-pipeline transform stage: stockout records → WDT trades"
+)]
 pub struct Args {
     /// TOML file with `TransformConfig` fields; environment and flags override it.
     #[arg(long, env = "TRANSFORM_CONFIG")]

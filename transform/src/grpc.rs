@@ -8,8 +8,8 @@ use wdtpipe_common::rejection;
 use wdtpipe_proto::v1::deliver_client::DeliverClient;
 use wdtpipe_proto::v1::transform_server::Transform;
 use wdtpipe_proto::v1::{
-    ConvertRequest, ConvertResponse, ConvertedRecord, EnqueueRecord, EnqueueRequest, ProcessRequest,
-    ProcessResponse, Receipt,
+    ConvertRequest, ConvertResponse, ConvertedRecord, EnqueueRecord, EnqueueRequest,
+    ProcessRequest, ProcessResponse, Receipt,
 };
 
 pub struct TransformService {
@@ -25,7 +25,11 @@ impl TransformService {
 
 /// The 1-based position of a record: as ingest numbered it, else its index in the batch.
 fn position_of(index: usize, given: u32) -> u32 {
-    if given == 0 { u32::try_from(index + 1).unwrap_or(u32::MAX) } else { given }
+    if given == 0 {
+        u32::try_from(index + 1).unwrap_or(u32::MAX)
+    } else {
+        given
+    }
 }
 
 /// A deliver failure as seen by transform's caller: the same code, the message prefixed.
@@ -41,7 +45,10 @@ fn downstream(status: Status) -> Status {
 #[tonic::async_trait]
 impl Transform for TransformService {
     #[tracing::instrument(skip_all, fields(records = request.get_ref().records.len()))]
-    async fn process(&self, request: Request<ProcessRequest>) -> Result<Response<ProcessResponse>, Status> {
+    async fn process(
+        &self,
+        request: Request<ProcessRequest>,
+    ) -> Result<Response<ProcessResponse>, Status> {
         let request = request.into_inner();
         if request.records.is_empty() {
             return Err(Status::invalid_argument("no records"));
@@ -88,13 +95,22 @@ impl Transform for TransformService {
     }
 
     #[tracing::instrument(skip_all, fields(records = request.get_ref().records.len()))]
-    async fn convert(&self, request: Request<ConvertRequest>) -> Result<Response<ConvertResponse>, Status> {
+    async fn convert(
+        &self,
+        request: Request<ConvertRequest>,
+    ) -> Result<Response<ConvertResponse>, Status> {
         let request = request.into_inner();
-        let positioned = request.records.iter().enumerate().map(|(i, r)| (i as u32 + 1, r));
+        let positioned = request
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as u32 + 1, r));
         let mapped = map_records(positioned, &self.scheme).map_err(|r| rejection::to_status(&r))?;
         Ok(Response::new(ConvertResponse {
-            records: mapped.into_iter().map(|trades| ConvertedRecord { trades }).collect(),
+            records: mapped
+                .into_iter()
+                .map(|trades| ConvertedRecord { trades })
+                .collect(),
         }))
     }
 }
-

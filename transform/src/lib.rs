@@ -35,13 +35,16 @@ pub async fn serve(
         request: Duration::from_millis(config.deliver_timeout_ms),
         ..ClientTimeouts::default()
     };
-    let channel = rpc::lazy_channel(&config.deliver_url, timeouts).map_err(TransformError::DeliverUrl)?;
+    let channel =
+        rpc::lazy_channel(&config.deliver_url, timeouts).map_err(TransformError::DeliverUrl)?;
     let service = grpc::TransformService::new(config.scheme.clone(), DeliverClient::new(channel));
     let (health_reporter, health_service) = rpc::health();
     health_reporter
         .set_service_status("wdtpipe.v1.Transform", ServingStatus::Serving)
         .await;
-    health_reporter.set_service_status("", ServingStatus::Serving).await;
+    health_reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
     tracing::info!(
         addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         deliver = %config.deliver_url,

@@ -67,7 +67,12 @@ struct Line<'a> {
 }
 
 impl Mapper<'_> {
-    fn reject(&self, tid: &str, field: impl Into<String>, rule: impl Into<String>) -> RecordRejection {
+    fn reject(
+        &self,
+        tid: &str,
+        field: impl Into<String>,
+        rule: impl Into<String>,
+    ) -> RecordRejection {
         rejection(self.position, tid, field, rule)
     }
 
@@ -109,10 +114,18 @@ impl Mapper<'_> {
             Some(groups) => groups.clone(),
             None => {
                 let tid = single_tid(r).ok_or_else(|| {
-                    self.reject("", "tid", "no tid: tid, src_tids, src_trade_no and trade_no are all empty")
+                    self.reject(
+                        "",
+                        "tid",
+                        "no tid: tid, src_tids, src_trade_no and trade_no are all empty",
+                    )
                 })?;
                 if tid.chars().count() > MAX_ID_CHARS {
-                    return Err(self.reject(&tid, "tid", format!("longer than {MAX_ID_CHARS} characters")));
+                    return Err(self.reject(
+                        &tid,
+                        "tid",
+                        format!("longer than {MAX_ID_CHARS} characters"),
+                    ));
                 }
                 vec![tid]
             }
@@ -132,7 +145,11 @@ impl Mapper<'_> {
         let shop_no = match &self.scheme.shop_no {
             Some(shop) => shop.clone(),
             None if r.shop_no.is_empty() => {
-                return Err(self.reject(&self.tid_hint, "shop_no", "empty and no target shop (WDT_SHOP_NO) is configured"));
+                return Err(self.reject(
+                    &self.tid_hint,
+                    "shop_no",
+                    "empty and no target shop (WDT_SHOP_NO) is configured",
+                ));
             }
             None => r.shop_no.clone(),
         };
@@ -179,12 +196,18 @@ impl Mapper<'_> {
             &r.receiver_mobile
         };
         if receiver_mobile.is_empty() {
-            return Err(self.reject(&self.tid_hint, "receiver_mobile", "receiver_mobile and receiver_telno are both empty"));
+            return Err(self.reject(
+                &self.tid_hint,
+                "receiver_mobile",
+                "receiver_mobile and receiver_telno are both empty",
+            ));
         }
 
         let logistics_type = match Integer::parse(&r.logistics_type) {
             Integer::Value(v) => self.int32("logistics_type", v)?,
-            Integer::OutOfRange => return Err(self.reject(&self.tid_hint, "logistics_type", "integer out of range")),
+            Integer::OutOfRange => {
+                return Err(self.reject(&self.tid_hint, "logistics_type", "integer out of range"));
+            }
             Integer::NotAnInteger => r
                 .kuaidi100_data
                 .as_ref()
@@ -193,7 +216,9 @@ impl Mapper<'_> {
         };
         let fenxiao_type = match Integer::parse(&r.fenxiao_type) {
             Integer::Value(v) => Some(self.int32("fenxiao_type", v)?),
-            Integer::OutOfRange => return Err(self.reject(&self.tid_hint, "fenxiao_type", "integer out of range")),
+            Integer::OutOfRange => {
+                return Err(self.reject(&self.tid_hint, "fenxiao_type", "integer out of range"));
+            }
             Integer::NotAnInteger => None,
         };
 
@@ -252,7 +277,11 @@ impl Mapper<'_> {
             } else {
                 paid
             };
-            let (post, cod) = if first { (post_amount, cod_amount) } else { (Decimal::ZERO, Decimal::ZERO) };
+            let (post, cod) = if first {
+                (post_amount, cod_amount)
+            } else {
+                (Decimal::ZERO, Decimal::ZERO)
+            };
             trades.push(TradeOrder {
                 tid,
                 post_amount: format_decimal(post),
@@ -269,7 +298,9 @@ impl Mapper<'_> {
         let r = self.record;
         let signed_for = r.kuaidi100_data.as_ref().is_some_and(|k| {
             Integer::parse(&k.ischeck).is(1)
-                || Integer::parse(&k.state).value().is_some_and(|s| SIGNED_STATES.contains(&s))
+                || Integer::parse(&k.state)
+                    .value()
+                    .is_some_and(|s| SIGNED_STATES.contains(&s))
         });
         let status = Integer::parse(&r.status);
         if signed_for || status.is(110) {
@@ -284,14 +315,21 @@ impl Mapper<'_> {
     }
 
     /// Maps every line in record order, each into its trade's group.
-    fn lines(&self, tids: &[String], split: bool, trade_status: i32) -> Result<Vec<Line<'_>>, RecordRejection> {
+    fn lines(
+        &self,
+        tids: &[String],
+        split: bool,
+        trade_status: i32,
+    ) -> Result<Vec<Line<'_>>, RecordRejection> {
         self.record
             .details_list
             .iter()
             .enumerate()
             .map(|(index, detail)| {
                 let group = if split {
-                    tids.iter().position(|t| *t == detail.src_tid).unwrap_or_default()
+                    tids.iter()
+                        .position(|t| *t == detail.src_tid)
+                        .unwrap_or_default()
                 } else {
                     0
                 };
@@ -320,15 +358,20 @@ impl Mapper<'_> {
             format!("{tid}-{n}")
         };
         if oid.chars().count() > MAX_ID_CHARS {
-            return Err(invalid("oid", &format!("longer than {MAX_ID_CHARS} characters: {oid}")));
+            return Err(invalid(
+                "oid",
+                &format!("longer than {MAX_ID_CHARS} characters: {oid}"),
+            ));
         }
 
-        let (num_field, num_text) = first_non_empty(&[("num", &d.num), ("goods_count", &d.goods_count)]);
+        let (num_field, num_text) =
+            first_non_empty(&[("num", &d.num), ("goods_count", &d.goods_count)]);
         let num = decimal(num_field, num_text)?;
         if num <= Decimal::ZERO {
             return Err(invalid(num_field, "must be above 0"));
         }
-        let (price_field, price_text) = first_non_empty(&[("price", &d.price), ("sell_price", &d.sell_price)]);
+        let (price_field, price_text) =
+            first_non_empty(&[("price", &d.price), ("sell_price", &d.sell_price)]);
         let price = decimal(price_field, price_text)?;
         let discount = decimal("discount", &d.discount)?;
         let out_of_range = || invalid("share_discount", "decimal out of range");
@@ -351,7 +394,10 @@ impl Mapper<'_> {
             .ok_or_else(out_of_range)?;
 
         if d.goods_no.is_empty() && d.spec_no.is_empty() {
-            return Err(invalid("goods_no/spec_no", "goods_no and spec_no are both empty"));
+            return Err(invalid(
+                "goods_no/spec_no",
+                "goods_no and spec_no are both empty",
+            ));
         }
         if d.goods_name.is_empty() {
             return Err(invalid("goods_name", "empty"));
@@ -413,11 +459,16 @@ fn split_groups(lines: &[StockoutDetail]) -> Option<Vec<String>> {
 /// `trade_no`, whichever is first non-empty.
 fn single_tid(r: &StockoutRecord) -> Option<String> {
     let from_src_tids = r.src_tids.split(',').map(str::trim).find(|s| !s.is_empty());
-    [Some(r.tid.as_str()), from_src_tids, Some(r.src_trade_no.as_str()), Some(r.trade_no.as_str())]
-        .into_iter()
-        .flatten()
-        .find(|s| !s.is_empty())
-        .map(str::to_owned)
+    [
+        Some(r.tid.as_str()),
+        from_src_tids,
+        Some(r.src_trade_no.as_str()),
+        Some(r.trade_no.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|s| !s.is_empty())
+    .map(str::to_owned)
 }
 
 fn first_src_tid(r: &StockoutRecord) -> String {

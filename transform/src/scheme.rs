@@ -32,7 +32,10 @@ impl Default for Scheme {
     fn default() -> Self {
         Self {
             shop_no: None,
-            carriers: DEFAULT_CARRIERS.iter().map(|(com, code)| ((*com).to_owned(), *code)).collect(),
+            carriers: DEFAULT_CARRIERS
+                .iter()
+                .map(|(com, code)| ((*com).to_owned(), *code))
+                .collect(),
         }
     }
 }
@@ -41,7 +44,9 @@ impl Scheme {
     /// The default scheme with a target shop override (empty means none).
     pub fn with_shop(shop_no: Option<String>) -> Self {
         Self {
-            shop_no: shop_no.filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_owned()),
+            shop_no: shop_no
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().to_owned()),
             ..Self::default()
         }
     }

@@ -1,0 +1,300 @@
+//! End-to-end tests: ingest, transform and deliver as real gRPC services on ephemeral
+//! ports, a real sled outbox in a temporary directory, and the WDT sandbox over real HTTP.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use wdtpipe_proto::v1::DeliveryState;
+use wdtpipe_proto::v1::SubmitRequest;
+use wdtpipe_proto::v1::ingest_client::IngestClient;
+use wdtpipe_tests::{
+    Pipeline, PipelineOptions, RunningSandbox, eventually, fixture, fixtures, free_addr,
+    sandbox_config, wdt_for,
+};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn with_sandbox() -> (RunningSandbox, Pipeline) {
+    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
+    let pipeline = Pipeline::start(PipelineOptions {
+        wdt: wdt_for(sandbox.wdt_url()),
+        ..PipelineOptions::default()
+    })
+    .await;
+    (sandbox, pipeline)
+}
+
+/// Every shared fixture gets its expected answer; the sandbox receives exactly the expected
+/// trades, each once, in correctly signed calls; invalid requests leave nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_flows_to_wdt() {
+    let (sandbox, pipeline) = with_sandbox().await;
+    let mut expected: Vec<Value> = Vec::new();
+    let mut rejected_tids: Vec<String> = Vec::new();
+    for fixture in fixtures() {
+        let (status, answer) = pipeline.post(&fixture.body).await;
+        assert_eq!(status, fixture.status(), "{}: {answer}", fixture.name);
+        if status == 200 {
+            assert_eq!(answer["code"], 0, "{}", fixture.name);
+            expected.extend(fixture.trades());
+        } else {
+            assert_eq!(answer["code"], 422, "{}", fixture.name);
+            let message = answer["message"].as_str().unwrap();
+            assert!(
+                message.contains(fixture.why()),
+                "{}: {message}",
+                fixture.name
+            );
+            rejected_tids.extend(fixture.body_tids());
+        }
+    }
+    let want = expected.len();
+    eventually("every valid trade at the sandbox", DEADLINE, || async {
+        (sandbox.sandbox.trades().len() >= want).then_some(())
+    })
+    .await;
+
+    let accepted = sandbox.sandbox.trades();
+    assert_eq!(accepted.len(), want, "no extra trades");
+    for want in &expected {
+        let tid = want["trade"]["tid"].as_str().unwrap();
+        let got = accepted
+            .iter()
+            .find(|t| t.tid == tid)
+            .unwrap_or_else(|| panic!("{tid} missing"));
+        assert_eq!(
+            json!({"shop_no": got.shop_no, "trade": got.trade}),
+            *want,
+            "{tid}"
+        );
+        assert_eq!(got.versions, 1, "{tid} pushed once");
+    }
+    for tid in &rejected_tids {
+        assert!(
+            accepted.iter().all(|t| &t.tid != tid),
+            "{tid} from a rejected request reached WDT"
+        );
+        assert!(
+            pipeline.status(tid).await.is_empty(),
+            "{tid} from a rejected request was queued"
+        );
+    }
+    let calls = sandbox.sandbox.calls();
+    assert!(!calls.is_empty());
+    assert!(
+        calls.iter().all(|c| c.sign_ok && c.code == 0),
+        "every call signed and accepted: {calls:?}"
+    );
+
+    let status = pipeline.status("T0001").await;
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].state, DeliveryState::Delivered as i32);
+    assert_eq!(status[0].new_count, 1);
+    pipeline.shutdown().await;
+    sandbox.stop().await;
+}
+
+/// Trades accepted while WDT is down stay queued across a deliver restart on the same
+/// data directory, and are delivered once WDT is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_trades_survive_a_deliver_restart() {
+    let wdt_addr = free_addr().await;
+    let mut pipeline = Pipeline::start(PipelineOptions {
+        wdt: wdt_for(format!("http://{wdt_addr}/openapi2")),
+        ..PipelineOptions::default()
+    })
+    .await;
+    let fixtures = [fixture("01-"), fixture("07-")];
+    for f in &fixtures {
+        let (status, answer) = pipeline.post(&f.body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let status = eventually("a failed attempt on T0001", DEADLINE, || async {
+        pipeline
+            .status("T0001")
+            .await
+            .into_iter()
+            .find(|s| s.attempts > 0)
+    })
+    .await;
+    assert_ne!(status.state, DeliveryState::Delivered as i32);
+    assert!(
+        status.last_error.contains("transport error"),
+        "{}",
+        status.last_error
+    );
+
+    pipeline.stop_deliver().await;
+    let sandbox = RunningSandbox::start(sandbox_config(), wdt_addr).await;
+    pipeline.restart_deliver().await;
+
+    let expected: Vec<Value> = fixtures.iter().flat_map(|f| f.trades()).collect();
+    eventually(
+        "queued trades delivered after restart",
+        DEADLINE,
+        || async { (sandbox.sandbox.trades().len() == expected.len()).then_some(()) },
+    )
+    .await;
+    for want in &expected {
+        let tid = want["trade"]["tid"].as_str().unwrap();
+        let got = sandbox.sandbox.trade(tid).unwrap();
+        assert_eq!(got.trade, want["trade"], "{tid}");
+    }
+    let t0001 = eventually("T0001 marked delivered", DEADLINE, || async {
+        pipeline
+            .status("T0001")
+            .await
+            .into_iter()
+            .find(|s| s.state == DeliveryState::Delivered as i32)
+    })
+    .await;
+    assert!(
+        t0001.history.len() >= 2,
+        "the failed attempts and the success are in the history"
+    );
+    pipeline.shutdown().await;
+    sandbox.stop().await;
+}
+
+/// The same record sent twice is acknowledged both times but queued and pushed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_sent_twice_is_queued_once() {
+    let (sandbox, pipeline) = with_sandbox().await;
+    let f = fixture("01-");
+    let (_, first) = pipeline.post(&f.body).await;
+    let (status, second) = pipeline.post(&f.body).await;
+    assert_eq!(status, 200);
+    assert_eq!(first["receipts"][0]["duplicate"], false);
+    assert_eq!(second["receipts"][0]["duplicate"], true);
+    assert_eq!(
+        first["receipts"][0]["record_id"],
+        second["receipts"][0]["record_id"]
+    );
+    eventually("T0001 delivered", DEADLINE, || async {
+        sandbox.sandbox.trade("T0001")
+    })
+    .await;
+    assert_eq!(pipeline.status("T0001").await[0].versions, 1);
+    assert_eq!(sandbox.sandbox.trade("T0001").unwrap().versions, 1);
+    pipeline.shutdown().await;
+    sandbox.stop().await;
+}
+
+/// Internal clients get the callback's semantics over gRPC: receipts on success, and
+/// INVALID_ARGUMENT naming the record and field for an invalid record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_submit_has_the_callback_semantics() {
+    let (sandbox, pipeline) = with_sandbox().await;
+    let mut client = IngestClient::connect(format!("http://{}", pipeline.ingest_grpc))
+        .await
+        .unwrap();
+    let records = wdtpipe_ingest::callback::parse_body(&fixture("08-").body).unwrap();
+    let receipts = client
+        .submit(SubmitRequest {
+            records: records.clone(),
+            source: "test".into(),
+            ..SubmitRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .receipts;
+    let tids: Vec<&str> = receipts.iter().map(|r| r.tids[0].as_str()).collect();
+    assert_eq!(tids, ["T0009", "T0010", "T0011"]);
+
+    let mut bad = records;
+    bad[1].receiver_name.clear();
+    bad[0].tid = "NEW-1".into();
+    let error = client
+        .submit(SubmitRequest {
+            records: bad,
+            ..SubmitRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        error.message(),
+        "record 2 (tid T0010): receiver_name: empty"
+    );
+    let rejection = wdtpipe_common::rejection::from_status(&error).unwrap();
+    assert_eq!(
+        (rejection.position, rejection.field.as_str()),
+        (2, "receiver_name")
+    );
+
+    eventually("gRPC-submitted trades delivered", DEADLINE, || async {
+        (sandbox.sandbox.trades().len() == 3).then_some(())
+    })
+    .await;
+    assert!(
+        pipeline.status("NEW-1").await.is_empty(),
+        "nothing of the rejected request was queued"
+    );
+    pipeline.shutdown().await;
+    sandbox.stop().await;
+}
+
+/// Bad requests get clear 4xx JSON answers and the service keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors() {
+    let (sandbox, pipeline) = with_sandbox().await;
+    let (status, answer) = pipeline.post(b"{not json").await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["code"], 400);
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed JSON")
+    );
+
+    let (status, answer) = pipeline.post(b"[]").await;
+    assert_eq!((status, answer["code"].as_u64()), (422, Some(422)));
+
+    let (status, answer) = pipeline.post(br#"[{"tid":"X"}, 5]"#).await;
+    assert_eq!(status, 422);
+    assert_eq!(answer["message"], "record 2: record: not a JSON object");
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/callback", pipeline.http))
+        .header("content-type", "text/plain")
+        .body(fixture("01-").body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 415);
+
+    let (status, _) = pipeline.post(&fixture("01-").body).await;
+    assert_eq!(status, 200, "still serving after bad requests");
+    pipeline.shutdown().await;
+    sandbox.stop().await;
+}
+
+/// When the next stage is unreachable ingest answers 503 with Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_transform_is_a_503() {
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/callback", http.local_addr().unwrap());
+    let config = wdtpipe_ingest::config::IngestConfig {
+        transform_url: format!("http://{}", free_addr().await),
+        ..Default::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(wdtpipe_ingest::serve(config, http, grpc, async move {
+        let _ = stopped.await;
+    }));
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(fixture("01-").body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["code"], 503);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
