@@ -1,0 +1,284 @@
+//! The sled outbox on a real temporary directory: ordering, latest-wins, dedupe, settling,
+//! retries, dead letters, and durability across reopening.
+
+use wdtpipe_deliver::keys::TradeKey;
+use wdtpipe_deliver::store::{Outbox, Outcome, Ready, Settlement};
+use wdtpipe_proto::v1::{Attempt, DeliveryState, EnqueueRecord, TradeOrder};
+
+fn trade(tid: &str, shop: &str, paid: &str) -> TradeOrder {
+    TradeOrder {
+        tid: tid.into(),
+        shop_no: shop.into(),
+        paid: paid.into(),
+        ..TradeOrder::default()
+    }
+}
+
+fn record(id: &str, trades: Vec<TradeOrder>) -> EnqueueRecord {
+    EnqueueRecord {
+        record_id: id.into(),
+        received_at_ms: 1,
+        source: "test".into(),
+        trades,
+    }
+}
+
+fn attempt() -> Attempt {
+    Attempt {
+        at_ms: 1000,
+        outcome: "test".into(),
+        ..Attempt::default()
+    }
+}
+
+fn settle(ready: Ready, outcome: Outcome) -> Settlement {
+    Settlement {
+        ready,
+        attempt: attempt(),
+        outcome,
+    }
+}
+
+fn tids(ready: &[Ready]) -> Vec<&str> {
+    ready.iter().map(|r| r.key.tid.as_str()).collect()
+}
+
+fn state(outbox: &Outbox, tid: &str, shop: &str) -> DeliveryState {
+    let entry = outbox.entry(&TradeKey::new(tid, shop)).unwrap().unwrap();
+    DeliveryState::try_from(entry.state).unwrap()
+}
+
+/// Trades come out per shop in acceptance order; a newer version of a waiting tid takes the
+/// old one's place; a record id seen before is a duplicate.
+#[tokio::test]
+async fn order_latest_wins_and_dedupe() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    let done = outbox
+        .enqueue(
+            vec![
+                record("r1", vec![trade("A", "S1", "1"), trade("B", "S1", "1")]),
+                record("r2", vec![trade("C", "S2", "1")]),
+            ],
+            String::new(),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.ready_shops.iter().collect::<Vec<_>>(), ["S1", "S2"]);
+    outbox
+        .enqueue(
+            vec![record("r3", vec![trade("A", "S1", "2")])],
+            String::new(),
+            11,
+        )
+        .await
+        .unwrap();
+    let ready = outbox.ready("S1", 10).unwrap();
+    assert_eq!(tids(&ready), ["A", "B"], "A keeps its place");
+    assert_eq!(
+        ready[0].trade.paid, "2",
+        "the newest version of A is the one to push"
+    );
+    assert_eq!(tids(&outbox.ready("S2", 10).unwrap()), ["C"]);
+    assert_eq!(outbox.ready("S1", 1).unwrap().len(), 1, "the limit holds");
+
+    let again = outbox
+        .enqueue(
+            vec![record("r1", vec![trade("A", "S1", "9")])],
+            String::new(),
+            12,
+        )
+        .await
+        .unwrap();
+    assert!(again.results[0].duplicate);
+    assert_eq!(
+        outbox.ready("S1", 10).unwrap()[0].trade.paid,
+        "2",
+        "a duplicate changes nothing"
+    );
+
+    let keyed = outbox
+        .enqueue(
+            vec![record("r4", vec![trade("D", "S1", "1")])],
+            "req-1".into(),
+            13,
+        )
+        .await
+        .unwrap();
+    assert!(!keyed.results[0].duplicate);
+    let keyed_again = outbox
+        .enqueue(
+            vec![record("r5", vec![trade("E", "S1", "1")])],
+            "req-1".into(),
+            14,
+        )
+        .await
+        .unwrap();
+    assert!(
+        keyed_again.results[0].duplicate,
+        "the same idempotency key is a duplicate request"
+    );
+    assert_eq!(tids(&outbox.ready("S1", 10).unwrap()), ["A", "B", "D"]);
+}
+
+/// Delivered trades leave the queue; a version that arrived while the old one was in flight
+/// stays queued; retries wait and come back in order; rejections become dead letters.
+#[tokio::test]
+async fn settling() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    outbox
+        .enqueue(
+            vec![record(
+                "r1",
+                vec![
+                    trade("A", "S", "1"),
+                    trade("B", "S", "1"),
+                    trade("C", "S", "1"),
+                    trade("D", "S", "1"),
+                ],
+            )],
+            String::new(),
+            1,
+        )
+        .await
+        .unwrap();
+    let batch = outbox.ready("S", 10).unwrap();
+    // B gets a new version while the batch is "in flight".
+    outbox
+        .enqueue(
+            vec![record("r2", vec![trade("B", "S", "2")])],
+            String::new(),
+            2,
+        )
+        .await
+        .unwrap();
+    let mut batch = batch.into_iter();
+    let (a, b, c, d) = (
+        batch.next().unwrap(),
+        batch.next().unwrap(),
+        batch.next().unwrap(),
+        batch.next().unwrap(),
+    );
+    let delivered = || Outcome::Delivered {
+        new_count: 1,
+        chg_count: 0,
+    };
+    outbox
+        .settle(
+            vec![
+                settle(a, delivered()),
+                settle(b, delivered()),
+                settle(c, Outcome::Retry { due_ms: 5_000 }),
+                settle(
+                    d,
+                    Outcome::Dead {
+                        reason: "rejected by WDT: bad".into(),
+                    },
+                ),
+            ],
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(state(&outbox, "A", "S"), DeliveryState::Delivered);
+    assert_eq!(state(&outbox, "B", "S"), DeliveryState::Queued);
+    assert_eq!(state(&outbox, "C", "S"), DeliveryState::Retrying);
+    assert_eq!(state(&outbox, "D", "S"), DeliveryState::Dead);
+    let ready = outbox.ready("S", 10).unwrap();
+    assert_eq!(tids(&ready), ["B"]);
+    assert_eq!(ready[0].trade.paid, "2");
+    let letters = outbox.dead_letters_for_tid("D").unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, "rejected by WDT: bad");
+    assert_eq!(letters[0].trade.as_ref().unwrap().tid, "D");
+
+    assert_eq!(outbox.next_due().unwrap(), Some(5_000));
+    let early = outbox.promote_due(4_999).await.unwrap();
+    assert!(early.ready_shops.is_empty());
+    assert_eq!(early.next_due_ms, Some(5_000));
+    let due = outbox.promote_due(5_000).await.unwrap();
+    assert_eq!(due.ready_shops.iter().collect::<Vec<_>>(), ["S"]);
+    assert_eq!(
+        tids(&outbox.ready("S", 10).unwrap()),
+        ["B", "C"],
+        "C is back at its original place, after B"
+    );
+    assert_eq!(outbox.next_due().unwrap(), None);
+    assert_eq!(outbox.queued_len(), 2);
+}
+
+/// Everything acknowledged survives closing and reopening, and sequence numbers keep rising.
+#[tokio::test]
+async fn reopen_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let outbox = Outbox::open(dir.path()).unwrap();
+        for i in 0..100 {
+            outbox
+                .enqueue(
+                    vec![record(
+                        &format!("r{i}"),
+                        vec![trade(&format!("T{i:03}"), "S", "1")],
+                    )],
+                    String::new(),
+                    1,
+                )
+                .await
+                .unwrap();
+        }
+        outbox.close().unwrap();
+    }
+    let outbox = Outbox::open(dir.path()).unwrap();
+    let ready = outbox.ready("S", 1000).unwrap();
+    assert_eq!(ready.len(), 100);
+    assert_eq!(ready[0].key.tid, "T000");
+    assert_eq!(ready[99].key.tid, "T099");
+    let last_seq = ready[99].seq;
+    outbox
+        .enqueue(
+            vec![record("new", vec![trade("N", "S", "1")])],
+            String::new(),
+            2,
+        )
+        .await
+        .unwrap();
+    let ready = outbox.ready("S", 1000).unwrap();
+    assert!(ready[100].seq > last_seq);
+    assert!(outbox.record("r5").unwrap().is_some());
+    assert_eq!(outbox.shops_with_ready_work().unwrap(), ["S"]);
+}
+
+/// Concurrent enqueues all land (they share group commits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = std::sync::Arc::new(Outbox::open(dir.path()).unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let outbox = outbox.clone();
+        tasks.spawn(async move {
+            outbox
+                .enqueue(
+                    vec![record(
+                        &format!("r{i}"),
+                        vec![trade(&format!("T{i}"), &format!("S{}", i % 3), "1")],
+                    )],
+                    String::new(),
+                    1,
+                )
+                .await
+                .unwrap()
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        assert!(!done.unwrap().results[0].duplicate);
+    }
+    let total: usize = ["S0", "S1", "S2"]
+        .iter()
+        .map(|s| outbox.ready(s, 1000).unwrap().len())
+        .sum();
+    assert_eq!(total, 200);
+    assert_eq!(outbox.shops_with_ready_work().unwrap(), ["S0", "S1", "S2"]);
+}
