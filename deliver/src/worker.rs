@@ -248,9 +248,18 @@ impl Delivery {
                     throttled,
                 } => {
                     tracing::warn!(shop_no = shop, trades = part.len(), %reason, throttled, "push failed; will retry");
+                    // One delay for the whole part, so its trades come back as one call.
+                    let attempts = part.iter().map(|r| r.attempts).max().unwrap_or_default() + 1;
+                    let delay = backoff(
+                        &self.policy,
+                        attempts,
+                        throttled,
+                        retry_after,
+                        &mut rand::rng(),
+                    );
+                    let due_ms = now + delay.as_millis() as i64;
                     for ready in part {
-                        let outcome =
-                            self.retry_or_give_up(&ready, now, &reason, throttled, retry_after);
+                        let outcome = self.retry_or_give_up(&ready, now, &reason, due_ms);
                         settlements.push(settle(ready, outcome));
                     }
                     // The rest of the batch was not tried; it stays at the head of the queue.
@@ -314,14 +323,8 @@ impl Delivery {
         }
     }
 
-    fn retry_or_give_up(
-        &self,
-        ready: &Ready,
-        now: i64,
-        reason: &str,
-        throttled: bool,
-        retry_after: Option<Duration>,
-    ) -> Outcome {
+    /// Retry at `due_ms`, unless the trade has been failing for longer than the age limit.
+    fn retry_or_give_up(&self, ready: &Ready, now: i64, reason: &str, due_ms: i64) -> Outcome {
         let failing_since = if ready.first_attempt_at_ms > 0 {
             ready.first_attempt_at_ms
         } else {
@@ -337,16 +340,7 @@ impl Delivery {
                 ),
             };
         }
-        let delay = backoff(
-            &self.policy,
-            ready.attempts + 1,
-            throttled,
-            retry_after,
-            &mut rand::rng(),
-        );
-        Outcome::Retry {
-            due_ms: now + delay.as_millis() as i64,
-        }
+        Outcome::Retry { due_ms }
     }
 }
 

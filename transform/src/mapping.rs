@@ -490,8 +490,8 @@ fn first_non_empty<'a>(candidates: &[(&'static str, &'a String)]) -> (&'static s
         .unwrap_or(("", ""))
 }
 
-/// Removes characters outside the Basic Multilingual Plane (emoji and the like), then trims.
+/// Removes characters outside the Basic Multilingual Plane (emoji and the like). The text
+/// was trimmed when read; what remains is taken as it is (MAPPING.md does not trim again).
 fn without_astral(text: &str) -> String {
-    let kept: String = text.chars().filter(|c| u32::from(*c) <= 0xFFFF).collect();
-    kept.trim().to_owned()
+    text.chars().filter(|c| u32::from(*c) <= 0xFFFF).collect()
 }

@@ -291,6 +291,12 @@ fn buyer_nick() {
         r.customer_name = "张三".into();
     });
     assert_eq!(one(&emoji_only).buyer_nick, "张三");
+    let inner_space = with(|r| r.nick_name = "🌸 Lily".into());
+    assert_eq!(
+        one(&inner_space).buyer_nick,
+        " Lily",
+        "only the emoji is removed"
+    );
     let receiver = with(|r| r.nick_name.clear());
     assert_eq!(one(&receiver).buyer_nick, "李四");
     let long = with(|r| r.nick_name = "长".repeat(150));
