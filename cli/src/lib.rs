@@ -1,6 +1,7 @@
 //! The `wdtpipe` command line. Each subcommand lives in its own module; this one parses
 //! and dispatches.
 
+pub mod dlq;
 pub mod send;
 pub mod status;
 pub mod up;
@@ -27,6 +28,8 @@ pub enum Command {
     Send(send::SendArgs),
     /// Show where a tid stands in deliver: queued, delivered or dead, with every attempt.
     Status(status::StatusArgs),
+    /// The dead-letter store: list, replay or discard.
+    Dlq(dlq::DlqArgs),
 }
 
 /// Runs a parsed command line.
@@ -39,5 +42,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Send(args) => send::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Dlq(args) => dlq::run(args).await,
     }
 }

@@ -24,6 +24,23 @@ fn china() -> Offset {
 
 /// Normalises a time. `Ok(None)` for empty text or the zero time.
 pub fn normalize_time(text: &str) -> Result<Option<String>, TimeError> {
+    Ok(china_time(text)?.map(format))
+}
+
+/// The Unix milliseconds of a time in any accepted form (whole seconds). `Ok(None)` for
+/// empty text or the zero time.
+pub fn unix_ms(text: &str) -> Result<Option<i64>, TimeError> {
+    match china_time(text)? {
+        Some(datetime) => {
+            let ts = china().to_timestamp(datetime).map_err(|_| TimeError)?;
+            Ok(Some(ts.as_millisecond()))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Reads a time as China civil time.
+fn china_time(text: &str) -> Result<Option<DateTime>, TimeError> {
     if text.is_empty() || text == ZERO_TIME {
         return Ok(None);
     }
@@ -67,7 +84,7 @@ pub fn normalize_time(text: &str) -> Result<Option<String>, TimeError> {
     } else {
         return Err(TimeError);
     };
-    Ok(Some(format(datetime)))
+    Ok(Some(datetime))
 }
 
 /// Parses `YYYY-MM-DD?HH:MM:SS` (the separator at index 10 is checked by the caller).
@@ -138,6 +155,8 @@ mod tests {
         assert_eq!(norm("1795742102999"), want);
         assert_eq!(norm(""), Ok(None));
         assert_eq!(norm(ZERO_TIME), Ok(None));
+        assert_eq!(unix_ms("2026-11-27 09:15:02"), Ok(Some(1_795_742_102_000)));
+        assert_eq!(unix_ms("2026-11-27T01:15:02Z"), Ok(Some(1_795_742_102_000)));
     }
 
     #[test]

@@ -5,12 +5,15 @@ use crate::store::Outbox;
 use crate::worker::Delivery;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
-use wdtpipe_common::now_ms;
 use wdtpipe_proto::v1::deliver_server::Deliver;
 use wdtpipe_proto::v1::{
-    DeliveryState, EnqueueRequest, EnqueueResponse, GetStatusRequest, GetStatusResponse,
-    OutboxEntry, TradeStatus,
+    DeadLetterFilter, DeliveryState, DiscardRequest, DiscardResponse, EnqueueRequest,
+    EnqueueResponse, GetStatusRequest, GetStatusResponse, ListDeadLettersRequest,
+    ListDeadLettersResponse, OutboxEntry, ReplayRequest, ReplayResponse, TradeStatus,
 };
+
+/// Dead letters listed when the request sets no limit.
+const DEFAULT_LIST_LIMIT: usize = 100;
 
 /// Longest tid or shop number accepted into the outbox, in bytes.
 const MAX_KEY_BYTES: usize = 1024;
@@ -65,7 +68,11 @@ impl Deliver for DeliverService {
         validate(&request)?;
         let done = self
             .outbox
-            .enqueue(request.records, request.idempotency_key, now_ms())
+            .enqueue(
+                request.records,
+                request.idempotency_key,
+                self.delivery.clock().now_ms(),
+            )
             .await
             .map_err(DeliverError::from)?;
         let duplicates = done.results.iter().filter(|r| r.duplicate).count();
@@ -95,6 +102,82 @@ impl Deliver for DeliverService {
             })
             .collect();
         Ok(Response::new(GetStatusResponse { trades }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_dead_letters(
+        &self,
+        request: Request<ListDeadLettersRequest>,
+    ) -> Result<Response<ListDeadLettersResponse>, Status> {
+        let request = request.into_inner();
+        let filter = request.filter.unwrap_or_default();
+        let limit = match request.limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n as usize,
+        };
+        let (letters, total) = self
+            .outbox
+            .dead_letters(&filter, limit)
+            .map_err(DeliverError::from)?;
+        Ok(Response::new(ListDeadLettersResponse {
+            letters,
+            total: u32::try_from(total).unwrap_or(u32::MAX),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn replay(
+        &self,
+        request: Request<ReplayRequest>,
+    ) -> Result<Response<ReplayResponse>, Status> {
+        let filter = scoped(request.into_inner().filter)?;
+        let done = self
+            .outbox
+            .replay(filter, self.delivery.clock().now_ms())
+            .await
+            .map_err(DeliverError::from)?;
+        tracing::info!(
+            replayed = done.replayed,
+            superseded = done.superseded,
+            "dead letters replayed"
+        );
+        self.delivery.notify(done.ready_shops);
+        Ok(Response::new(ReplayResponse {
+            replayed: done.replayed,
+            superseded: done.superseded,
+            tids: done.tids,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn discard(
+        &self,
+        request: Request<DiscardRequest>,
+    ) -> Result<Response<DiscardResponse>, Status> {
+        let filter = scoped(request.into_inner().filter)?;
+        let discarded = self
+            .outbox
+            .discard(filter, self.delivery.clock().now_ms())
+            .await
+            .map_err(DeliverError::from)?;
+        tracing::info!(discarded, "dead letters discarded");
+        Ok(Response::new(DiscardResponse { discarded }))
+    }
+}
+
+/// Replay and discard act on many letters at once: they need an explicit scope.
+fn scoped(filter: Option<DeadLetterFilter>) -> Result<DeadLetterFilter, DeliverError> {
+    let filter = filter.unwrap_or_default();
+    let narrowed = !filter.tid.is_empty()
+        || !filter.shop_no.is_empty()
+        || filter.since_ms != 0
+        || filter.until_ms != 0;
+    if narrowed || filter.all {
+        Ok(filter)
+    } else {
+        Err(DeliverError::InvalidRequest(
+            "set a tid, a shop, a time range, or all".into(),
+        ))
     }
 }
 

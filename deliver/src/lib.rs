@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod grpc;
@@ -40,6 +41,7 @@ pub async fn serve(
     let outbox = Arc::new(tokio::task::spawn_blocking(move || Outbox::open(&dir)).await??);
     let client = WdtClient::new(config.wdt.clone())?;
     tracing::info!(endpoint = client.endpoint(), sid = %config.wdt.sid, "delivering to WDT");
+    let client: Arc<dyn wdt::WdtApi> = Arc::new(client);
     let classifier = Classifier {
         retryable_codes: config.retryable_codes.clone(),
         config_codes: config.config_codes.clone(),
@@ -47,6 +49,7 @@ pub async fn serve(
     let delivery = Delivery::start(
         Arc::clone(&outbox),
         client,
+        clock::Clock::new(),
         classifier,
         config.retry.clone(),
         config.batch_size,

@@ -11,12 +11,13 @@ use crate::keys::{self, TradeKey};
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use wdtpipe_proto::v1::{
-    Attempt, DeadLetter, DeliveryState, EnqueueRecord, EnqueueResult, OutboxEntry, PendingVersion,
-    RecordMeta, TradeOrder,
+    Attempt, DeadLetter, DeadLetterFilter, DeliveryState, EnqueueRecord, EnqueueResult,
+    OutboxEntry, PendingVersion, RecordMeta, TradeOrder,
 };
 
 /// Attempts kept in an entry's history (older ones are dropped).
@@ -88,22 +89,40 @@ pub struct Promoted {
     pub next_due_ms: Option<i64>,
 }
 
-enum Command {
+/// What replaying dead letters did.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    pub replayed: u32,
+    pub superseded: u32,
+    pub tids: Vec<String>,
+    pub ready_shops: BTreeSet<String>,
+}
+
+/// A write the writer thread applies.
+enum Op {
     Enqueue {
         records: Vec<EnqueueRecord>,
         idempotency_key: String,
-        now_ms: i64,
-        reply: oneshot::Sender<Result<Enqueued>>,
     },
-    Settle {
-        settlements: Vec<Settlement>,
-        now_ms: i64,
-        reply: oneshot::Sender<Result<BTreeSet<String>>>,
-    },
-    Promote {
-        now_ms: i64,
-        reply: oneshot::Sender<Result<Promoted>>,
-    },
+    Settle(Vec<Settlement>),
+    Promote,
+    Replay(DeadLetterFilter),
+    Discard(DeadLetterFilter),
+}
+
+/// What a write did, sent back only once it is on disk.
+enum Done {
+    Enqueued(Enqueued),
+    Settled(BTreeSet<String>),
+    Promoted(Promoted),
+    Replayed(Replayed),
+    Discarded(u32),
+}
+
+struct Command {
+    op: Op,
+    now_ms: i64,
+    reply: oneshot::Sender<Result<Done>>,
 }
 
 /// The outbox. Cheap to share behind an `Arc`.
@@ -112,6 +131,24 @@ pub struct Outbox {
     tree: sled::Tree,
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Operations started and not yet answered (they run on other threads).
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts one operation as in flight until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(counter))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Outbox {
@@ -151,16 +188,22 @@ impl Outbox {
             tree,
             commands: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         })
     }
 
-    fn send(&self, command: Command) -> Result<()> {
-        let guard = self.commands.lock().unwrap_or_else(|e| e.into_inner());
-        guard
-            .as_ref()
-            .ok_or(StoreError::Closed)?
-            .send(command)
-            .map_err(|_| StoreError::Closed)
+    /// Hands a write to the writer thread and waits until it is on disk.
+    async fn call(&self, op: Op, now_ms: i64) -> Result<Done> {
+        let _in_flight = InFlight::new(&self.in_flight);
+        let (reply, answer) = oneshot::channel();
+        {
+            let guard = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender
+                .send(Command { op, now_ms, reply })
+                .map_err(|_| StoreError::Closed)?;
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Writes every record's trades atomically and durably. Records (or a request
@@ -171,14 +214,14 @@ impl Outbox {
         idempotency_key: String,
         now_ms: i64,
     ) -> Result<Enqueued> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Enqueue {
+        let op = Op::Enqueue {
             records,
             idempotency_key,
-            now_ms,
-            reply,
-        })?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        };
+        match self.call(op, now_ms).await? {
+            Done::Enqueued(done) => Ok(done),
+            _ => unreachable!("enqueue answers Enqueued"),
+        }
     }
 
     /// Writes back what pushing some trades did. Returns shops with ready work.
@@ -187,20 +230,49 @@ impl Outbox {
         settlements: Vec<Settlement>,
         now_ms: i64,
     ) -> Result<BTreeSet<String>> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Settle {
-            settlements,
-            now_ms,
-            reply,
-        })?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        match self.call(Op::Settle(settlements), now_ms).await? {
+            Done::Settled(shops) => Ok(shops),
+            _ => unreachable!("settle answers Settled"),
+        }
     }
 
     /// Moves retries that are due back into their shops' ready queues.
     pub async fn promote_due(&self, now_ms: i64) -> Result<Promoted> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Promote { now_ms, reply })?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        match self.call(Op::Promote, now_ms).await? {
+            Done::Promoted(promoted) => Ok(promoted),
+            _ => unreachable!("promote answers Promoted"),
+        }
+    }
+
+    /// Puts dead letters matching `filter` back in the queue (latest version wins).
+    pub async fn replay(&self, filter: DeadLetterFilter, now_ms: i64) -> Result<Replayed> {
+        match self.call(Op::Replay(filter), now_ms).await? {
+            Done::Replayed(replayed) => Ok(replayed),
+            _ => unreachable!("replay answers Replayed"),
+        }
+    }
+
+    /// Deletes dead letters matching `filter`; returns how many.
+    pub async fn discard(&self, filter: DeadLetterFilter, now_ms: i64) -> Result<u32> {
+        match self.call(Op::Discard(filter), now_ms).await? {
+            Done::Discarded(n) => Ok(n),
+            _ => unreachable!("discard answers Discarded"),
+        }
+    }
+
+    /// [`Outbox::ready`] on a blocking thread, so the async runtime never waits on disk.
+    pub async fn ready_async(self: &Arc<Self>, shop_no: &str, limit: usize) -> Result<Vec<Ready>> {
+        let _in_flight = InFlight::new(&self.in_flight);
+        let (outbox, shop_no) = (Arc::clone(self), shop_no.to_owned());
+        tokio::task::spawn_blocking(move || outbox.ready(&shop_no, limit))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("ready read task failed: {e}")))?
+    }
+
+    /// Store operations started and not yet finished. Tests that drive a paused clock wait
+    /// for this to reach 0 before moving time, because the store works in real time.
+    pub fn operations_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// Up to `limit` trades at the head of a shop's ready queue, oldest first.
@@ -285,6 +357,25 @@ impl Outbox {
             .collect()
     }
 
+    /// Dead letters matching `filter`, newest first, at most `limit`; and how many match.
+    pub fn dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+        limit: usize,
+    ) -> Result<(Vec<DeadLetter>, usize)> {
+        let mut letters: Vec<DeadLetter> = Vec::new();
+        for item in self.tree.scan_prefix(dead_scan_prefix(filter)) {
+            let letter: DeadLetter = decode(&item?.1)?;
+            if matches(filter, &letter) {
+                letters.push(letter);
+            }
+        }
+        let total = letters.len();
+        letters.sort_by(|a, b| b.dead_at_ms.cmp(&a.dead_at_ms).then(b.seq.cmp(&a.seq)));
+        letters.truncate(limit);
+        Ok((letters, total))
+    }
+
     /// What deliver remembers of a record id.
     pub fn record(&self, record_id: &str) -> Result<Option<RecordMeta>> {
         self.tree
@@ -367,38 +458,6 @@ struct Writer {
     next_seq: u64,
 }
 
-/// A command's answer, sent only after the group is on disk.
-enum Answer {
-    Enqueue(oneshot::Sender<Result<Enqueued>>, Result<Enqueued>),
-    Settle(
-        oneshot::Sender<Result<BTreeSet<String>>>,
-        Result<BTreeSet<String>>,
-    ),
-    Promote(oneshot::Sender<Result<Promoted>>, Result<Promoted>),
-}
-
-impl Answer {
-    fn is_ok(&self) -> bool {
-        match self {
-            Answer::Enqueue(_, r) => r.is_ok(),
-            Answer::Settle(_, r) => r.is_ok(),
-            Answer::Promote(_, r) => r.is_ok(),
-        }
-    }
-
-    fn send(self, failure: Option<&str>) {
-        let fail = |message: &str| StoreError::Corrupt(format!("commit failed: {message}"));
-        match (self, failure) {
-            (Answer::Enqueue(tx, r), None) => drop(tx.send(r)),
-            (Answer::Enqueue(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
-            (Answer::Settle(tx, r), None) => drop(tx.send(r)),
-            (Answer::Settle(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
-            (Answer::Promote(tx, r), None) => drop(tx.send(r)),
-            (Answer::Promote(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
-        }
-    }
-}
-
 impl Writer {
     fn run(mut self, commands: mpsc::Receiver<Command>) {
         while let Ok(first) = commands.recv() {
@@ -417,9 +476,12 @@ impl Writer {
     fn commit(&mut self, group: Vec<Command>) {
         let mut overlay = Overlay::default();
         let seq_before = self.next_seq;
-        let answers: Vec<Answer> = group
+        let answers: Vec<(oneshot::Sender<Result<Done>>, Result<Done>)> = group
             .into_iter()
-            .map(|command| self.apply(command, &mut overlay))
+            .map(|command| {
+                let result = self.apply(command.op, command.now_ms, &mut overlay);
+                (command.reply, result)
+            })
             .collect();
         let failure = if !overlay.0.is_empty() || self.next_seq != seq_before {
             self.write(overlay, seq_before).err().map(|e| e.to_string())
@@ -429,8 +491,12 @@ impl Writer {
         if let Some(message) = &failure {
             tracing::error!(error = %message, "outbox commit failed");
         }
-        for answer in answers {
-            answer.send(failure.as_deref());
+        for (reply, result) in answers {
+            let result = match &failure {
+                Some(message) => Err(StoreError::Corrupt(format!("commit failed: {message}"))),
+                None => result,
+            };
+            let _ = reply.send(result);
         }
     }
 
@@ -450,46 +516,30 @@ impl Writer {
         Ok(())
     }
 
-    fn apply(&mut self, command: Command, group: &mut Overlay) -> Answer {
+    /// Applies one write on top of the group's; merged only if it succeeds, so a failed
+    /// write leaves nothing behind.
+    fn apply(&mut self, op: Op, now_ms: i64, group: &mut Overlay) -> Result<Done> {
         let mut txn = Txn {
             tree: &self.tree,
             group,
             own: Overlay::default(),
         };
-        // The borrow of `group` inside `txn` ends before the merge below.
-        let (answer, own) = match command {
-            Command::Enqueue {
+        let next_seq = &mut self.next_seq;
+        let result = match op {
+            Op::Enqueue {
                 records,
                 idempotency_key,
-                now_ms,
-                reply,
-            } => {
-                let result = enqueue(
-                    &mut txn,
-                    &mut self.next_seq,
-                    records,
-                    &idempotency_key,
-                    now_ms,
-                );
-                (Answer::Enqueue(reply, result), txn.own)
-            }
-            Command::Settle {
-                settlements,
-                now_ms,
-                reply,
-            } => {
-                let result = settle(&mut txn, settlements, now_ms);
-                (Answer::Settle(reply, result), txn.own)
-            }
-            Command::Promote { now_ms, reply } => {
-                let result = promote(&mut txn, now_ms);
-                (Answer::Promote(reply, result), txn.own)
-            }
+            } => enqueue(&mut txn, next_seq, records, &idempotency_key, now_ms).map(Done::Enqueued),
+            Op::Settle(settlements) => settle(&mut txn, settlements, now_ms).map(Done::Settled),
+            Op::Promote => promote(&mut txn, now_ms).map(Done::Promoted),
+            Op::Replay(filter) => replay(&mut txn, next_seq, &filter).map(Done::Replayed),
+            Op::Discard(filter) => discard(&mut txn, &filter).map(Done::Discarded),
         };
-        if answer.is_ok() {
+        let own = txn.own;
+        if result.is_ok() {
             group.0.extend(own.0);
         }
-        answer
+        result
     }
 }
 
@@ -710,4 +760,99 @@ fn push_history(history: &mut Vec<Attempt>, attempt: Attempt) {
         let excess = history.len() - HISTORY_LIMIT;
         history.drain(..excess);
     }
+}
+
+/// The narrowest key prefix holding every letter a filter can match.
+fn dead_scan_prefix(filter: &DeadLetterFilter) -> Vec<u8> {
+    if filter.tid.is_empty() {
+        keys::DEAD.to_vec()
+    } else {
+        keys::dead_prefix(&filter.tid)
+    }
+}
+
+/// True when a dead letter matches a filter (empty fields match everything).
+pub fn matches(filter: &DeadLetterFilter, letter: &DeadLetter) -> bool {
+    (filter.tid.is_empty() || letter.tid == filter.tid)
+        && (filter.shop_no.is_empty() || letter.shop_no == filter.shop_no)
+        && (filter.since_ms == 0 || letter.dead_at_ms >= filter.since_ms)
+        && (filter.until_ms == 0 || letter.dead_at_ms < filter.until_ms)
+}
+
+/// Letters matching `filter` as `txn` sees them (deleted ones skipped), in key order: per
+/// tid and shop, oldest version first.
+fn matching_letters(
+    txn: &Txn<'_>,
+    filter: &DeadLetterFilter,
+) -> Result<Vec<(Vec<u8>, DeadLetter)>> {
+    let mut found = Vec::new();
+    for item in txn.tree.scan_prefix(dead_scan_prefix(filter)) {
+        let (key, _) = item?;
+        let Some(letter) = txn.get_msg::<DeadLetter>(&key)? else {
+            continue;
+        };
+        if matches(filter, &letter) {
+            found.push((key.to_vec(), letter));
+        }
+    }
+    Ok(found)
+}
+
+/// Puts letters back in their shops' queues. A letter older than a version of its tid that
+/// waits or was delivered is superseded: latest wins, so it is only removed.
+fn replay(txn: &mut Txn<'_>, next_seq: &mut u64, filter: &DeadLetterFilter) -> Result<Replayed> {
+    let mut done = Replayed::default();
+    for (letter_key, letter) in matching_letters(txn, filter)? {
+        txn.del(letter_key);
+        let key = TradeKey::new(&letter.tid, &letter.shop_no);
+        let entry_key = key.entry_key();
+        let mut entry: OutboxEntry = txn.get_msg(&entry_key)?.unwrap_or_else(|| OutboxEntry {
+            tid: key.tid.clone(),
+            shop_no: key.shop_no.clone(),
+            ..OutboxEntry::default()
+        });
+        let newer_waiting = entry.pending.as_ref().is_some_and(|p| p.seq > letter.seq);
+        if newer_waiting || entry.delivered_seq > letter.seq {
+            done.superseded += 1;
+            continue;
+        }
+        let waiting = entry.pending.is_some();
+        entry.pending = Some(PendingVersion {
+            seq: letter.seq,
+            record_id: letter.record_id.clone(),
+            received_at_ms: letter.received_at_ms,
+            trade: letter.trade.clone(),
+        });
+        entry.attempts = 0;
+        entry.first_attempt_at_ms = 0;
+        entry.dead_reason.clear();
+        entry.last_error = format!("replayed after: {}", letter.reason);
+        if !waiting {
+            let seq = *next_seq;
+            *next_seq += 1;
+            entry.queue_seq = seq;
+            entry.state = DeliveryState::Queued as i32;
+            entry.next_attempt_at_ms = 0;
+            txn.put(
+                keys::ready_key(&key.shop_no, seq),
+                key.tid.clone().into_bytes(),
+            );
+            done.ready_shops.insert(key.shop_no.clone());
+        }
+        txn.put_msg(entry_key, &entry);
+        done.replayed += 1;
+        if done.tids.last() != Some(&key.tid) {
+            done.tids.push(key.tid);
+        }
+    }
+    Ok(done)
+}
+
+fn discard(txn: &mut Txn<'_>, filter: &DeadLetterFilter) -> Result<u32> {
+    let letters = matching_letters(txn, filter)?;
+    let count = u32::try_from(letters.len()).unwrap_or(u32::MAX);
+    for (key, _) in letters {
+        txn.del(key);
+    }
+    Ok(count)
 }

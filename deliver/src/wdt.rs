@@ -29,6 +29,36 @@ pub struct Answer {
     pub chg_count: i32,
 }
 
+/// A future returned by [`WdtApi`].
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// The part of WDT deliver talks to. [`WdtClient`] is the real thing; tests may script
+/// replies to watch the retry schedule under a paused clock.
+pub trait WdtApi: Send + Sync + 'static {
+    /// Pushes trades of one shop in one call.
+    fn trade_push<'a>(
+        &'a self,
+        shop_no: &'a str,
+        trades: &'a [&'a TradeOrder],
+    ) -> BoxFuture<'a, Reply>;
+    /// Where calls go, for logs.
+    fn endpoint(&self) -> &str;
+}
+
+impl WdtApi for WdtClient {
+    fn trade_push<'a>(
+        &'a self,
+        shop_no: &'a str,
+        trades: &'a [&'a TradeOrder],
+    ) -> BoxFuture<'a, Reply> {
+        Box::pin(WdtClient::trade_push(self, shop_no, trades))
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
+
 /// Signs and sends `trade_push` calls.
 #[derive(Clone)]
 pub struct WdtClient {

@@ -7,16 +7,16 @@
 //! shop only stalls its own task.
 
 use crate::classify::{Classifier, Verdict};
+use crate::clock::Clock;
 use crate::config::RetryPolicy;
 use crate::store::{Outbox, Outcome, Ready, Settlement};
-use crate::wdt::{Reply, WdtClient};
+use crate::wdt::{Reply, WdtApi};
 use rand::Rng;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
-use wdtpipe_common::now_ms;
 use wdtpipe_proto::v1::{Attempt, TradeOrder};
 
 /// Delay before reading the outbox again after a storage error.
@@ -27,7 +27,8 @@ const TIMER_TICK: Duration = Duration::from_secs(1);
 /// The running delivery engine.
 pub struct Delivery {
     outbox: Arc<Outbox>,
-    client: WdtClient,
+    client: Arc<dyn WdtApi>,
+    clock: Clock,
     classifier: Classifier,
     policy: RetryPolicy,
     batch_size: usize,
@@ -43,7 +44,7 @@ pub struct Delivery {
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Delivery")
-            .field("client", &self.client)
+            .field("endpoint", &self.client.endpoint())
             .finish_non_exhaustive()
     }
 }
@@ -52,7 +53,8 @@ impl Delivery {
     /// Starts the timer and a task for every shop that already has queued trades.
     pub fn start(
         outbox: Arc<Outbox>,
-        client: WdtClient,
+        client: Arc<dyn WdtApi>,
+        clock: Clock,
         classifier: Classifier,
         policy: RetryPolicy,
         batch_size: usize,
@@ -60,6 +62,7 @@ impl Delivery {
         let delivery = Arc::new(Self {
             outbox,
             client,
+            clock,
             classifier,
             policy,
             batch_size: batch_size.clamp(1, 50),
@@ -95,6 +98,11 @@ impl Delivery {
         }
     }
 
+    /// The clock due times and attempts are measured with.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
     /// Shops currently paused, with the reason.
     pub fn paused_shops(&self) -> HashMap<String, String> {
         lock(&self.paused).clone()
@@ -120,7 +128,7 @@ impl Delivery {
             if *stop.borrow() {
                 return;
             }
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let wait = match self.outbox.next_due() {
                 Ok(Some(due)) if due <= now => match self.outbox.promote_due(now).await {
                     Ok(promoted) => {
@@ -154,19 +162,11 @@ impl Delivery {
             if *stop.borrow() {
                 return;
             }
-            let outbox = Arc::clone(&self.outbox);
-            let (limit, reading_shop) = (self.batch_size, shop.clone());
-            let batch =
-                tokio::task::spawn_blocking(move || outbox.ready(&reading_shop, limit)).await;
-            let batch = match batch {
-                Ok(Ok(batch)) => batch,
-                Ok(Err(error)) => {
+            let batch = match self.outbox.ready_async(&shop, self.batch_size).await {
+                Ok(batch) => batch,
+                Err(error) => {
                     tracing::error!(shop_no = %shop, %error, "cannot read ready trades");
                     tokio::time::sleep(STORE_ERROR_PAUSE).await;
-                    continue;
-                }
-                Err(error) => {
-                    tracing::error!(shop_no = %shop, %error, "ready read task failed");
                     continue;
                 }
             };
@@ -180,7 +180,7 @@ impl Delivery {
             let retried = settlements
                 .iter()
                 .any(|s| matches!(s.outcome, Outcome::Retry { .. }));
-            if let Err(error) = self.outbox.settle(settlements, now_ms()).await {
+            if let Err(error) = self.outbox.settle(settlements, self.clock.now_ms()).await {
                 tracing::error!(shop_no = %shop, %error, "cannot record delivery results; the trades will be pushed again");
                 tokio::time::sleep(STORE_ERROR_PAUSE).await;
             }
@@ -213,7 +213,7 @@ impl Delivery {
             let trades: Vec<&TradeOrder> = part.iter().map(|r| &r.trade).collect();
             let reply = self.client.trade_push(shop, &trades).await;
             let verdict = self.classifier.classify(&reply);
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let attempt = attempt_of(now, &reply, &verdict);
             let settle = |ready: Ready, outcome: Outcome| Settlement {
                 ready,

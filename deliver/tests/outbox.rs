@@ -282,3 +282,90 @@ async fn concurrent_enqueues_all_land() {
     assert_eq!(total, 200);
     assert_eq!(outbox.shops_with_ready_work().unwrap(), ["S0", "S1", "S2"]);
 }
+
+/// Replay puts a dead version back in the queue unless a newer version of its tid exists
+/// (then it is only removed: latest wins); discard deletes; listing filters and counts.
+#[tokio::test]
+async fn replay_and_discard_dead_letters() {
+    use wdtpipe_proto::v1::DeadLetterFilter;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    outbox
+        .enqueue(
+            vec![record(
+                "r1",
+                vec![
+                    trade("A", "S1", "1"),
+                    trade("B", "S1", "1"),
+                    trade("C", "S2", "1"),
+                ],
+            )],
+            String::new(),
+            1,
+        )
+        .await
+        .unwrap();
+    let mut ready = outbox.ready("S1", 10).unwrap();
+    ready.extend(outbox.ready("S2", 10).unwrap());
+    let dead = |r: Ready| {
+        let reason = format!("rejected by WDT: {} is bad", r.key.tid);
+        settle(r, Outcome::Dead { reason })
+    };
+    outbox
+        .settle(ready.into_iter().map(dead).collect(), 100)
+        .await
+        .unwrap();
+    outbox
+        .enqueue(
+            vec![record("r2", vec![trade("A", "S1", "2")])],
+            String::new(),
+            101,
+        )
+        .await
+        .unwrap();
+
+    let all = DeadLetterFilter {
+        all: true,
+        ..DeadLetterFilter::default()
+    };
+    let (letters, total) = outbox.dead_letters(&all, 10).unwrap();
+    assert_eq!(total, 3);
+    assert!(letters.iter().all(|l| l.reason.contains("is bad")));
+    let s2 = DeadLetterFilter {
+        shop_no: "S2".into(),
+        ..DeadLetterFilter::default()
+    };
+    assert_eq!(outbox.dead_letters(&s2, 10).unwrap().1, 1);
+    let later = DeadLetterFilter {
+        since_ms: 101,
+        ..DeadLetterFilter::default()
+    };
+    assert_eq!(outbox.dead_letters(&later, 10).unwrap().1, 0);
+
+    let s1 = DeadLetterFilter {
+        shop_no: "S1".into(),
+        ..DeadLetterFilter::default()
+    };
+    let replayed = outbox.replay(s1, 200).await.unwrap();
+    assert_eq!(
+        (replayed.replayed, replayed.superseded),
+        (1, 1),
+        "A has a newer version waiting"
+    );
+    assert_eq!(replayed.tids, ["B"]);
+    let ready = outbox.ready("S1", 10).unwrap();
+    let versions: Vec<(&str, &str)> = ready
+        .iter()
+        .map(|r| (r.key.tid.as_str(), r.trade.paid.as_str()))
+        .collect();
+    assert_eq!(
+        versions,
+        [("A", "2"), ("B", "1")],
+        "A's newer version stays; B is back"
+    );
+    assert_eq!(state(&outbox, "B", "S1"), DeliveryState::Queued);
+
+    let discarded = outbox.discard(all.clone(), 300).await.unwrap();
+    assert_eq!(discarded, 1, "only C's letter was left");
+    assert_eq!(outbox.dead_letters(&all, 10).unwrap().1, 0);
+}

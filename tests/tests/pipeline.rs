@@ -298,3 +298,85 @@ async fn unreachable_transform_is_a_503() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// Tids WDT rejects land in the dead-letter store with WDT's message while the rest of
+/// their batch is delivered; once the cause is fixed, replay delivers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_tids_are_dead_lettered_then_replayed() {
+    use wdtpipe_proto::v1::{DeadLetterFilter, ListDeadLettersRequest, ReplayRequest};
+    let (sandbox, pipeline) = with_sandbox().await;
+    sandbox.sandbox.set_faults(wdtpipe_sandbox::Faults {
+        reject_tid_pattern: Some("T0010".into()),
+        ..Default::default()
+    });
+    let (status, _) = pipeline.post(&fixture("08-").body).await;
+    assert_eq!(status, 200);
+    eventually("T0009 and T0011 delivered", DEADLINE, || async {
+        (sandbox.sandbox.trade("T0009").is_some() && sandbox.sandbox.trade("T0011").is_some())
+            .then_some(())
+    })
+    .await;
+    let dead = eventually("T0010 dead-lettered", DEADLINE, || async {
+        pipeline
+            .status("T0010")
+            .await
+            .into_iter()
+            .find(|s| s.state == DeliveryState::Dead as i32)
+    })
+    .await;
+    assert!(
+        dead.last_error.contains("rejected by sandbox rule"),
+        "{}",
+        dead.last_error
+    );
+    let mut client = pipeline.deliver_client().await;
+    let letters = client
+        .list_dead_letters(ListDeadLettersRequest {
+            filter: Some(DeadLetterFilter {
+                tid: "T0010".into(),
+                ..Default::default()
+            }),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(letters.total, 1);
+    assert_eq!(letters.letters[0].trade.as_ref().unwrap().tid, "T0010");
+    assert!(sandbox.sandbox.trade("T0010").is_none());
+
+    let refused = client
+        .replay(ReplayRequest { filter: None })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::InvalidArgument,
+        "replay needs a scope"
+    );
+
+    sandbox
+        .sandbox
+        .set_faults(wdtpipe_sandbox::Faults::default());
+    let replayed = client
+        .replay(ReplayRequest {
+            filter: Some(DeadLetterFilter {
+                tid: "T0010".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replayed.replayed, 1);
+    let delivered = eventually("T0010 delivered after replay", DEADLINE, || async {
+        sandbox.sandbox.trade("T0010")
+    })
+    .await;
+    assert_eq!(
+        json!({"shop_no": delivered.shop_no, "trade": delivered.trade}),
+        fixture("08-").trades()[1]
+    );
+    pipeline.shutdown().await;
+    sandbox.stop().await;
+}

@@ -1,0 +1,178 @@
+//! `wdtpipe dlq list|replay|discard`: the dead-letter store of a deliver service.
+
+use anyhow::Context;
+use wdtpipe_common::format_ms;
+use wdtpipe_common::grpc::{ClientTimeouts, lazy_channel};
+use wdtpipe_common::time::unix_ms;
+use wdtpipe_common::trade_json::trade_value;
+use wdtpipe_proto::v1::deliver_client::DeliverClient;
+use wdtpipe_proto::v1::{
+    DeadLetter, DeadLetterFilter, DiscardRequest, ListDeadLettersRequest, ReplayRequest,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub action: Action,
+    /// The deliver service.
+    #[arg(
+        long,
+        global = true,
+        env = "DELIVER_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub deliver: String,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// List dead letters, newest first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON (with the trades).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead letters back in the queue (a letter older than a newer version of its tid
+    /// is only removed: latest wins).
+    Replay {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Delete dead letters.
+    Discard {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+}
+
+/// Which letters: by tid, shop, time of death; `--all` for every letter.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FilterArgs {
+    #[arg(long)]
+    pub tid: Option<String>,
+    #[arg(long)]
+    pub shop: Option<String>,
+    /// Dead at or after this time (YYYY-MM-DD HH:MM:SS China time, RFC 3339, or Unix seconds).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Dead before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Every dead letter (required by replay and discard when nothing else narrows them).
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> anyhow::Result<DeadLetterFilter> {
+        let time = |flag: &str, text: &Option<String>| -> anyhow::Result<i64> {
+            match text {
+                None => Ok(0),
+                Some(t) => unix_ms(t.trim())
+                    .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+                    .map(Option::unwrap_or_default),
+            }
+        };
+        Ok(DeadLetterFilter {
+            tid: self.tid.clone().unwrap_or_default(),
+            shop_no: self.shop.clone().unwrap_or_default(),
+            since_ms: time("since", &self.since)?,
+            until_ms: time("until", &self.until)?,
+            all: self.all,
+        })
+    }
+}
+
+pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
+    let channel = lazy_channel(&args.deliver, ClientTimeouts::default())?;
+    let mut client = DeliverClient::new(channel);
+    let context = || format!("cannot ask deliver at {}", args.deliver);
+    match args.action {
+        Action::List {
+            filter,
+            limit,
+            json,
+        } => {
+            let answer = client
+                .list_dead_letters(ListDeadLettersRequest {
+                    filter: Some(filter.filter()?),
+                    limit,
+                })
+                .await
+                .with_context(context)?
+                .into_inner();
+            if json {
+                let letters: Vec<serde_json::Value> =
+                    answer.letters.iter().map(letter_json).collect();
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else {
+                println!(
+                    "{} dead letter(s), showing {}",
+                    answer.total,
+                    answer.letters.len()
+                );
+                for letter in &answer.letters {
+                    println!(
+                        "{}  tid {}  shop {}  attempts {}\n    {}",
+                        format_ms(letter.dead_at_ms),
+                        letter.tid,
+                        letter.shop_no,
+                        letter.history.len(),
+                        letter.reason
+                    );
+                }
+            }
+        }
+        Action::Replay { filter } => {
+            let answer = client
+                .replay(ReplayRequest {
+                    filter: Some(filter.filter()?),
+                })
+                .await
+                .with_context(context)?
+                .into_inner();
+            println!(
+                "replayed {} (superseded by newer versions: {}){}",
+                answer.replayed,
+                answer.superseded,
+                if answer.tids.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", answer.tids.join(", "))
+                }
+            );
+        }
+        Action::Discard { filter } => {
+            let answer = client
+                .discard(DiscardRequest {
+                    filter: Some(filter.filter()?),
+                })
+                .await
+                .with_context(context)?
+                .into_inner();
+            println!("discarded {}", answer.discarded);
+        }
+    }
+    Ok(())
+}
+
+fn letter_json(letter: &DeadLetter) -> serde_json::Value {
+    serde_json::json!({
+        "tid": letter.tid,
+        "shop_no": letter.shop_no,
+        "record_id": letter.record_id,
+        "received_at_ms": letter.received_at_ms,
+        "dead_at_ms": letter.dead_at_ms,
+        "reason": letter.reason,
+        "trade": letter.trade.as_ref().map(trade_value),
+        "history": letter.history.iter().map(|a| serde_json::json!({
+            "at_ms": a.at_ms, "outcome": a.outcome, "http_status": a.http_status,
+            "code": a.code, "message": a.message,
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,299 @@
+//! The retry schedule under a paused tokio clock: a scripted WDT answers, the test advances
+//! virtual time in small steps and checks when each push happened.
+//!
+//! A task that only yields keeps the runtime busy, so tokio never jumps the paused clock by
+//! itself; time moves only when the test advances it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use wdtpipe_deliver::classify::Classifier;
+use wdtpipe_deliver::clock::Clock;
+use wdtpipe_deliver::config::RetryPolicy;
+use wdtpipe_deliver::keys::TradeKey;
+use wdtpipe_deliver::store::Outbox;
+use wdtpipe_deliver::wdt::{Answer, BoxFuture, Reply, WdtApi};
+use wdtpipe_deliver::worker::Delivery;
+use wdtpipe_proto::v1::{DeliveryState, EnqueueRecord, OutboxEntry, TradeOrder};
+
+const STEP: Duration = Duration::from_millis(10);
+
+/// Answers from a script (the last answer repeats) and remembers when each call came.
+struct Scripted {
+    script: Mutex<VecDeque<Reply>>,
+    calls: Mutex<Vec<Instant>>,
+}
+
+impl Scripted {
+    fn new(script: Vec<Reply>) -> Arc<Self> {
+        Arc::new(Self {
+            script: Mutex::new(script.into()),
+            calls: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn calls(&self) -> Vec<Instant> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl WdtApi for Scripted {
+    fn trade_push<'a>(
+        &'a self,
+        _shop: &'a str,
+        _trades: &'a [&'a TradeOrder],
+    ) -> BoxFuture<'a, Reply> {
+        self.calls.lock().unwrap().push(Instant::now());
+        let mut script = self.script.lock().unwrap();
+        let reply = if script.len() > 1 {
+            script.pop_front().unwrap()
+        } else {
+            script.front().cloned().unwrap()
+        };
+        Box::pin(async move { reply })
+    }
+
+    fn endpoint(&self) -> &str {
+        "scripted"
+    }
+}
+
+fn http(status: u16, retry_after: Option<Duration>) -> Reply {
+    Reply::Http {
+        status,
+        retry_after,
+        answer: Err("scripted".into()),
+    }
+}
+
+fn answer(code: i64, message: &str) -> Reply {
+    Reply::Http {
+        status: 200,
+        retry_after: None,
+        answer: Ok(Answer {
+            code,
+            message: message.into(),
+            new_count: 1,
+            chg_count: 0,
+        }),
+    }
+}
+
+struct Setup {
+    api: Arc<Scripted>,
+    outbox: Arc<Outbox>,
+    delivery: Arc<Delivery>,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(script: Vec<Reply>, policy: RetryPolicy) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(Outbox::open(dir.path()).unwrap());
+    let api = Scripted::new(script);
+    let clock = Clock::new();
+    let delivery = Delivery::start(
+        outbox.clone(),
+        api.clone(),
+        clock,
+        Classifier {
+            retryable_codes: vec![1040],
+            config_codes: vec![],
+        },
+        policy,
+        50,
+    )
+    .unwrap();
+    let done = outbox
+        .enqueue(
+            vec![EnqueueRecord {
+                record_id: "r1".into(),
+                received_at_ms: clock.now_ms(),
+                source: "test".into(),
+                trades: vec![TradeOrder {
+                    tid: "T1".into(),
+                    shop_no: "S".into(),
+                    ..TradeOrder::default()
+                }],
+            }],
+            String::new(),
+            clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    delivery.notify(done.ready_shops);
+    Setup {
+        api,
+        outbox,
+        delivery,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    /// Lets every task run until none waits on the store, which works in real time.
+    async fn settle_down(&self) {
+        let mut quiet_rounds = 0;
+        while quiet_rounds < 3 {
+            tokio::task::yield_now().await;
+            if self.outbox.operations_in_flight() == 0 {
+                quiet_rounds += 1;
+            } else {
+                quiet_rounds = 0;
+                tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_micros(200)))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    fn entry(&self) -> OutboxEntry {
+        self.outbox
+            .entry(&TradeKey::new("T1", "S"))
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Advances virtual time in small steps until `done` holds or `limit` has passed.
+    async fn run_until(&self, limit: Duration, mut done: impl FnMut(&Self) -> bool) {
+        let start = Instant::now();
+        while !done(self) {
+            assert!(
+                start.elapsed() < limit,
+                "condition not reached within {limit:?} of virtual time"
+            );
+            self.settle_down().await;
+            tokio::time::advance(STEP).await;
+        }
+    }
+}
+
+fn keep_runtime_busy() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        loop {
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
+fn gaps(calls: &[Instant]) -> Vec<Duration> {
+    calls.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+/// Transient failures are retried with exponential backoff and full jitter: each wait is
+/// at most `min(cap, base·2^(n−1))`; after the age limit the trade is dead-lettered.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn exponential_backoff_then_give_up() {
+    let busy = keep_runtime_busy();
+    let policy = RetryPolicy {
+        base_ms: 1_000,
+        cap_ms: 8_000,
+        max_age_secs: 60,
+        ..RetryPolicy::default()
+    };
+    let s = setup(vec![http(503, None)], policy).await;
+    s.run_until(Duration::from_secs(120), |s| {
+        s.entry().state == DeliveryState::Dead as i32
+    })
+    .await;
+    let calls = s.api.calls();
+    let slack = STEP * 3;
+    for (n, gap) in gaps(&calls).iter().enumerate() {
+        let ceiling = Duration::from_millis((1_000u64 << n.min(20)).min(8_000));
+        assert!(
+            *gap <= ceiling + slack,
+            "wait {} was {gap:?}, above {ceiling:?}",
+            n + 1
+        );
+    }
+    let failing_for = *calls.last().unwrap() - calls[0];
+    assert!(
+        failing_for >= Duration::from_secs(60),
+        "gave up only after the age limit: {failing_for:?}"
+    );
+    assert!(
+        failing_for <= Duration::from_secs(68) + slack,
+        "gave up soon after it: {failing_for:?}"
+    );
+    assert!(calls.len() >= 60 / 8, "kept trying: {} calls", calls.len());
+    let entry = s.entry();
+    assert!(
+        entry.dead_reason.starts_with("gave up after"),
+        "{}",
+        entry.dead_reason
+    );
+    assert!(
+        entry.dead_reason.contains("HTTP 503"),
+        "{}",
+        entry.dead_reason
+    );
+    assert_eq!(s.outbox.dead_letters_for_tid("T1").unwrap().len(), 1);
+    s.delivery.stop(Duration::from_secs(1)).await;
+    busy.abort();
+}
+
+/// A `Retry-After` from WDT is a floor on the wait.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn retry_after_is_honoured() {
+    let busy = keep_runtime_busy();
+    let thirty = Duration::from_secs(30);
+    let script = vec![
+        http(429, Some(thirty)),
+        http(503, Some(thirty)),
+        answer(0, ""),
+    ];
+    let s = setup(script, RetryPolicy::default()).await;
+    s.run_until(Duration::from_secs(120), |s| {
+        s.entry().state == DeliveryState::Delivered as i32
+    })
+    .await;
+    let calls = s.api.calls();
+    assert_eq!(calls.len(), 3);
+    for gap in gaps(&calls) {
+        assert!(gap >= thirty && gap <= thirty + STEP * 3, "{gap:?}");
+    }
+    s.delivery.stop(Duration::from_secs(1)).await;
+    busy.abort();
+}
+
+/// Throttling waits longer: the ceiling is multiplied by the throttle factor.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn throttling_backs_off_longer() {
+    let busy = keep_runtime_busy();
+    let policy = RetryPolicy {
+        base_ms: 1_000,
+        cap_ms: 300_000,
+        throttle_factor: 4,
+        ..RetryPolicy::default()
+    };
+    let mut script: Vec<Reply> = (0..6)
+        .map(|_| answer(1040, "超过每分钟最大调用频率限制,请稍后重试"))
+        .collect();
+    script.push(answer(0, ""));
+    let s = setup(script, policy).await;
+    s.run_until(Duration::from_secs(600), |s| {
+        s.entry().state == DeliveryState::Delivered as i32
+    })
+    .await;
+    let calls = s.api.calls();
+    assert_eq!(calls.len(), 7);
+    for (n, gap) in gaps(&calls).iter().enumerate() {
+        let ceiling = Duration::from_millis(4 * (1_000u64 << n));
+        assert!(
+            *gap <= ceiling + STEP * 3,
+            "wait {} was {gap:?}, above {ceiling:?}",
+            n + 1
+        );
+    }
+    let entry = s.entry();
+    assert!(
+        entry
+            .history
+            .iter()
+            .filter(|a| a.outcome == "throttled")
+            .count()
+            == 6
+    );
+    s.delivery.stop(Duration::from_secs(1)).await;
+    busy.abort();
+}
