@@ -155,30 +155,6 @@ async fn queued_trades_survive_a_deliver_restart() {
     sandbox.stop().await;
 }
 
-/// The same record sent twice is acknowledged both times but queued and pushed once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_sent_twice_is_queued_once() {
-    let (sandbox, pipeline) = with_sandbox().await;
-    let f = fixture("01-");
-    let (_, first) = pipeline.post(&f.body).await;
-    let (status, second) = pipeline.post(&f.body).await;
-    assert_eq!(status, 200);
-    assert_eq!(first["receipts"][0]["duplicate"], false);
-    assert_eq!(second["receipts"][0]["duplicate"], true);
-    assert_eq!(
-        first["receipts"][0]["record_id"],
-        second["receipts"][0]["record_id"]
-    );
-    eventually("T0001 delivered", DEADLINE, || async {
-        sandbox.sandbox.trade("T0001")
-    })
-    .await;
-    assert_eq!(pipeline.status("T0001").await[0].versions, 1);
-    assert_eq!(sandbox.sandbox.trade("T0001").unwrap().versions, 1);
-    pipeline.shutdown().await;
-    sandbox.stop().await;
-}
-
 /// Internal clients get the callback's semantics over gRPC: receipts on success, and
 /// INVALID_ARGUMENT naming the record and field for an invalid record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
