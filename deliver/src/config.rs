@@ -20,6 +20,8 @@ pub struct DeliverConfig {
     pub batch_size: usize,
     /// Retry and give-up policy.
     pub retry: RetryPolicy,
+    /// How long dedupe records and finished trades' status are kept.
+    pub retention: Retention,
     /// WDT answer codes that mean "try again later" (besides throttling messages).
     pub retryable_codes: Vec<i64>,
     /// WDT answer codes that mean "our configuration is wrong" (besides sign, timestamp,
@@ -37,6 +39,7 @@ impl Default for DeliverConfig {
             wdt: WdtConfig::default(),
             batch_size: 50,
             retry: RetryPolicy::default(),
+            retention: Retention::default(),
             retryable_codes: vec![1012, 1013, 1020, 1030, 1040, 1200, 1610],
             config_codes: Vec::new(),
             drain_timeout_ms: 20_000,
@@ -100,6 +103,39 @@ impl Default for RetryPolicy {
             max_age_secs: 24 * 3600,
             pause_probe_ms: 30_000,
         }
+    }
+}
+
+/// How long deliver remembers what it no longer needs to deliver.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// A record id (or idempotency key) seen within this window is a duplicate (seconds).
+    pub dedupe_secs: u64,
+    /// A delivered or dead trade's status is kept this long (seconds); its dead letter stays
+    /// until replayed or discarded.
+    pub status_secs: u64,
+    /// How often expired records are swept, in seconds.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            dedupe_secs: 7 * 24 * 3600,
+            status_secs: 7 * 24 * 3600,
+            sweep_interval_secs: 60,
+        }
+    }
+}
+
+impl Retention {
+    pub fn dedupe_ms(&self) -> i64 {
+        (self.dedupe_secs as i64).saturating_mul(1000)
+    }
+
+    pub fn status_ms(&self) -> i64 {
+        (self.status_secs as i64).saturating_mul(1000)
     }
 }
 

@@ -38,7 +38,9 @@ pub async fn serve(
     let dir = config.data_dir.join("outbox");
     std::fs::create_dir_all(&dir)
         .map_err(|e| DeliverError::Store(store::StoreError::Sled(e.into())))?;
-    let outbox = Arc::new(tokio::task::spawn_blocking(move || Outbox::open(&dir)).await??);
+    let retention = config.retention;
+    let outbox =
+        Arc::new(tokio::task::spawn_blocking(move || Outbox::open_with(&dir, retention)).await??);
     let client = WdtClient::new(config.wdt.clone())?;
     tracing::info!(endpoint = client.endpoint(), sid = %config.wdt.sid, "delivering to WDT");
     let client: Arc<dyn wdt::WdtApi> = Arc::new(client);
@@ -50,9 +52,12 @@ pub async fn serve(
         Arc::clone(&outbox),
         client,
         clock::Clock::new(),
-        classifier,
-        config.retry.clone(),
-        config.batch_size,
+        worker::DeliverySettings {
+            classifier,
+            retry: config.retry.clone(),
+            batch_size: config.batch_size,
+            sweep_interval: Duration::from_secs(config.retention.sweep_interval_secs.max(1)),
+        },
     )?;
 
     let (health_reporter, health_service) = rpc::health();

@@ -7,7 +7,8 @@
 //! read-modify-write free of races. Reads (status, the worker's next batch) go to sled
 //! directly; they see committed state.
 
-use crate::keys::{self, TradeKey};
+use crate::config::Retention;
+use crate::keys::{self, Expiring, TradeKey};
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -24,6 +25,8 @@ use wdtpipe_proto::v1::{
 pub const HISTORY_LIMIT: usize = 20;
 /// Commands applied in one group commit at most.
 const GROUP_LIMIT: usize = 4096;
+/// Expiry index keys looked at in one sweep step (keeps each commit small).
+const EXPIRE_LIMIT: usize = 10_000;
 
 /// Why the outbox could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +101,15 @@ pub struct Replayed {
     pub ready_shops: BTreeSet<String>,
 }
 
+/// What one sweep step removed.
+#[derive(Debug, Default)]
+pub struct Expired {
+    /// Dedupe records, idempotency keys and finished entries removed.
+    pub removed: usize,
+    /// True when more expired keys remain (sweep again).
+    pub more: bool,
+}
+
 /// A write the writer thread applies.
 enum Op {
     Enqueue {
@@ -108,6 +120,7 @@ enum Op {
     Promote,
     Replay(DeadLetterFilter),
     Discard(DeadLetterFilter),
+    Expire,
 }
 
 /// What a write did, sent back only once it is on disk.
@@ -117,6 +130,7 @@ enum Done {
     Promoted(Promoted),
     Replayed(Replayed),
     Discarded(u32),
+    Expired(Expired),
 }
 
 struct Command {
@@ -158,8 +172,13 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    /// Opens (or creates) the outbox in `dir` and starts its writer thread.
+    /// Opens (or creates) the outbox in `dir` with the default retention.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, Retention::default())
+    }
+
+    /// Opens (or creates) the outbox in `dir` and starts its writer thread.
+    pub fn open_with(dir: &Path, retention: Retention) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
@@ -178,6 +197,7 @@ impl Outbox {
             db: db.clone(),
             tree: tree.clone(),
             next_seq,
+            retention,
         };
         let handle = std::thread::Builder::new()
             .name("outbox-writer".into())
@@ -258,6 +278,25 @@ impl Outbox {
             Done::Discarded(n) => Ok(n),
             _ => unreachable!("discard answers Discarded"),
         }
+    }
+
+    /// Removes one batch of expired dedupe records and finished entries.
+    pub async fn expire(&self, now_ms: i64) -> Result<Expired> {
+        match self.call(Op::Expire, now_ms).await? {
+            Done::Expired(expired) => Ok(expired),
+            _ => unreachable!("expire answers Expired"),
+        }
+    }
+
+    /// Number of keys under each prefix (`t/`, `q/`, ...): what the outbox holds.
+    pub fn key_counts(&self) -> Result<BTreeMap<String, usize>> {
+        let mut counts = BTreeMap::new();
+        for item in self.tree.iter() {
+            let (key, _) = item?;
+            let prefix = String::from_utf8_lossy(&key[..key.len().min(2)]).into_owned();
+            *counts.entry(prefix).or_insert(0) += 1;
+        }
+        Ok(counts)
     }
 
     /// [`Outbox::ready`] on a blocking thread, so the async runtime never waits on disk.
@@ -456,6 +495,7 @@ struct Writer {
     db: sled::Db,
     tree: sled::Tree,
     next_seq: u64,
+    retention: Retention,
 }
 
 impl Writer {
@@ -525,12 +565,24 @@ impl Writer {
             own: Overlay::default(),
         };
         let next_seq = &mut self.next_seq;
+        let retention = &self.retention;
         let result = match op {
             Op::Enqueue {
                 records,
                 idempotency_key,
-            } => enqueue(&mut txn, next_seq, records, &idempotency_key, now_ms).map(Done::Enqueued),
-            Op::Settle(settlements) => settle(&mut txn, settlements, now_ms).map(Done::Settled),
+            } => enqueue(
+                &mut txn,
+                next_seq,
+                records,
+                &idempotency_key,
+                now_ms,
+                retention,
+            )
+            .map(Done::Enqueued),
+            Op::Settle(settlements) => {
+                settle(&mut txn, settlements, now_ms, retention).map(Done::Settled)
+            }
+            Op::Expire => expire(&mut txn, now_ms, retention).map(Done::Expired),
             Op::Promote => promote(&mut txn, now_ms).map(Done::Promoted),
             Op::Replay(filter) => replay(&mut txn, next_seq, &filter).map(Done::Replayed),
             Op::Discard(filter) => discard(&mut txn, &filter).map(Done::Discarded),
@@ -549,13 +601,20 @@ fn enqueue(
     records: Vec<EnqueueRecord>,
     idempotency_key: &str,
     now_ms: i64,
+    retention: &Retention,
 ) -> Result<Enqueued> {
     let mut done = Enqueued::default();
+    // Seen within the dedupe window (an expired record not yet swept does not count).
+    let seen = |txn: &Txn<'_>, key: &[u8]| -> Result<bool> {
+        Ok(txn
+            .get_msg::<RecordMeta>(key)?
+            .is_some_and(|meta| meta.accepted_at_ms + retention.dedupe_ms() > now_ms))
+    };
     let request_seen =
-        !idempotency_key.is_empty() && txn.get(&keys::idempotency_key(idempotency_key))?.is_some();
+        !idempotency_key.is_empty() && seen(txn, &keys::idempotency_key(idempotency_key))?;
     let mut all_tids = Vec::new();
     for record in records {
-        let duplicate = request_seen || txn.get(&keys::record_key(&record.record_id))?.is_some();
+        let duplicate = request_seen || seen(txn, &keys::record_key(&record.record_id))?;
         done.results.push(EnqueueResult {
             record_id: record.record_id.clone(),
             duplicate,
@@ -585,6 +644,7 @@ fn enqueue(
             entry.record_id.clone_from(&record.record_id);
             entry.received_at_ms = record.received_at_ms;
             entry.dead_reason.clear();
+            entry.finished_at_ms = 0;
             if !waiting {
                 // A newer version of a waiting tid takes the older one's place (latest wins);
                 // otherwise it joins the back of its shop's queue.
@@ -604,6 +664,11 @@ fn enqueue(
             tids: tids.clone(),
         };
         txn.put_msg(keys::record_key(&record.record_id), &meta);
+        let expires = now_ms + retention.dedupe_ms();
+        txn.put(
+            keys::expiry_key(expires, Expiring::Record, record.record_id.as_bytes()),
+            Vec::new(),
+        );
         all_tids.extend(tids);
     }
     if !idempotency_key.is_empty() && !request_seen {
@@ -612,6 +677,11 @@ fn enqueue(
             tids: all_tids,
         };
         txn.put_msg(keys::idempotency_key(idempotency_key), &meta);
+        let expires = now_ms + retention.dedupe_ms();
+        txn.put(
+            keys::expiry_key(expires, Expiring::Idempotency, idempotency_key.as_bytes()),
+            Vec::new(),
+        );
     }
     Ok(done)
 }
@@ -620,6 +690,7 @@ fn settle(
     txn: &mut Txn<'_>,
     settlements: Vec<Settlement>,
     now_ms: i64,
+    retention: &Retention,
 ) -> Result<BTreeSet<String>> {
     let mut ready_shops = BTreeSet::new();
     for Settlement {
@@ -667,6 +738,7 @@ fn settle(
                     entry.pending = None;
                     entry.state = DeliveryState::Delivered as i32;
                     txn.del(ready_key);
+                    finish(txn, &mut entry, &ready.key, now_ms, retention);
                 }
             }
             Outcome::Retry { due_ms } => {
@@ -708,6 +780,7 @@ fn settle(
                     entry.state = DeliveryState::Dead as i32;
                     entry.dead_reason = reason;
                     txn.del(ready_key);
+                    finish(txn, &mut entry, &ready.key, now_ms, retention);
                 }
             }
         }
@@ -752,6 +825,74 @@ fn promote(txn: &mut Txn<'_>, now_ms: i64) -> Result<Promoted> {
         promoted.ready_shops.insert(key.shop_no);
     }
     Ok(promoted)
+}
+
+/// Marks an entry as holding no waiting version: from now on it only serves status, until
+/// the status retention runs out.
+fn finish(
+    txn: &mut Txn<'_>,
+    entry: &mut OutboxEntry,
+    key: &TradeKey,
+    now_ms: i64,
+    retention: &Retention,
+) {
+    entry.finished_at_ms = now_ms;
+    let expires = now_ms + retention.status_ms();
+    txn.put(
+        keys::expiry_key(expires, Expiring::Entry, &key.encode_pair()),
+        Vec::new(),
+    );
+}
+
+/// Removes dedupe records and finished entries whose retention ran out, one bounded step.
+/// Each index key is checked against its target, which may have been renewed since.
+fn expire(txn: &mut Txn<'_>, now_ms: i64, retention: &Retention) -> Result<Expired> {
+    let mut done = Expired::default();
+    let mut due = Vec::new();
+    for item in txn.tree.scan_prefix(keys::EXPIRY) {
+        let (key, _) = item?;
+        let (at, _, _) =
+            keys::parse_expiry_key(&key).ok_or_else(|| StoreError::Corrupt("expiry key".into()))?;
+        if at > now_ms {
+            break;
+        }
+        if due.len() == EXPIRE_LIMIT {
+            done.more = true;
+            break;
+        }
+        due.push(key.to_vec());
+    }
+    for index_key in due {
+        let (_, kind, target) = keys::parse_expiry_key(&index_key)
+            .ok_or_else(|| StoreError::Corrupt("expiry key".into()))?;
+        let target_key = match kind {
+            Expiring::Record => keys::record_key(&String::from_utf8_lossy(target)),
+            Expiring::Idempotency => keys::idempotency_key(&String::from_utf8_lossy(target)),
+            Expiring::Entry => {
+                let key = TradeKey::decode_pair(target)
+                    .ok_or_else(|| StoreError::Corrupt("expiry target".into()))?;
+                key.entry_key()
+            }
+        };
+        let expired = match kind {
+            Expiring::Record | Expiring::Idempotency => txn
+                .get_msg::<RecordMeta>(&target_key)?
+                .is_some_and(|meta| meta.accepted_at_ms + retention.dedupe_ms() <= now_ms),
+            Expiring::Entry => txn
+                .get_msg::<OutboxEntry>(&target_key)?
+                .is_some_and(|entry| {
+                    entry.pending.is_none()
+                        && entry.finished_at_ms > 0
+                        && entry.finished_at_ms + retention.status_ms() <= now_ms
+                }),
+        };
+        if expired {
+            txn.del(target_key);
+            done.removed += 1;
+        }
+        txn.del(index_key);
+    }
+    Ok(done)
 }
 
 fn push_history(history: &mut Vec<Attempt>, attempt: Attempt) {
@@ -825,6 +966,7 @@ fn replay(txn: &mut Txn<'_>, next_seq: &mut u64, filter: &DeadLetterFilter) -> R
         });
         entry.attempts = 0;
         entry.first_attempt_at_ms = 0;
+        entry.finished_at_ms = 0;
         entry.dead_reason.clear();
         entry.last_error = format!("replayed after: {}", letter.reason);
         if !waiting {

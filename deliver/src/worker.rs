@@ -24,6 +24,17 @@ const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Longest sleep of the retry timer between checks.
 const TIMER_TICK: Duration = Duration::from_secs(1);
 
+/// How the engine batches, retries and sweeps.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub classifier: Classifier,
+    pub retry: RetryPolicy,
+    /// Trades per call (1–50).
+    pub batch_size: usize,
+    /// How often expired dedupe records and finished entries are swept.
+    pub sweep_interval: Duration,
+}
+
 /// The running delivery engine.
 pub struct Delivery {
     outbox: Arc<Outbox>,
@@ -55,10 +66,14 @@ impl Delivery {
         outbox: Arc<Outbox>,
         client: Arc<dyn WdtApi>,
         clock: Clock,
-        classifier: Classifier,
-        policy: RetryPolicy,
-        batch_size: usize,
+        settings: DeliverySettings,
     ) -> Result<Arc<Self>, crate::store::StoreError> {
+        let DeliverySettings {
+            classifier,
+            retry: policy,
+            batch_size,
+            sweep_interval,
+        } = settings;
         let delivery = Arc::new(Self {
             outbox,
             client,
@@ -74,6 +89,8 @@ impl Delivery {
         });
         let timer = Arc::clone(&delivery);
         lock(&delivery.tasks).spawn(async move { timer.run_timer().await });
+        let sweeper = Arc::clone(&delivery);
+        lock(&delivery.tasks).spawn(async move { sweeper.run_sweeper(sweep_interval).await });
         let shops = delivery.outbox.shops_with_ready_work()?;
         tracing::info!(shops = shops.len(), "delivery started");
         delivery.notify(shops);
@@ -151,6 +168,33 @@ impl Delivery {
                 () = tokio::time::sleep(wait) => {}
                 () = self.timer_wake.notified() => {}
                 _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Removes expired dedupe records and finished entries, a bounded step at a time.
+    async fn run_sweeper(self: Arc<Self>, every: Duration) {
+        let mut stop = self.stop.subscribe();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stop.changed() => return,
+            }
+            loop {
+                match self.outbox.expire(self.clock.now_ms()).await {
+                    Ok(expired) => {
+                        if expired.removed > 0 {
+                            tracing::debug!(removed = expired.removed, "expired records swept");
+                        }
+                        if !expired.more {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot sweep expired records");
+                        break;
+                    }
+                }
             }
         }
     }

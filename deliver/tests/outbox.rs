@@ -369,3 +369,102 @@ async fn replay_and_discard_dead_letters() {
     assert_eq!(discarded, 1, "only C's letter was left");
     assert_eq!(outbox.dead_letters(&all, 10).unwrap().1, 0);
 }
+
+/// Bounded disk: after a burst drains, nothing is queued and no payload is kept; once the
+/// retention runs out, dedupe records and status go too and the outbox holds nothing but
+/// its sequence counter. Within the window a record id stays a duplicate; after it, not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_burst_leaves_nothing_behind() {
+    const TRADES: usize = 20_000;
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    let now = 1_000_000;
+    for chunk in 0..TRADES / 100 {
+        let records = (0..100)
+            .map(|i| {
+                let n = chunk * 100 + i;
+                record(
+                    &format!("r{n}"),
+                    vec![trade(&format!("T{n}"), &format!("S{}", n % 4), "1")],
+                )
+            })
+            .collect();
+        outbox.enqueue(records, String::new(), now).await.unwrap();
+    }
+    assert_eq!(outbox.queued_len(), TRADES);
+    for shop in ["S0", "S1", "S2", "S3"] {
+        loop {
+            let batch = outbox.ready(shop, 50).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            let delivered = batch
+                .into_iter()
+                .map(|r| {
+                    settle(
+                        r,
+                        Outcome::Delivered {
+                            new_count: 1,
+                            chg_count: 0,
+                        },
+                    )
+                })
+                .collect();
+            outbox.settle(delivered, now + 1).await.unwrap();
+        }
+    }
+    let counts = outbox.key_counts().unwrap();
+    assert_eq!(outbox.queued_len(), 0);
+    assert!(
+        !counts.contains_key("q/") && !counts.contains_key("w/"),
+        "{counts:?}"
+    );
+    let entry = outbox.entry(&TradeKey::new("T7", "S3")).unwrap().unwrap();
+    assert!(entry.pending.is_none(), "delivered trades leave no payload");
+
+    let within = outbox.expire(now + 7 * DAY_MS - 1).await.unwrap();
+    assert_eq!(within.removed, 0, "nothing expires inside the retention");
+    let again = outbox
+        .enqueue(
+            vec![record("r5", vec![trade("T5", "S1", "2")])],
+            String::new(),
+            now + DAY_MS,
+        )
+        .await
+        .unwrap();
+    assert!(
+        again.results[0].duplicate,
+        "inside the window the record is a duplicate"
+    );
+
+    let later = now + 8 * DAY_MS;
+    let mut removed = 0;
+    loop {
+        let expired = outbox.expire(later).await.unwrap();
+        removed += expired.removed;
+        if !expired.more {
+            break;
+        }
+    }
+    assert_eq!(
+        removed,
+        2 * TRADES,
+        "every dedupe record and every status entry"
+    );
+    let counts = outbox.key_counts().unwrap();
+    assert_eq!(counts.keys().collect::<Vec<_>>(), ["m/"], "{counts:?}");
+
+    let after = outbox
+        .enqueue(
+            vec![record("r5", vec![trade("T5", "S1", "3")])],
+            String::new(),
+            later,
+        )
+        .await
+        .unwrap();
+    assert!(
+        !after.results[0].duplicate,
+        "after the window the record is new again"
+    );
+}

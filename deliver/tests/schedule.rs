@@ -14,7 +14,7 @@ use wdtpipe_deliver::config::RetryPolicy;
 use wdtpipe_deliver::keys::TradeKey;
 use wdtpipe_deliver::store::Outbox;
 use wdtpipe_deliver::wdt::{Answer, BoxFuture, Reply, WdtApi};
-use wdtpipe_deliver::worker::Delivery;
+use wdtpipe_deliver::worker::{Delivery, DeliverySettings};
 use wdtpipe_proto::v1::{DeliveryState, EnqueueRecord, OutboxEntry, TradeOrder};
 
 const STEP: Duration = Duration::from_millis(10);
@@ -96,12 +96,15 @@ async fn setup(script: Vec<Reply>, policy: RetryPolicy) -> Setup {
         outbox.clone(),
         api.clone(),
         clock,
-        Classifier {
-            retryable_codes: vec![1040],
-            config_codes: vec![],
+        DeliverySettings {
+            classifier: Classifier {
+                retryable_codes: vec![1040],
+                config_codes: vec![],
+            },
+            retry: policy,
+            batch_size: 50,
+            sweep_interval: Duration::from_secs(3600),
         },
-        policy,
-        50,
     )
     .unwrap();
     let done = outbox
