@@ -1,11 +1,12 @@
 //! `wdtpipe dlq list|replay|discard`: the dead-letter store of a deliver service.
 
+use crate::target::DeliverTarget;
 use anyhow::Context;
 use wdtpipe_common::format_ms;
-use wdtpipe_common::grpc::{ClientTimeouts, lazy_channel};
+
 use wdtpipe_common::time::unix_ms;
 use wdtpipe_common::trade_json::trade_value;
-use wdtpipe_proto::v1::deliver_client::DeliverClient;
+
 use wdtpipe_proto::v1::{
     DeadLetter, DeadLetterFilter, DiscardRequest, ListDeadLettersRequest, ReplayRequest,
 };
@@ -14,14 +15,8 @@ use wdtpipe_proto::v1::{
 pub struct DlqArgs {
     #[command(subcommand)]
     pub action: Action,
-    /// The deliver service.
-    #[arg(
-        long,
-        global = true,
-        env = "DELIVER_URL",
-        default_value = "http://127.0.0.1:50053"
-    )]
-    pub deliver: String,
+    #[command(flatten)]
+    pub target: DeliverTarget,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -89,9 +84,8 @@ impl FilterArgs {
 }
 
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
-    let channel = lazy_channel(&args.deliver, ClientTimeouts::default())?;
-    let mut client = DeliverClient::new(channel);
-    let context = || format!("cannot ask deliver at {}", args.deliver);
+    let mut client = args.target.client()?;
+    let context = || format!("cannot ask deliver at {}", args.target.deliver);
     match args.action {
         Action::List {
             filter,

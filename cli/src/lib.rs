@@ -4,6 +4,7 @@
 pub mod dlq;
 pub mod send;
 pub mod status;
+pub mod target;
 pub mod up;
 
 use wdtpipe_common::telemetry::{self, LogFormat};
@@ -30,6 +31,35 @@ pub enum Command {
     Status(status::StatusArgs),
     /// The dead-letter store: list, replay or discard.
     Dlq(dlq::DlqArgs),
+    /// Take waiting trades of a shop (or one tid) out of the queue into the dead-letter store.
+    Purge(PurgeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PurgeArgs {
+    #[arg(long, required_unless_present = "tid")]
+    pub shop: Option<String>,
+    #[arg(long)]
+    pub tid: Option<String>,
+    #[command(flatten)]
+    pub target: target::DeliverTarget,
+}
+
+async fn purge(args: PurgeArgs) -> anyhow::Result<()> {
+    let answer = args
+        .target
+        .client()?
+        .purge(wdtpipe_proto::v1::PurgeRequest {
+            shop_no: args.shop.unwrap_or_default(),
+            tid: args.tid.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    println!(
+        "purged {} waiting trade(s) into the dead-letter store",
+        answer.purged
+    );
+    Ok(())
 }
 
 /// Runs a parsed command line.
@@ -43,5 +73,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => send::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Dlq(args) => dlq::run(args).await,
+        Command::Purge(args) => purge(args).await,
     }
 }

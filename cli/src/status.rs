@@ -1,38 +1,40 @@
 //! `wdtpipe status TID`: where one tid stands in deliver.
 
+use crate::target::DeliverTarget;
 use anyhow::Context;
 use wdtpipe_common::format_ms;
-use wdtpipe_common::grpc::{ClientTimeouts, lazy_channel};
 use wdtpipe_common::trade_json::trade_value;
-use wdtpipe_proto::v1::deliver_client::DeliverClient;
 use wdtpipe_proto::v1::{DeliveryState, GetStatusRequest, TradeStatus};
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// The WDT tid (raw order number).
     pub tid: String,
-    /// The deliver service.
-    #[arg(long, env = "DELIVER_URL", default_value = "http://127.0.0.1:50053")]
-    pub deliver: String,
+    #[command(flatten)]
+    pub target: DeliverTarget,
     /// Print the answer as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let channel = lazy_channel(&args.deliver, ClientTimeouts::default())?;
-    let answer = DeliverClient::new(channel)
+    let answer = args
+        .target
+        .client()?
         .get_status(GetStatusRequest {
             tid: args.tid.clone(),
         })
         .await
-        .with_context(|| format!("cannot ask deliver at {}", args.deliver))?
+        .with_context(|| format!("cannot ask deliver at {}", args.target.deliver))?
         .into_inner();
     if args.json {
         let trades: Vec<serde_json::Value> = answer.trades.iter().map(status_json).collect();
         println!("{}", serde_json::to_string_pretty(&trades)?);
     } else if answer.trades.is_empty() {
-        println!("tid {}: unknown to deliver at {}", args.tid, args.deliver);
+        println!(
+            "tid {}: unknown to deliver at {}",
+            args.tid, args.target.deliver
+        );
     } else {
         for trade in &answer.trades {
             print!("{}", render(trade));

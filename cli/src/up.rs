@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use wdtpipe_common::config::Secret;
 use wdtpipe_deliver::cli::WdtArgs;
 use wdtpipe_deliver::config::DeliverConfig;
 use wdtpipe_ingest::config::IngestConfig;
@@ -36,6 +37,14 @@ pub struct UpArgs {
     /// Target WDT shop for every trade (default: each record's shop_no).
     #[arg(long, env = "WDT_SHOP_NO")]
     pub shop_no: Option<String>,
+    /// Standard Webhooks secrets (whsec_…), comma-separated; callbacks must be signed when set.
+    #[arg(
+        long,
+        env = "INGEST_WEBHOOK_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub webhook_secrets: Vec<String>,
     #[command(flatten)]
     pub wdt: WdtArgs,
 }
@@ -112,7 +121,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         http_addr,
         grpc_addr: ingest_addr,
         transform_url: format!("http://{transform_addr}"),
+        webhook_secrets: args
+            .webhook_secrets
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| Secret::new(s.trim()))
+            .collect(),
         ..IngestConfig::default()
+    };
+    let signatures = match ingest.webhook_secrets.len() {
+        0 => "off (set INGEST_WEBHOOK_SECRETS to require Standard Webhooks signatures)".to_owned(),
+        n => format!("ON ({n} secret(s); unsigned callbacks get 401)"),
     };
     let outbox_dir = deliver.data_dir.join("outbox");
 
@@ -143,7 +162,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
          \x20 deliver      {deliver_addr}   (outbox: {})\n\
          \x20 WDT          {sandbox_line}\n\
          \x20 target shop  {}\n\
-         \x20 sender signatures  off\n\
+         \x20 sender signatures  {signatures}\n\
          try:\n\
          \x20 curl -sS -X POST http://{http_addr}/v1/callback -H 'Content-Type: application/json' --data-binary @tests/fixtures/callbacks/01-basic.json\n\
          \x20 cargo run -q -p wdtpipe -- status T0001 --deliver http://{deliver_addr}\n\

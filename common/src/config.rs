@@ -61,6 +61,11 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Compares a presented value with the secret in time independent of where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        crate::sign::constant_time_eq(self.0.as_bytes(), presented.as_bytes())
+    }
 }
 
 impl std::fmt::Debug for Secret {

@@ -1,7 +1,11 @@
 //! gRPC plumbing every server and client shares: health, reflection, client channels.
 
+use serde::Deserialize;
+use std::path::PathBuf;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{
+    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig,
+};
 use tonic_health::server::HealthReporter;
 
 pub use tonic_health::ServingStatus;
@@ -43,18 +47,108 @@ impl Default for ClientTimeouts {
     }
 }
 
+/// Optional TLS for gRPC (rustls): a server presents `cert`/`key`; a client trusts `ca`
+/// and then speaks TLS to the next stage.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcTls {
+    /// PEM certificate chain this service's gRPC server presents.
+    #[arg(long = "grpc-tls-cert", env = "GRPC_TLS_CERT")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    #[arg(long = "grpc-tls-key", env = "GRPC_TLS_KEY")]
+    pub key: Option<PathBuf>,
+    /// PEM CA certificate(s) this service trusts when it calls other stages (turns TLS on
+    /// for its clients).
+    #[arg(long = "grpc-tls-ca", env = "GRPC_TLS_CA")]
+    pub ca: Option<PathBuf>,
+    /// Name expected in the peers' certificates (default: the host of the URL).
+    #[arg(long = "grpc-tls-domain", env = "GRPC_TLS_DOMAIN")]
+    pub domain: Option<String>,
+}
+
+/// Overrides file settings with the ones given by flag or environment.
+pub fn merge_tls(target: &mut GrpcTls, given: GrpcTls) {
+    if given.cert.is_some() {
+        target.cert = given.cert;
+    }
+    if given.key.is_some() {
+        target.key = given.key;
+    }
+    if given.ca.is_some() {
+        target.ca = given.ca;
+    }
+    if given.domain.is_some() {
+        target.domain = given.domain;
+    }
+}
+
+/// Why TLS settings are unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("GRPC_TLS_CERT and GRPC_TLS_KEY must be set together")]
+    Incomplete,
+    #[error("invalid gRPC endpoint: {0}")]
+    Endpoint(#[from] tonic::transport::Error),
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+impl GrpcTls {
+    /// The server side, when a certificate is configured.
+    pub fn server(&self) -> Result<Option<ServerTlsConfig>, TlsError> {
+        match (&self.cert, &self.key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(
+                ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?)),
+            )),
+            _ => Err(TlsError::Incomplete),
+        }
+    }
+
+    /// The client side, when a CA is configured.
+    pub fn client(&self) -> Result<Option<ClientTlsConfig>, TlsError> {
+        let Some(ca) = &self.ca else {
+            return Ok(None);
+        };
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+        if let Some(domain) = &self.domain {
+            config = config.domain_name(domain.clone());
+        }
+        Ok(Some(config))
+    }
+}
+
 /// A lazily connecting channel: stages may start in any order, and the channel reconnects
-/// by itself when the peer comes back.
+/// by itself when the peer comes back. With a TLS client config (a CA in `tls`) the URL is
+/// spoken as `https`.
 pub fn lazy_channel(
     url: &str,
     timeouts: ClientTimeouts,
-) -> Result<Channel, tonic::transport::Error> {
-    let url = if url.contains("://") {
-        url.to_owned()
+    tls: &GrpcTls,
+) -> Result<Channel, TlsError> {
+    let client_tls = tls.client()?;
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let scheme = if client_tls.is_some() {
+        "https"
     } else {
-        format!("http://{url}")
+        "http"
     };
-    Ok(Endpoint::from_shared(url)?
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{rest}"))?;
+    if let Some(config) = client_tls {
+        endpoint = endpoint.tls_config(config)?;
+    }
+    Ok(endpoint
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.request)
         .tcp_nodelay(true)

@@ -48,13 +48,15 @@ pub fn verify<'a>(
     received: &str,
 ) -> bool {
     let expected = sign(fields, appsecret);
-    let received = received.to_ascii_lowercase();
-    expected.len() == received.len()
-        && expected
-            .bytes()
-            .zip(received.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    constant_time_eq(
+        expected.as_bytes(),
+        received.to_ascii_lowercase().as_bytes(),
+    )
+}
+
+/// Equality whose time depends only on the lengths, not on where the bytes differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -26,6 +26,17 @@ pub struct Args {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub wdt: WdtArgs,
+    /// Bearer token required by Replay, Discard and Purge.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Refuse new batches (503 to senders) while this many trades wait.
+    #[arg(long, env = "DELIVER_HIGH_WATER_TRADES")]
+    pub high_water_trades: Option<u64>,
+    /// Refuse new batches while the waiting payloads take this many bytes.
+    #[arg(long, env = "DELIVER_HIGH_WATER_BYTES")]
+    pub high_water_bytes: Option<u64>,
+    #[command(flatten)]
+    pub tls: wdtpipe_common::grpc::GrpcTls,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -72,7 +83,11 @@ impl Args {
         let mut config: DeliverConfig = load_file(self.config.as_deref())?;
         set(&mut config.grpc_addr, self.grpc_addr);
         set(&mut config.data_dir, self.data_dir);
+        wdtpipe_common::grpc::merge_tls(&mut config.tls, self.tls);
         self.wdt.apply(&mut config);
+        set(&mut config.admin_token, self.admin_token.map(Secret::from));
+        set(&mut config.high_water_trades, self.high_water_trades);
+        set(&mut config.high_water_bytes, self.high_water_bytes);
         config.validate()?;
         Ok(config)
     }

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use wdtpipe_common::config::Secret;
+use wdtpipe_common::grpc::GrpcTls;
 
 /// Everything `deliver` needs. `Default` is a usable local setup (WDT URL aside).
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +30,16 @@ pub struct DeliverConfig {
     pub config_codes: Vec<i64>,
     /// How long in-flight pushes may take to finish at shutdown, in milliseconds.
     pub drain_timeout_ms: u64,
+    /// Enqueue is refused (RESOURCE_EXHAUSTED, so senders get 503) while this many trades
+    /// wait in the outbox.
+    pub high_water_trades: u64,
+    /// ... or while their payloads take this many bytes.
+    pub high_water_bytes: u64,
+    /// Bearer token required by the mutating admin RPCs (Replay, Discard, Purge); empty:
+    /// none required (`ADMIN_TOKEN`).
+    pub admin_token: Secret,
+    /// gRPC TLS: this server's certificate.
+    pub tls: GrpcTls,
 }
 
 impl Default for DeliverConfig {
@@ -43,6 +54,10 @@ impl Default for DeliverConfig {
             retryable_codes: vec![1012, 1013, 1020, 1030, 1040, 1200, 1610],
             config_codes: Vec::new(),
             drain_timeout_ms: 20_000,
+            high_water_trades: 2_000_000,
+            high_water_bytes: 4 * 1024 * 1024 * 1024,
+            admin_token: Secret::default(),
+            tls: GrpcTls::default(),
         }
     }
 }

@@ -9,12 +9,19 @@ pub enum DeliverError {
     Store(#[from] StoreError),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The outbox is above its high-water mark: senders should retry later.
+    #[error("outbox above its high-water mark ({0}); retry later")]
+    Overloaded(String),
+    #[error("admin token missing or wrong")]
+    Unauthenticated,
     #[error(transparent)]
     Config(#[from] wdtpipe_common::config::ConfigError),
     #[error("cannot build the WDT client: {0}")]
     Client(#[from] reqwest::Error),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("gRPC TLS settings: {0}")]
+    Tls(#[from] wdtpipe_common::grpc::TlsError),
     #[error("cannot open the outbox: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -23,6 +30,8 @@ impl From<DeliverError> for Status {
     fn from(error: DeliverError) -> Self {
         match &error {
             DeliverError::InvalidRequest(_) => Status::invalid_argument(error.to_string()),
+            DeliverError::Overloaded(_) => Status::resource_exhausted(error.to_string()),
+            DeliverError::Unauthenticated => Status::unauthenticated(error.to_string()),
             DeliverError::Store(StoreError::Closed) => {
                 Status::unavailable("deliver is shutting down")
             }

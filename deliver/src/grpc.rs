@@ -5,11 +5,13 @@ use crate::store::Outbox;
 use crate::worker::Delivery;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
+use wdtpipe_common::config::Secret;
 use wdtpipe_proto::v1::deliver_server::Deliver;
 use wdtpipe_proto::v1::{
     DeadLetterFilter, DeliveryState, DiscardRequest, DiscardResponse, EnqueueRequest,
     EnqueueResponse, GetStatusRequest, GetStatusResponse, ListDeadLettersRequest,
-    ListDeadLettersResponse, OutboxEntry, ReplayRequest, ReplayResponse, TradeStatus,
+    ListDeadLettersResponse, OutboxEntry, PurgeRequest, PurgeResponse, ReplayRequest,
+    ReplayResponse, TradeStatus,
 };
 
 /// Dead letters listed when the request sets no limit.
@@ -18,14 +20,73 @@ const DEFAULT_LIST_LIMIT: usize = 100;
 /// Longest tid or shop number accepted into the outbox, in bytes.
 const MAX_KEY_BYTES: usize = 1024;
 
+/// What Enqueue admits and who may run admin RPCs.
+#[derive(Debug, Clone, Default)]
+pub struct Admission {
+    /// Refuse new batches while this many trades wait (0 = no limit).
+    pub high_water_trades: u64,
+    /// ... or while their payloads take this many bytes (0 = no limit).
+    pub high_water_bytes: u64,
+    /// Bearer token for Replay, Discard and Purge; empty = not required.
+    pub admin_token: Secret,
+}
+
 pub struct DeliverService {
     outbox: Arc<Outbox>,
     delivery: Arc<Delivery>,
+    admission: Admission,
 }
 
 impl DeliverService {
-    pub fn new(outbox: Arc<Outbox>, delivery: Arc<Delivery>) -> Self {
-        Self { outbox, delivery }
+    pub fn new(outbox: Arc<Outbox>, delivery: Arc<Delivery>, admission: Admission) -> Self {
+        Self {
+            outbox,
+            delivery,
+            admission,
+        }
+    }
+
+    /// Refuses new work above the high-water mark, so a stuck WDT cannot fill the disk.
+    fn admit(&self) -> Result<(), DeliverError> {
+        let queued = self.outbox.queued();
+        let Admission {
+            high_water_trades: max_trades,
+            high_water_bytes: max_bytes,
+            ..
+        } = self.admission;
+        if max_trades > 0 && queued.trades >= max_trades as i64 {
+            return Err(DeliverError::Overloaded(format!(
+                "{} trades queued",
+                queued.trades
+            )));
+        }
+        if max_bytes > 0 && queued.bytes >= max_bytes as i64 {
+            return Err(DeliverError::Overloaded(format!(
+                "{} bytes queued",
+                queued.bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks `authorization: Bearer <token>` when an admin token is configured.
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), DeliverError> {
+        let token = &self.admission.admin_token;
+        if token.is_empty() {
+            return Ok(());
+        }
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if token.matches(presented.trim()) {
+            Ok(())
+        } else {
+            tracing::warn!("admin RPC refused: token missing or wrong");
+            Err(DeliverError::Unauthenticated)
+        }
     }
 }
 
@@ -66,6 +127,7 @@ impl Deliver for DeliverService {
     ) -> Result<Response<EnqueueResponse>, Status> {
         let request = request.into_inner();
         validate(&request)?;
+        self.admit()?;
         let done = self
             .outbox
             .enqueue(
@@ -130,6 +192,7 @@ impl Deliver for DeliverService {
         &self,
         request: Request<ReplayRequest>,
     ) -> Result<Response<ReplayResponse>, Status> {
+        self.authorize(&request)?;
         let filter = scoped(request.into_inner().filter)?;
         let done = self
             .outbox
@@ -154,6 +217,7 @@ impl Deliver for DeliverService {
         &self,
         request: Request<DiscardRequest>,
     ) -> Result<Response<DiscardResponse>, Status> {
+        self.authorize(&request)?;
         let filter = scoped(request.into_inner().filter)?;
         let discarded = self
             .outbox
@@ -162,6 +226,25 @@ impl Deliver for DeliverService {
             .map_err(DeliverError::from)?;
         tracing::info!(discarded, "dead letters discarded");
         Ok(Response::new(DiscardResponse { discarded }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn purge(
+        &self,
+        request: Request<PurgeRequest>,
+    ) -> Result<Response<PurgeResponse>, Status> {
+        self.authorize(&request)?;
+        let request = request.into_inner();
+        if request.shop_no.is_empty() && request.tid.is_empty() {
+            return Err(DeliverError::InvalidRequest("set a shop or a tid to purge".into()).into());
+        }
+        let purged = self
+            .outbox
+            .purge(request.shop_no, request.tid, self.delivery.clock().now_ms())
+            .await
+            .map_err(DeliverError::from)?;
+        tracing::warn!(purged, "queued trades purged into the dead-letter store");
+        Ok(Response::new(PurgeResponse { purged }))
     }
 }
 

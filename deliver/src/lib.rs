@@ -67,12 +67,22 @@ pub async fn serve(
     health_reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
+    let admission = grpc::Admission {
+        high_water_trades: config.high_water_trades,
+        high_water_bytes: config.high_water_bytes,
+        admin_token: config.admin_token.clone(),
+    };
     let service = DeliverServer::new(grpc::DeliverService::new(
         Arc::clone(&outbox),
         Arc::clone(&delivery),
+        admission,
     ));
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "deliver listening");
-    let result = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = config.tls.server()? {
+        server = server.tls_config(tls)?;
+    }
+    let result = server
         .add_service(health_service)
         .add_service(rpc::reflection())
         .add_service(service)

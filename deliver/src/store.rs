@@ -120,6 +120,10 @@ enum Op {
     Promote,
     Replay(DeadLetterFilter),
     Discard(DeadLetterFilter),
+    Purge {
+        shop_no: String,
+        tid: String,
+    },
     Expire,
 }
 
@@ -130,6 +134,7 @@ enum Done {
     Promoted(Promoted),
     Replayed(Replayed),
     Discarded(u32),
+    Purged(u32),
     Expired(Expired),
 }
 
@@ -147,6 +152,8 @@ pub struct Outbox {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Operations started and not yet answered (they run on other threads).
     in_flight: Arc<AtomicUsize>,
+    /// What is queued, kept current by the writer after each commit.
+    totals: Arc<Totals>,
 }
 
 /// Counts one operation as in flight until dropped.
@@ -193,11 +200,13 @@ impl Outbox {
             None => 1,
         };
         let (tx, rx) = mpsc::channel();
+        let totals = Arc::new(count_queued(&tree)?);
         let writer = Writer {
             db: db.clone(),
             tree: tree.clone(),
             next_seq,
             retention,
+            totals: Arc::clone(&totals),
         };
         let handle = std::thread::Builder::new()
             .name("outbox-writer".into())
@@ -209,6 +218,7 @@ impl Outbox {
             commands: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            totals,
         })
     }
 
@@ -277,6 +287,14 @@ impl Outbox {
         match self.call(Op::Discard(filter), now_ms).await? {
             Done::Discarded(n) => Ok(n),
             _ => unreachable!("discard answers Discarded"),
+        }
+    }
+
+    /// Moves waiting trades of a shop (or a tid) into the dead-letter store.
+    pub async fn purge(&self, shop_no: String, tid: String, now_ms: i64) -> Result<u32> {
+        match self.call(Op::Purge { shop_no, tid }, now_ms).await? {
+            Done::Purged(n) => Ok(n),
+            _ => unreachable!("purge answers Purged"),
         }
     }
 
@@ -423,9 +441,17 @@ impl Outbox {
             .transpose()
     }
 
-    /// Number of trades waiting (ready or retrying).
+    /// Number of trades waiting (ready or retrying), counted from the queues' keys.
     pub fn queued_len(&self) -> usize {
         self.tree.scan_prefix(keys::READY).count() + self.tree.scan_prefix(keys::WAITING).count()
+    }
+
+    /// Trades waiting to be delivered and their payload bytes, from the running totals.
+    pub fn queued(&self) -> Queued {
+        Queued {
+            trades: self.totals.trades.load(Ordering::SeqCst),
+            bytes: self.totals.bytes.load(Ordering::SeqCst),
+        }
     }
 
     /// Stops the writer after it applied everything already sent, then flushes.
@@ -450,13 +476,63 @@ impl Drop for Outbox {
     }
 }
 
+/// Counts the waiting versions on disk (at open; afterwards the writer keeps the totals).
+fn count_queued(tree: &sled::Tree) -> Result<Totals> {
+    let mut queued = Queued::default();
+    for item in tree.scan_prefix(keys::ENTRY) {
+        let entry: OutboxEntry = decode(&item?.1)?;
+        queued.add(Queued::of(entry.pending.as_ref()));
+    }
+    Ok(Totals {
+        trades: queued.trades.into(),
+        bytes: queued.bytes.into(),
+    })
+}
+
 fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
     M::decode(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// Pending writes of a group commit, read through before sled.
+/// Pending writes of a group commit, read through before sled, and how they change what
+/// is queued.
 #[derive(Default)]
-struct Overlay(BTreeMap<Vec<u8>, Option<Vec<u8>>>);
+struct Overlay(BTreeMap<Vec<u8>, Option<Vec<u8>>>, Queued);
+
+/// Trades waiting to be delivered and the bytes their payloads take.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    pub trades: i64,
+    pub bytes: i64,
+}
+
+impl Queued {
+    fn of(pending: Option<&PendingVersion>) -> Self {
+        match pending {
+            Some(p) => Queued {
+                trades: 1,
+                bytes: p.encoded_len() as i64,
+            },
+            None => Queued::default(),
+        }
+    }
+
+    fn add(&mut self, other: Queued) {
+        self.trades += other.trades;
+        self.bytes += other.bytes;
+    }
+
+    fn sub(&mut self, other: Queued) {
+        self.trades -= other.trades;
+        self.bytes -= other.bytes;
+    }
+}
+
+/// The outbox's running totals, shared with the writer thread.
+#[derive(Debug, Default)]
+struct Totals {
+    trades: std::sync::atomic::AtomicI64,
+    bytes: std::sync::atomic::AtomicI64,
+}
 
 /// One command's view: its own writes over the group's, over the tree. Dropped without
 /// merging when the command fails, so a failed command leaves nothing behind.
@@ -489,6 +565,17 @@ impl Txn<'_> {
     fn del(&mut self, key: Vec<u8>) {
         self.own.0.insert(key, None);
     }
+
+    /// Writes an entry, accounting for the change in what is queued.
+    fn put_entry(&mut self, key: Vec<u8>, entry: &OutboxEntry) -> Result<()> {
+        let before: Option<OutboxEntry> = self.get_msg(&key)?;
+        self.own
+            .1
+            .sub(Queued::of(before.as_ref().and_then(|e| e.pending.as_ref())));
+        self.own.1.add(Queued::of(entry.pending.as_ref()));
+        self.put_msg(key, entry);
+        Ok(())
+    }
 }
 
 struct Writer {
@@ -496,6 +583,7 @@ struct Writer {
     tree: sled::Tree,
     next_seq: u64,
     retention: Retention,
+    totals: Arc<Totals>,
 }
 
 impl Writer {
@@ -523,11 +611,18 @@ impl Writer {
                 (command.reply, result)
             })
             .collect();
+        let change = overlay.1;
         let failure = if !overlay.0.is_empty() || self.next_seq != seq_before {
             self.write(overlay, seq_before).err().map(|e| e.to_string())
         } else {
             None
         };
+        if failure.is_none() {
+            self.totals
+                .trades
+                .fetch_add(change.trades, Ordering::SeqCst);
+            self.totals.bytes.fetch_add(change.bytes, Ordering::SeqCst);
+        }
         if let Some(message) = &failure {
             tracing::error!(error = %message, "outbox commit failed");
         }
@@ -586,10 +681,14 @@ impl Writer {
             Op::Promote => promote(&mut txn, now_ms).map(Done::Promoted),
             Op::Replay(filter) => replay(&mut txn, next_seq, &filter).map(Done::Replayed),
             Op::Discard(filter) => discard(&mut txn, &filter).map(Done::Discarded),
+            Op::Purge { shop_no, tid } => {
+                purge(&mut txn, &shop_no, &tid, now_ms, retention).map(Done::Purged)
+            }
         };
         let own = txn.own;
         if result.is_ok() {
             group.0.extend(own.0);
+            group.1.add(own.1);
         }
         result
     }
@@ -657,7 +756,7 @@ fn enqueue(
                 );
                 done.ready_shops.insert(key.shop_no.clone());
             }
-            txn.put_msg(entry_key, &entry);
+            txn.put_entry(entry_key, &entry)?;
         }
         let meta = RecordMeta {
             accepted_at_ms: now_ms,
@@ -784,7 +883,7 @@ fn settle(
                 }
             }
         }
-        txn.put_msg(entry_key, &entry);
+        txn.put_entry(entry_key, &entry)?;
     }
     Ok(ready_shops)
 }
@@ -821,7 +920,7 @@ fn promote(txn: &mut Txn<'_>, now_ms: i64) -> Result<Promoted> {
             keys::ready_key(&key.shop_no, entry.queue_seq),
             key.tid.clone().into_bytes(),
         );
-        txn.put_msg(entry_key, &entry);
+        txn.put_entry(entry_key, &entry)?;
         promoted.ready_shops.insert(key.shop_no);
     }
     Ok(promoted)
@@ -981,7 +1080,7 @@ fn replay(txn: &mut Txn<'_>, next_seq: &mut u64, filter: &DeadLetterFilter) -> R
             );
             done.ready_shops.insert(key.shop_no.clone());
         }
-        txn.put_msg(entry_key, &entry);
+        txn.put_entry(entry_key, &entry)?;
         done.replayed += 1;
         if done.tids.last() != Some(&key.tid) {
             done.tids.push(key.tid);
@@ -997,4 +1096,62 @@ fn discard(txn: &mut Txn<'_>, filter: &DeadLetterFilter) -> Result<u32> {
         txn.del(key);
     }
     Ok(count)
+}
+
+/// Takes waiting versions out of their queues into the dead-letter store. A version in
+/// flight is settled later against an entry with nothing waiting, which changes nothing.
+fn purge(
+    txn: &mut Txn<'_>,
+    shop_no: &str,
+    tid: &str,
+    now_ms: i64,
+    retention: &Retention,
+) -> Result<u32> {
+    let prefix = if tid.is_empty() {
+        keys::ENTRY.to_vec()
+    } else {
+        keys::entry_prefix(tid)
+    };
+    let mut purged = 0;
+    let found: Vec<Vec<u8>> = txn
+        .tree
+        .scan_prefix(prefix)
+        .map(|item| item.map(|(key, _)| key.to_vec()))
+        .collect::<std::result::Result<_, _>>()?;
+    for entry_key in found {
+        let Some(mut entry) = txn.get_msg::<OutboxEntry>(&entry_key)? else {
+            continue;
+        };
+        if !shop_no.is_empty() && entry.shop_no != shop_no {
+            continue;
+        }
+        let Some(pending) = entry.pending.take() else {
+            continue;
+        };
+        let key = TradeKey::new(&entry.tid, &entry.shop_no);
+        txn.del(keys::ready_key(&key.shop_no, entry.queue_seq));
+        txn.del(keys::waiting_key(entry.next_attempt_at_ms, entry.queue_seq));
+        let reason = "purged by operator".to_owned();
+        let letter = DeadLetter {
+            tid: key.tid.clone(),
+            shop_no: key.shop_no.clone(),
+            seq: pending.seq,
+            record_id: pending.record_id,
+            received_at_ms: pending.received_at_ms,
+            dead_at_ms: now_ms,
+            reason: reason.clone(),
+            trade: pending.trade,
+            history: entry.history.clone(),
+        };
+        txn.put_msg(keys::dead_key(&key, pending.seq), &letter);
+        entry.state = DeliveryState::Dead as i32;
+        entry.dead_reason = reason;
+        entry.next_attempt_at_ms = 0;
+        entry.attempts = 0;
+        entry.first_attempt_at_ms = 0;
+        finish(txn, &mut entry, &key, now_ms, retention);
+        txn.put_entry(entry_key, &entry)?;
+        purged += 1;
+    }
+    Ok(purged)
 }

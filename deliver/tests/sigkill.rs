@@ -160,7 +160,10 @@ pause_probe_ms = 200
     let callback_url = format!("http://{}/v1/callback", http.local_addr().unwrap());
     let ingest = wdtpipe_ingest::config::IngestConfig {
         transform_url: format!("http://{transform_addr}"),
-        request_timeout_ms: 5_000,
+        limits: wdtpipe_ingest::config::Limits {
+            request_timeout_ms: 5_000,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let (_stop_ingest, ingest_stopped) = oneshot::channel::<()>();

@@ -3,7 +3,8 @@
 use crate::config::IngestConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use wdtpipe_common::config::{ConfigError, load_file, set};
+use wdtpipe_common::config::{ConfigError, Secret, load_file, set};
+use wdtpipe_common::grpc::merge_tls;
 use wdtpipe_common::telemetry::LogFormat;
 
 /// Settings of `ingest`; each flag also reads the environment variable named beside it.
@@ -29,6 +30,22 @@ pub struct Args {
     /// Largest callback body, in bytes.
     #[arg(long, env = "INGEST_BODY_LIMIT_BYTES")]
     pub body_limit_bytes: Option<usize>,
+    /// Most records in one callback.
+    #[arg(long, env = "INGEST_MAX_RECORDS")]
+    pub max_records: Option<usize>,
+    /// Most callbacks handled at once.
+    #[arg(long, env = "INGEST_MAX_CONCURRENT")]
+    pub max_concurrent: Option<usize>,
+    /// Standard Webhooks secrets (whsec_…), comma-separated; signatures are required when set.
+    #[arg(
+        long,
+        env = "INGEST_WEBHOOK_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub webhook_secrets: Option<Vec<String>>,
+    #[command(flatten)]
+    pub tls: wdtpipe_common::grpc::GrpcTls,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -45,7 +62,17 @@ impl Args {
         set(&mut config.http_addr, self.http_addr);
         set(&mut config.grpc_addr, self.grpc_addr);
         set(&mut config.transform_url, self.transform_url);
-        set(&mut config.body_limit_bytes, self.body_limit_bytes);
+        merge_tls(&mut config.tls, self.tls);
+        set(&mut config.limits.body_bytes, self.body_limit_bytes);
+        set(&mut config.limits.records, self.max_records);
+        set(&mut config.limits.concurrent_requests, self.max_concurrent);
+        if let Some(secrets) = self.webhook_secrets {
+            config.webhook_secrets = secrets
+                .into_iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(Secret::new)
+                .collect();
+        }
         Ok(config)
     }
 }

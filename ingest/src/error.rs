@@ -3,7 +3,9 @@
 //! Every HTTP error body is JSON `{"code": <http status>, "message": "..."}`; a rejected
 //! record adds `record`, `tid` and `field`.
 
+use crate::auth::AuthError;
 use crate::callback::CallbackError;
+use crate::limits::ShapeError;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,9 +13,6 @@ use serde_json::json;
 use tonic::{Code, Status};
 use wdtpipe_common::rejection;
 use wdtpipe_proto::v1::RecordRejection;
-
-/// Seconds a sender is asked to wait before retrying a 503.
-pub const RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -27,6 +26,15 @@ pub enum IngestError {
     UnsupportedMediaType(String),
     #[error("request body larger than {0} bytes")]
     TooLarge(usize),
+    #[error("request holds {count} records; at most {max} per request")]
+    TooManyRecords { count: usize, max: usize },
+    #[error("{0}")]
+    Shape(#[from] ShapeError),
+    #[error("unauthorized: {0}")]
+    Unauthorized(#[from] AuthError),
+    /// Too many requests in flight at once; the sender should retry.
+    #[error("too many concurrent requests, retry later")]
+    Busy,
     /// The next stage cannot take the request now; the sender should retry.
     #[error("pipeline unavailable, retry later: {0}")]
     Unavailable(String),
@@ -63,7 +71,10 @@ impl IngestError {
 
     pub fn status_code(&self) -> StatusCode {
         match self {
-            IngestError::Malformed(_) => StatusCode::BAD_REQUEST,
+            IngestError::Malformed(_) | IngestError::Shape(_) => StatusCode::BAD_REQUEST,
+            IngestError::TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            IngestError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::NoRecords(_) | IngestError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -73,8 +84,9 @@ impl IngestError {
     }
 }
 
-impl IntoResponse for IngestError {
-    fn into_response(self) -> Response {
+impl IngestError {
+    /// The HTTP answer, asking a sender to wait `retry_after_secs` before retrying a 503.
+    pub fn into_response_with(self, retry_after_secs: u64) -> Response {
         let status = self.status_code();
         let mut body = json!({"code": status.as_u16(), "message": self.to_string()});
         if let IngestError::Invalid(r) = &self {
@@ -86,9 +98,15 @@ impl IntoResponse for IngestError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response
+    }
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        self.into_response_with(1)
     }
 }
 
@@ -98,9 +116,14 @@ impl From<IngestError> for Status {
             IngestError::Invalid(r) => rejection::to_status(r),
             IngestError::Malformed(_)
             | IngestError::NoRecords(_)
-            | IngestError::UnsupportedMediaType(_) => Status::invalid_argument(error.to_string()),
+            | IngestError::UnsupportedMediaType(_)
+            | IngestError::Shape(_)
+            | IngestError::TooManyRecords { .. } => Status::invalid_argument(error.to_string()),
             IngestError::TooLarge(_) => Status::resource_exhausted(error.to_string()),
-            IngestError::Unavailable(_) => Status::unavailable(error.to_string()),
+            IngestError::Unauthorized(_) => Status::unauthenticated(error.to_string()),
+            IngestError::Unavailable(_) | IngestError::Busy => {
+                Status::unavailable(error.to_string())
+            }
             IngestError::Downstream(_) => Status::internal(error.to_string()),
         }
     }

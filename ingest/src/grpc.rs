@@ -1,5 +1,6 @@
 //! The gRPC edge for internal clients: `Ingest.Submit`, the same semantics as the callback.
 
+use crate::error::IngestError;
 use crate::forward::Forwarder;
 use tonic::{Request, Response, Status};
 use wdtpipe_proto::v1::ingest_server::Ingest;
@@ -7,11 +8,15 @@ use wdtpipe_proto::v1::{SubmitRequest, SubmitResponse};
 
 pub struct IngestService {
     forwarder: Forwarder,
+    max_records: usize,
 }
 
 impl IngestService {
-    pub fn new(forwarder: Forwarder) -> Self {
-        Self { forwarder }
+    pub fn new(forwarder: Forwarder, max_records: usize) -> Self {
+        Self {
+            forwarder,
+            max_records,
+        }
     }
 }
 
@@ -23,6 +28,13 @@ impl Ingest for IngestService {
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
         let request = request.into_inner();
+        if request.records.len() > self.max_records {
+            return Err(IngestError::TooManyRecords {
+                count: request.records.len(),
+                max: self.max_records,
+            }
+            .into());
+        }
         let source = if request.source.is_empty() {
             "grpc".to_owned()
         } else {

@@ -1,43 +1,58 @@
 //! The HTTP edge: `POST /v1/callback`, `GET /healthz`.
+//!
+//! A callback passes, in order: the concurrency limit (503), the content type (415), the
+//! body size (413), the sender's signature when secrets are configured (401), the nesting
+//! and string limits (400), JSON parsing (400/422), the record count (413); then it is
+//! forwarded and answered only once deliver has it on disk. The whole request runs under a
+//! timeout (503).
 
+use crate::auth::WebhookVerifier;
 use crate::callback::parse_body;
+use crate::config::Limits;
 use crate::error::IngestError;
 use crate::forward::Forwarder;
+use crate::limits::check_shape;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
-/// Limits of the HTTP edge.
+/// What the HTTP edge enforces.
 #[derive(Debug, Clone)]
-pub struct HttpLimits {
-    /// Largest accepted body, in bytes.
-    pub body_bytes: usize,
-    /// Longest a request may take end to end before it is answered 503.
-    pub request_timeout: Duration,
+pub struct Edge {
+    pub limits: Limits,
+    /// Sender signature check; `None` when no secret is configured.
+    pub verifier: Option<WebhookVerifier>,
+    /// `Retry-After` of a 503, in seconds.
+    pub retry_after_secs: u64,
 }
 
 #[derive(Clone)]
 struct AppState {
     forwarder: Forwarder,
-    limits: Arc<HttpLimits>,
+    edge: Arc<Edge>,
+    permits: Arc<Semaphore>,
 }
 
 /// The ingest HTTP router.
-pub fn router(forwarder: Forwarder, limits: HttpLimits) -> Router {
+pub fn router(forwarder: Forwarder, edge: Edge) -> Router {
+    let permits = Arc::new(Semaphore::new(edge.limits.concurrent_requests.max(1)));
     Router::new()
         .route("/v1/callback", post(callback))
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(AppState {
             forwarder,
-            limits: Arc::new(limits),
+            edge: Arc::new(edge),
+            permits,
         })
 }
 
@@ -52,29 +67,72 @@ async fn not_found() -> impl IntoResponse {
     )
 }
 
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(
+            json!({"code": 405, "message": "method not allowed: POST /v1/callback, GET /healthz"}),
+        ),
+    )
+}
+
 /// Accepts one callback: one record, an array, or `{"stockout_list": [...]}`.
 #[tracing::instrument(skip_all, fields(records))]
-async fn callback(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<Value>, IngestError> {
-    check_content_type(&headers)?;
-    let limit = state.limits.body_bytes;
-    let work = async {
-        let bytes = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| IngestError::TooLarge(limit))?;
-        let records = parse_body(&bytes)?;
-        tracing::Span::current().record("records", records.len());
-        let key = idempotency_key(&headers);
-        let receipts = state.forwarder.submit(records, "http", &key).await?;
-        Ok::<_, IngestError>(receipts)
+async fn callback(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let retry_after = state.edge.retry_after_secs;
+    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
+        tracing::warn!("concurrent request limit reached");
+        return IngestError::Busy.into_response_with(retry_after);
     };
-    let receipts = tokio::time::timeout(state.limits.request_timeout, work)
+    let timeout = Duration::from_millis(state.edge.limits.request_timeout_ms);
+    let answer = match tokio::time::timeout(timeout, accept(&state, &headers, body)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(IngestError::Unavailable("request timed out".into())),
+    };
+    match answer {
+        Ok(body) => Json(body).into_response(),
+        Err(error) => {
+            if error.status_code().is_server_error() {
+                tracing::warn!(%error, "callback not accepted");
+            } else {
+                tracing::info!(%error, "callback refused");
+            }
+            error.into_response_with(retry_after)
+        }
+    }
+}
+
+async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, IngestError> {
+    let limits = &state.edge.limits;
+    check_content_type(headers)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limits.body_bytes) {
+        return Err(IngestError::TooLarge(limits.body_bytes));
+    }
+    let bytes = axum::body::to_bytes(body, limits.body_bytes)
         .await
-        .map_err(|_| IngestError::Unavailable("request timed out".into()))??;
+        .map_err(|_| IngestError::TooLarge(limits.body_bytes))?;
+    if let Some(verifier) = &state.edge.verifier {
+        verifier.verify(headers, &bytes, jiff::Timestamp::now().as_second())?;
+    }
+    check_shape(&bytes, limits.json_depth, limits.string_bytes)?;
+    let records = parse_body(&bytes)?;
+    if records.len() > limits.records {
+        return Err(IngestError::TooManyRecords {
+            count: records.len(),
+            max: limits.records,
+        });
+    }
+    tracing::Span::current().record("records", records.len());
+    let receipts = state
+        .forwarder
+        .submit(records, "http", &idempotency_key(headers))
+        .await?;
     let duplicates = receipts.iter().filter(|r| r.duplicate).count();
+    tracing::info!(records = receipts.len(), duplicates, "callback accepted");
     let receipts: Vec<Value> = receipts
         .iter()
         .map(|r| {
@@ -87,10 +145,7 @@ async fn callback(
             })
         })
         .collect();
-    tracing::info!(records = receipts.len(), duplicates, "callback accepted");
-    Ok(Json(
-        json!({"code": 0, "message": "accepted", "receipts": receipts}),
-    ))
+    Ok(json!({"code": 0, "message": "accepted", "receipts": receipts}))
 }
 
 /// JSON, with or without a charset; a missing content type is taken as JSON.
@@ -110,7 +165,9 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), IngestError> {
     {
         Ok(())
     } else {
-        Err(IngestError::UnsupportedMediaType(text.to_owned()))
+        Err(IngestError::UnsupportedMediaType(
+            text.chars().take(100).collect(),
+        ))
     }
 }
 

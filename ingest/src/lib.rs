@@ -2,6 +2,7 @@
 //! over gRPC (`Ingest.Submit`), turns them into protobuf records and hands each request to
 //! transform as one batch. It answers only after deliver has the batch on disk.
 
+pub mod auth;
 pub mod callback;
 pub mod cli;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod error;
 pub mod forward;
 pub mod grpc;
 pub mod http;
+pub mod limits;
 pub mod record;
 
 use crate::config::IngestConfig;
@@ -24,12 +26,14 @@ use wdtpipe_proto::v1::ingest_server::IngestServer;
 /// Why ingest could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("invalid TRANSFORM_URL: {0}")]
-    TransformUrl(tonic::transport::Error),
+    #[error("invalid TRANSFORM_URL or gRPC TLS settings: {0}")]
+    Client(#[from] rpc::TlsError),
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
     #[error("HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
+    #[error("invalid INGEST_WEBHOOK_SECRETS: {0}")]
+    Secret(#[from] auth::BadSecret),
 }
 
 /// Runs ingest's HTTP and gRPC edges until `shutdown` completes; both stop accepting and
@@ -44,8 +48,7 @@ pub async fn serve(
         request: Duration::from_millis(config.transform_timeout_ms),
         ..ClientTimeouts::default()
     };
-    let channel =
-        rpc::lazy_channel(&config.transform_url, timeouts).map_err(ServeError::TransformUrl)?;
+    let channel = rpc::lazy_channel(&config.transform_url, timeouts, &config.tls)?;
     let forwarder = Forwarder::new(channel);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -64,28 +67,39 @@ pub async fn serve(
     health_reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
-    let grpc = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = config.tls.server()? {
+        server = server.tls_config(tls)?;
+    }
+    let grpc = server
         .add_service(health_service)
         .add_service(rpc::reflection())
         .add_service(IngestServer::new(grpc::IngestService::new(
             forwarder.clone(),
+            config.limits.records,
         )))
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(grpc_listener),
             stopped(stop_rx.clone()),
         );
 
-    let limits = http::HttpLimits {
-        body_bytes: config.body_limit_bytes,
-        request_timeout: Duration::from_millis(config.request_timeout_ms),
+    let verifier = auth::WebhookVerifier::new(
+        &config.webhook_secrets,
+        Duration::from_secs(config.webhook_tolerance_secs),
+    )?;
+    let edge = http::Edge {
+        limits: config.limits,
+        verifier,
+        retry_after_secs: config.retry_after_secs,
     };
     tracing::info!(
         http = %http_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         grpc = %grpc_listener_addr(&config),
         transform = %config.transform_url,
+        sender_signatures = edge.verifier.is_some(),
         "ingest listening"
     );
-    let http = axum::serve(http_listener, http::router(forwarder, limits))
+    let http = axum::serve(http_listener, http::router(forwarder, edge))
         .with_graceful_shutdown(stopped(stop_rx))
         .into_future();
     let (grpc_result, http_result) = tokio::join!(grpc, http);

@@ -10,8 +10,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use wdtpipe_common::config::Secret;
+use wdtpipe_common::grpc::GrpcTls;
 use wdtpipe_deliver::config::{DeliverConfig, RetryPolicy, WdtConfig};
-use wdtpipe_ingest::config::IngestConfig;
+use wdtpipe_ingest::config::{IngestConfig, Limits};
 use wdtpipe_proto::v1::deliver_client::DeliverClient;
 use wdtpipe_proto::v1::{GetStatusRequest, TradeStatus};
 use wdtpipe_sandbox::{Sandbox, SandboxConfig};
@@ -197,10 +199,18 @@ pub async fn free_addr() -> SocketAddr {
 /// Settings of a test pipeline.
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
-    /// WDT endpoint and account; `Pipeline::start` fills in a sandbox when `url` is empty.
+    /// WDT endpoint and account.
     pub wdt: WdtConfig,
     pub retry: RetryPolicy,
     pub scheme: Scheme,
+    /// gRPC TLS for every stage (server certificate and trusted CA).
+    pub tls: GrpcTls,
+    /// Ingest's edge: limits and sender secrets.
+    pub limits: Limits,
+    pub webhook_secrets: Vec<Secret>,
+    /// Deliver's admission and admin token.
+    pub high_water_trades: u64,
+    pub admin_token: Secret,
 }
 
 impl Default for PipelineOptions {
@@ -215,7 +225,23 @@ impl Default for PipelineOptions {
                 ..RetryPolicy::default()
             },
             scheme: Scheme::default(),
+            tls: GrpcTls::default(),
+            limits: Limits::default(),
+            webhook_secrets: Vec::new(),
+            high_water_trades: DeliverConfig::default().high_water_trades,
+            admin_token: Secret::default(),
         }
+    }
+}
+
+/// TLS settings using the test certificates in `fixtures/tls` (localhost, 127.0.0.1).
+pub fn test_tls() -> GrpcTls {
+    let dir = fixtures_dir().join("tls");
+    GrpcTls {
+        cert: Some(dir.join("server.pem")),
+        key: Some(dir.join("server.key")),
+        ca: Some(dir.join("ca.pem")),
+        domain: Some("localhost".into()),
     }
 }
 
@@ -297,6 +323,7 @@ impl Pipeline {
             deliver_url: format!("http://{deliver_addr}"),
             scheme: options.scheme.clone(),
             deliver_timeout_ms: 10_000,
+            tls: options.tls.clone(),
         };
         pipeline.transform = Some(Running::spawn(move |shutdown| async move {
             wdtpipe_transform::serve(transform, transform_grpc, shutdown)
@@ -307,6 +334,9 @@ impl Pipeline {
             http_addr,
             grpc_addr: ingest_addr,
             transform_url: format!("http://{transform_addr}"),
+            limits: options.limits,
+            webhook_secrets: options.webhook_secrets.clone(),
+            tls: options.tls.clone(),
             ..IngestConfig::default()
         };
         pipeline.ingest = Some(Running::spawn(move |shutdown| async move {
@@ -324,6 +354,9 @@ impl Pipeline {
             wdt: self.options.wdt.clone(),
             retry: self.options.retry.clone(),
             drain_timeout_ms: 5_000,
+            high_water_trades: self.options.high_water_trades,
+            admin_token: self.options.admin_token.clone(),
+            tls: self.options.tls.clone(),
             ..DeliverConfig::default()
         }
     }
@@ -375,11 +408,15 @@ impl Pipeline {
         (status, body)
     }
 
-    /// A gRPC client for deliver.
+    /// A gRPC client for deliver (over TLS when the pipeline uses it).
     pub async fn deliver_client(&self) -> DeliverClient<tonic::transport::Channel> {
-        DeliverClient::connect(format!("http://{}", self.deliver_grpc))
-            .await
-            .expect("connect deliver")
+        let channel = wdtpipe_common::grpc::lazy_channel(
+            &self.deliver_grpc.to_string(),
+            wdtpipe_common::grpc::ClientTimeouts::default(),
+            &self.options.tls,
+        )
+        .expect("deliver channel");
+        DeliverClient::new(channel)
     }
 
     /// Deliver's status of a tid (one entry per shop holding it).

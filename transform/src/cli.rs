@@ -4,6 +4,7 @@ use crate::config::TransformConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use wdtpipe_common::config::{ConfigError, load_file, set};
+use wdtpipe_common::grpc::merge_tls;
 use wdtpipe_common::telemetry::LogFormat;
 
 /// Settings of `transform`; each flag also reads the environment variable named beside it.
@@ -26,6 +27,8 @@ pub struct Args {
     /// Target WDT shop for every trade (default: each record's shop_no).
     #[arg(long, env = "WDT_SHOP_NO")]
     pub shop_no: Option<String>,
+    #[command(flatten)]
+    pub tls: wdtpipe_common::grpc::GrpcTls,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -41,6 +44,7 @@ impl Args {
         let mut config: TransformConfig = load_file(self.config.as_deref())?;
         set(&mut config.grpc_addr, self.grpc_addr);
         set(&mut config.deliver_url, self.deliver_url);
+        merge_tls(&mut config.tls, self.tls);
         if let Some(shop) = self.shop_no.filter(|s| !s.trim().is_empty()) {
             config.scheme.shop_no = Some(shop.trim().to_owned());
         }

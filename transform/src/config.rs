@@ -3,6 +3,7 @@
 use crate::scheme::Scheme;
 use serde::Deserialize;
 use std::net::SocketAddr;
+use wdtpipe_common::grpc::GrpcTls;
 
 /// Everything `transform` needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -16,6 +17,8 @@ pub struct TransformConfig {
     pub scheme: Scheme,
     /// Deadline of a call to deliver, in milliseconds.
     pub deliver_timeout_ms: u64,
+    /// gRPC TLS: this server's certificate, the CA trusted for deliver.
+    pub tls: GrpcTls,
 }
 
 impl Default for TransformConfig {
@@ -25,6 +28,7 @@ impl Default for TransformConfig {
             deliver_url: "http://127.0.0.1:50053".to_owned(),
             scheme: Scheme::default(),
             deliver_timeout_ms: 10_000,
+            tls: GrpcTls::default(),
         }
     }
 }

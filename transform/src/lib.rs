@@ -19,8 +19,8 @@ use wdtpipe_proto::v1::transform_server::TransformServer;
 /// Why transform could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum TransformError {
-    #[error("invalid DELIVER_URL: {0}")]
-    DeliverUrl(tonic::transport::Error),
+    #[error("invalid DELIVER_URL or gRPC TLS settings: {0}")]
+    Client(#[from] rpc::TlsError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -35,8 +35,7 @@ pub async fn serve(
         request: Duration::from_millis(config.deliver_timeout_ms),
         ..ClientTimeouts::default()
     };
-    let channel =
-        rpc::lazy_channel(&config.deliver_url, timeouts).map_err(TransformError::DeliverUrl)?;
+    let channel = rpc::lazy_channel(&config.deliver_url, timeouts, &config.tls)?;
     let service = grpc::TransformService::new(config.scheme.clone(), DeliverClient::new(channel));
     let (health_reporter, health_service) = rpc::health();
     health_reporter
@@ -51,7 +50,11 @@ pub async fn serve(
         shop_override = config.scheme.shop_no.as_deref().unwrap_or("-"),
         "transform listening"
     );
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = config.tls.server()? {
+        server = server.tls_config(tls)?;
+    }
+    server
         .add_service(health_service)
         .add_service(rpc::reflection())
         .add_service(TransformServer::new(service))
