@@ -114,10 +114,10 @@ impl Harness {
     async fn wait_state(&self, tid: &str, state: DeliveryState) -> TradeStatus {
         let give_up = tokio::time::Instant::now() + DEADLINE;
         loop {
-            if let Some(status) = self.status(tid).await {
-                if status.state == state as i32 {
-                    return status;
-                }
+                        if let Some(status) = self.status(tid).await
+                && status.state == state as i32
+            {
+                return status;
             }
             assert!(
                 tokio::time::Instant::now() < give_up,
