@@ -114,7 +114,7 @@ impl Harness {
     async fn wait_state(&self, tid: &str, state: DeliveryState) -> TradeStatus {
         let give_up = tokio::time::Instant::now() + DEADLINE;
         loop {
-                        if let Some(status) = self.status(tid).await
+            if let Some(status) = self.status(tid).await
                 && status.state == state as i32
             {
                 return status;

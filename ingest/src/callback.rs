@@ -398,3 +398,26 @@ mod tests {
         assert_eq!(r.extra["flag"], "2");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary bytes never panic the parser.
+        #[test]
+        fn arbitrary_bytes(body in prop::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = parse_body(&body);
+        }
+
+        /// Arbitrary JSON-looking text never panics it, and every invalid record names
+        /// a position within the request.
+        #[test]
+        fn json_looking_text(body in r#"[\[\]{}",:0-9a-z_ .\-\\]{0,400}"#) {
+            if let Err(CallbackError::Invalid(r)) = parse_body(body.as_bytes()) {
+                prop_assert!(r.position >= 1);
+            }
+        }
+    }
+}
