@@ -28,6 +28,12 @@ pub struct UpArgs {
     /// Deliver gRPC address.
     #[arg(long, env = "DELIVER_GRPC_ADDR", default_value = "127.0.0.1:50053")]
     pub deliver_grpc_addr: SocketAddr,
+    /// Transform's Prometheus /metrics address.
+    #[arg(long, env = "TRANSFORM_METRICS_ADDR", default_value = "127.0.0.1:9102")]
+    pub transform_metrics_addr: SocketAddr,
+    /// Deliver's Prometheus /metrics address.
+    #[arg(long, env = "DELIVER_METRICS_ADDR", default_value = "127.0.0.1:9103")]
+    pub deliver_metrics_addr: SocketAddr,
     /// WDT sandbox address (used only when WDT_URL is not set).
     #[arg(long, env = "SANDBOX_ADDR", default_value = "127.0.0.1:8090")]
     pub sandbox_addr: SocketAddr,
@@ -64,6 +70,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let ingest_grpc = bind(args.ingest_grpc_addr, "ingest gRPC").await?;
     let transform_grpc = bind(args.transform_grpc_addr, "transform gRPC").await?;
     let deliver_grpc = bind(args.deliver_grpc_addr, "deliver gRPC").await?;
+    let transform_metrics = bind(args.transform_metrics_addr, "transform metrics").await?;
+    let deliver_metrics = bind(args.deliver_metrics_addr, "deliver metrics").await?;
+    let (transform_metrics_addr, deliver_metrics_addr) =
+        (addr_of(&transform_metrics)?, addr_of(&deliver_metrics)?);
     let (http_addr, ingest_addr) = (addr_of(&http)?, addr_of(&ingest_grpc)?);
     let (transform_addr, deliver_addr) = (addr_of(&transform_grpc)?, addr_of(&deliver_grpc)?);
 
@@ -113,7 +123,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let transform = TransformConfig {
         grpc_addr: transform_addr,
-        deliver_url: format!("http://{deliver_addr}"),
+        metrics_addr: Some(transform_metrics_addr),
+        deliver_urls: vec![format!("http://{deliver_addr}")],
         scheme: Scheme::with_shop(args.shop_no.clone()),
         ..TransformConfig::default()
     };
@@ -137,15 +148,29 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let shutdown = stopped();
     tasks.spawn(async move {
-        wdtpipe_deliver::serve(deliver, deliver_grpc, shutdown)
-            .await
-            .context("deliver")
+        wdtpipe_deliver::serve(
+            deliver,
+            wdtpipe_deliver::Listeners {
+                grpc: deliver_grpc,
+                metrics: Some(deliver_metrics),
+            },
+            shutdown,
+        )
+        .await
+        .context("deliver")
     });
     let shutdown = stopped();
     tasks.spawn(async move {
-        wdtpipe_transform::serve(transform, transform_grpc, shutdown)
-            .await
-            .context("transform")
+        wdtpipe_transform::serve(
+            transform,
+            wdtpipe_transform::Listeners {
+                grpc: transform_grpc,
+                metrics: Some(transform_metrics),
+            },
+            shutdown,
+        )
+        .await
+        .context("transform")
     });
     let shutdown = stopped();
     tasks.spawn(async move {
@@ -156,10 +181,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     println!(
         "wdt-pipeline is up\n\
-         \x20 callbacks    POST http://{http_addr}/v1/callback   (health: GET http://{http_addr}/healthz)\n\
+                  \x20 callbacks    POST http://{http_addr}/v1/callback   (health: /healthz, metrics: /metrics)\n\
          \x20 ingest gRPC  {ingest_addr}\n\
-         \x20 transform    {transform_addr}\n\
-         \x20 deliver      {deliver_addr}   (outbox: {})\n\
+                  \x20 transform    {transform_addr}   (metrics: http://{transform_metrics_addr}/metrics)\n\
+                  \x20 deliver      {deliver_addr}   (outbox: {}, metrics: http://{deliver_metrics_addr}/metrics)\n\
          \x20 WDT          {sandbox_line}\n\
          \x20 target shop  {}\n\
          \x20 sender signatures  {signatures}\n\

@@ -36,6 +36,21 @@ pub fn load_file<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T
     })
 }
 
+/// An optional listen address: `off` (or empty) for none.
+pub fn optional_addr(
+    name: &'static str,
+    text: &str,
+) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|e| ConfigError::Invalid {
+        name,
+        reason: format!("{text:?} is not an address: {e}"),
+    })
+}
+
 /// Overrides `target` with `value` when the value was given (by flag or environment).
 pub fn set<T>(target: &mut T, value: Option<T>) {
     if let Some(value) = value {

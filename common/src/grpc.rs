@@ -156,3 +156,56 @@ pub fn lazy_channel(
         .keep_alive_while_idle(true)
         .connect_lazy())
 }
+
+/// How often a stage checks that its next stage answers health checks.
+pub const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Keeps `services` SERVING exactly while every downstream channel answers its health
+/// check with SERVING (and NOT_SERVING otherwise), until `stop` flips to true.
+pub async fn track_readiness(
+    reporter: HealthReporter,
+    services: &[&str],
+    downstream: Vec<Channel>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus as Wire;
+    use tonic_health::pb::health_client::HealthClient;
+    let mut last: Option<bool> = None;
+    loop {
+        let mut ready = true;
+        for channel in &downstream {
+            let answer = HealthClient::new(channel.clone())
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            ready &= answer.is_ok_and(|a| a.into_inner().status == Wire::Serving as i32);
+        }
+        if last != Some(ready) {
+            let status = if ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            for service in services {
+                reporter.set_service_status(*service, status).await;
+            }
+            if ready {
+                tracing::info!("next stage reachable: serving");
+            } else {
+                tracing::warn!("next stage unreachable: not serving");
+            }
+            last = Some(ready);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(READINESS_INTERVAL) => {}
+            _ = stop.changed() => {
+                for service in services {
+                    reporter.set_service_status(*service, ServingStatus::NotServing).await;
+                }
+                return;
+            }
+        }
+    }
+}

@@ -5,7 +5,9 @@
 pub mod config;
 pub mod decimal;
 pub mod grpc;
+pub mod metrics;
 pub mod rejection;
+pub mod request;
 pub mod shutdown;
 pub mod sign;
 pub mod telemetry;

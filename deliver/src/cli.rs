@@ -21,6 +21,12 @@ pub struct Args {
     /// gRPC listen address.
     #[arg(long, env = "DELIVER_GRPC_ADDR")]
     pub grpc_addr: Option<SocketAddr>,
+    /// Prometheus /metrics address ("off" for none).
+    #[arg(long, env = "DELIVER_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// This shard's name in status and stats (e.g. the pod name).
+    #[arg(long, env = "DELIVER_SHARD")]
+    pub shard: Option<String>,
     /// Data directory; the outbox lives in `<DATA_DIR>/outbox`.
     #[arg(long, env = "DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -82,6 +88,11 @@ impl Args {
     pub fn into_config(self) -> Result<DeliverConfig, ConfigError> {
         let mut config: DeliverConfig = load_file(self.config.as_deref())?;
         set(&mut config.grpc_addr, self.grpc_addr);
+        set(&mut config.shard, self.shard);
+        if let Some(addr) = self.metrics_addr {
+            config.metrics_addr =
+                wdtpipe_common::config::optional_addr("DELIVER_METRICS_ADDR", &addr)?;
+        }
         set(&mut config.data_dir, self.data_dir);
         wdtpipe_common::grpc::merge_tls(&mut config.tls, self.tls);
         self.wdt.apply(&mut config);

@@ -13,6 +13,10 @@ use wdtpipe_common::grpc::GrpcTls;
 pub struct DeliverConfig {
     /// gRPC listen address (`DELIVER_GRPC_ADDR`).
     pub grpc_addr: SocketAddr,
+    /// Prometheus `/metrics` address (`DELIVER_METRICS_ADDR`); `None` serves no metrics.
+    pub metrics_addr: Option<SocketAddr>,
+    /// This shard's name in status and stats (`DELIVER_SHARD`); empty: its gRPC address.
+    pub shard: String,
     /// Data directory (`DATA_DIR`); the outbox lives in `<data_dir>/outbox`.
     pub data_dir: PathBuf,
     /// How to reach WDT.
@@ -46,6 +50,8 @@ impl Default for DeliverConfig {
     fn default() -> Self {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50053)),
+            metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9103))),
+            shard: String::new(),
             data_dir: PathBuf::from("./data"),
             wdt: WdtConfig::default(),
             batch_size: 50,

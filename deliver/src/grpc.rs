@@ -3,15 +3,16 @@
 use crate::error::DeliverError;
 use crate::store::Outbox;
 use crate::worker::Delivery;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use wdtpipe_common::config::Secret;
 use wdtpipe_proto::v1::deliver_server::Deliver;
 use wdtpipe_proto::v1::{
     DeadLetterFilter, DeliveryState, DiscardRequest, DiscardResponse, EnqueueRequest,
-    EnqueueResponse, GetStatusRequest, GetStatusResponse, ListDeadLettersRequest,
-    ListDeadLettersResponse, OutboxEntry, PurgeRequest, PurgeResponse, ReplayRequest,
-    ReplayResponse, TradeStatus,
+    EnqueueResponse, GetRecordRequest, GetRecordResponse, GetStatusRequest, GetStatusResponse,
+    ListDeadLettersRequest, ListDeadLettersResponse, OutboxEntry, PurgeRequest, PurgeResponse,
+    RecordInfo, ReplayRequest, ReplayResponse, ShopStats, StatsRequest, StatsResponse, TradeStatus,
 };
 
 /// Dead letters listed when the request sets no limit.
@@ -35,15 +36,34 @@ pub struct DeliverService {
     outbox: Arc<Outbox>,
     delivery: Arc<Delivery>,
     admission: Admission,
+    /// This shard's name, reported in status and stats.
+    shard: String,
 }
 
 impl DeliverService {
-    pub fn new(outbox: Arc<Outbox>, delivery: Arc<Delivery>, admission: Admission) -> Self {
+    pub fn new(
+        outbox: Arc<Outbox>,
+        delivery: Arc<Delivery>,
+        admission: Admission,
+        shard: String,
+    ) -> Self {
         Self {
             outbox,
             delivery,
             admission,
+            shard,
         }
+    }
+
+    fn statuses(&self, entries: Vec<OutboxEntry>) -> Vec<TradeStatus> {
+        let paused = self.delivery.paused_shops();
+        entries
+            .into_iter()
+            .map(|entry| {
+                let shop_paused = paused.get(&entry.shop_no).cloned().unwrap_or_default();
+                status_of(entry, shop_paused, &self.shard)
+            })
+            .collect()
     }
 
     /// Refuses new work above the high-water mark, so a stuck WDT cannot fill the disk.
@@ -125,19 +145,37 @@ impl Deliver for DeliverService {
         &self,
         request: Request<EnqueueRequest>,
     ) -> Result<Response<EnqueueResponse>, Status> {
+        let started = tokio::time::Instant::now();
+        let metrics = self.delivery.metrics();
         let request = request.into_inner();
-        validate(&request)?;
-        self.admit()?;
+        if let Err(error) = validate(&request) {
+            metrics.enqueue("invalid");
+            return Err(error.into());
+        }
+        if let Err(error) = self.admit() {
+            metrics.enqueue("overloaded");
+            tracing::warn!(%error, "enqueue refused");
+            return Err(error.into());
+        }
         let done = self
             .outbox
-            .enqueue(
+            .enqueue_request(
                 request.records,
                 request.idempotency_key,
+                request.request_id,
                 self.delivery.clock().now_ms(),
             )
             .await
-            .map_err(DeliverError::from)?;
+            .map_err(|error| {
+                metrics.enqueue("error");
+                DeliverError::from(error)
+            })?;
+        metrics.enqueue("ok");
+        metrics
+            .enqueue_seconds
+            .observe(started.elapsed().as_secs_f64());
         let duplicates = done.results.iter().filter(|r| r.duplicate).count();
+        metrics.dedupe_hits.inc_by(duplicates as u64);
         tracing::debug!(duplicates, "enqueued");
         self.delivery.notify(done.ready_shops);
         Ok(Response::new(EnqueueResponse {
@@ -155,15 +193,90 @@ impl Deliver for DeliverService {
             .outbox
             .entries_for_tid(&tid)
             .map_err(DeliverError::from)?;
+        Ok(Response::new(GetStatusResponse {
+            trades: self.statuses(entries),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(record_id = %request.get_ref().record_id))]
+    async fn get_record(
+        &self,
+        request: Request<GetRecordRequest>,
+    ) -> Result<Response<GetRecordResponse>, Status> {
+        let record_id = request.into_inner().record_id;
+        let Some(meta) = self.outbox.record(&record_id).map_err(DeliverError::from)? else {
+            return Ok(Response::new(GetRecordResponse::default()));
+        };
+        let mut entries = Vec::new();
+        for tid in &meta.tids {
+            entries.extend(
+                self.outbox
+                    .entries_for_tid(tid)
+                    .map_err(DeliverError::from)?,
+            );
+        }
+        Ok(Response::new(GetRecordResponse {
+            found: true,
+            record: Some(RecordInfo {
+                record_id,
+                source: meta.source,
+                request_id: meta.request_id,
+                traceparent: meta.traceparent,
+                received_at_ms: meta.received_at_ms,
+                transformed_at_ms: meta.transformed_at_ms,
+                enqueued_at_ms: meta.accepted_at_ms,
+                tids: meta.tids,
+                shard: self.shard.clone(),
+            }),
+            trades: self.statuses(entries),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn stats(
+        &self,
+        _request: Request<StatsRequest>,
+    ) -> Result<Response<StatsResponse>, Status> {
+        let outbox = Arc::clone(&self.outbox);
+        let (oldest, dead) = tokio::task::spawn_blocking(move || -> Result<_, DeliverError> {
+            Ok((outbox.oldest_waiting()?, outbox.dead_letter_counts()?))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        let queues = self.outbox.shop_queues();
+        let activity = self.delivery.activity();
         let paused = self.delivery.paused_shops();
-        let trades = entries
+        let mut shops: BTreeSet<String> = queues.keys().cloned().collect();
+        shops.extend(activity.keys().cloned());
+        shops.extend(paused.keys().cloned());
+        shops.extend(dead.keys().cloned());
+        let now = self.delivery.clock().now_ms();
+        let queued = self.outbox.queued();
+        let shops = shops
             .into_iter()
-            .map(|entry| {
-                let shop_paused = paused.get(&entry.shop_no).cloned().unwrap_or_default();
-                status_of(entry, shop_paused)
+            .map(|shop| {
+                let queue = queues.get(&shop).copied().unwrap_or_default();
+                let act = activity.get(&shop).cloned().unwrap_or_default();
+                ShopStats {
+                    queued: queue.ready.max(0) as u64,
+                    retrying: queue.retrying.max(0) as u64,
+                    in_flight: act.in_flight,
+                    oldest_age_ms: oldest.get(&shop).map_or(0, |at| (now - at).max(0)),
+                    delivered_last_minute: act.delivered_last_minute(),
+                    delivered_total: act.delivered_total,
+                    dead_letters: dead.get(&shop).copied().unwrap_or(0),
+                    paused_reason: paused.get(&shop).cloned().unwrap_or_default(),
+                    shop_no: shop,
+                }
             })
             .collect();
-        Ok(Response::new(GetStatusResponse { trades }))
+        Ok(Response::new(StatsResponse {
+            shard: self.shard.clone(),
+            queued_trades: queued.trades.max(0) as u64,
+            queued_bytes: queued.bytes.max(0) as u64,
+            shops,
+            disk_bytes: self.outbox.disk_bytes(),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -264,7 +377,7 @@ fn scoped(filter: Option<DeadLetterFilter>) -> Result<DeadLetterFilter, DeliverE
     }
 }
 
-fn status_of(entry: OutboxEntry, shop_paused: String) -> TradeStatus {
+fn status_of(entry: OutboxEntry, shop_paused: String, shard: &str) -> TradeStatus {
     let pending = entry.pending.unwrap_or_default();
     let state = DeliveryState::try_from(entry.state).unwrap_or(DeliveryState::Unspecified);
     TradeStatus {
@@ -287,5 +400,9 @@ fn status_of(entry: OutboxEntry, shop_paused: String) -> TradeStatus {
         versions: entry.versions,
         trade: pending.trade,
         shop_paused,
+        transformed_at_ms: entry.transformed_at_ms,
+        enqueued_at_ms: entry.enqueued_at_ms,
+        request_id: entry.request_id,
+        shard: shard.to_owned(),
     }
 }

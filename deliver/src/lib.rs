@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod keys;
+pub mod metrics;
 pub mod store;
 pub mod wdt;
 pub mod worker;
@@ -22,16 +23,39 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use wdtpipe_common::grpc::{self as rpc, ServingStatus};
+use wdtpipe_common::metrics::MetricsRegistry;
 use wdtpipe_proto::v1::deliver_server::DeliverServer;
 
-/// Runs deliver on `listener` until `shutdown` completes: opens the outbox, starts the
-/// delivery engine, serves gRPC (Deliver, health, reflection); on shutdown stops accepting,
-/// lets pushes in flight finish and flushes the outbox.
+/// The sockets deliver serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    pub grpc: TcpListener,
+    /// Prometheus `/metrics`; `None` serves none.
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses of a config.
+    pub async fn bind(config: &DeliverConfig) -> std::io::Result<Self> {
+        Ok(Self {
+            grpc: TcpListener::bind(config.grpc_addr).await?,
+            metrics: match config.metrics_addr {
+                Some(addr) => Some(TcpListener::bind(addr).await?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Runs deliver until `shutdown` completes: opens the outbox, starts the delivery engine,
+/// serves gRPC (Deliver, health, reflection) and metrics. On shutdown it reports
+/// NOT_SERVING, stops accepting, lets pushes in flight finish and flushes the outbox.
 pub async fn serve(
     config: DeliverConfig,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DeliverError> {
     config.validate()?;
@@ -48,25 +72,61 @@ pub async fn serve(
         retryable_codes: config.retryable_codes.clone(),
         config_codes: config.config_codes.clone(),
     };
+    let mut registry = MetricsRegistry::default();
+    let metrics = Arc::new(metrics::DeliverMetrics::new(&mut registry));
     let delivery = Delivery::start(
         Arc::clone(&outbox),
         client,
         clock::Clock::new(),
         worker::DeliverySettings {
             classifier,
+            metrics: Arc::clone(&metrics),
             retry: config.retry.clone(),
             batch_size: config.batch_size,
             sweep_interval: Duration::from_secs(config.retention.sweep_interval_secs.max(1)),
         },
     )?;
 
+    let (stop_tx, stop_rx) = watch::channel(false);
     let (health_reporter, health_service) = rpc::health();
-    health_reporter
-        .set_service_status("wdtpipe.v1.Deliver", ServingStatus::Serving)
-        .await;
-    health_reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
+    for service in ["", "wdtpipe.v1.Deliver"] {
+        health_reporter
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    }
+    let reporter = health_reporter.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        for service in ["", "wdtpipe.v1.Deliver"] {
+            reporter
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+        }
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let metrics_task = listeners.metrics.map(|listener| {
+        let refresh = gauges(Arc::clone(&outbox), Arc::clone(&delivery));
+        tokio::spawn(wdtpipe_common::metrics::serve(
+            listener,
+            Arc::new(registry),
+            Some(refresh),
+            stopped(stop_rx.clone()),
+        ))
+    });
+
+    let addr = listeners
+        .grpc
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let shard = if config.shard.is_empty() {
+        addr.clone()
+    } else {
+        config.shard.clone()
+    };
     let admission = grpc::Admission {
         high_water_trades: config.high_water_trades,
         high_water_bytes: config.high_water_bytes,
@@ -76,8 +136,9 @@ pub async fn serve(
         Arc::clone(&outbox),
         Arc::clone(&delivery),
         admission,
+        shard.clone(),
     ));
-    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "deliver listening");
+    tracing::info!(%addr, %shard, queued = outbox.queued().trades, "deliver listening");
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = config.tls.server()? {
         server = server.tls_config(tls)?;
@@ -86,13 +147,37 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(rpc::reflection())
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), stopped(stop_rx))
         .await;
     delivery
         .stop(Duration::from_millis(config.drain_timeout_ms))
         .await;
     let closing = Arc::clone(&outbox);
     tokio::task::spawn_blocking(move || closing.close()).await??;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     tracing::info!("deliver stopped");
     result.map_err(DeliverError::from)
+}
+
+/// Reads the outbox gauges fresh for a scrape.
+fn gauges(outbox: Arc<Outbox>, delivery: Arc<Delivery>) -> wdtpipe_common::metrics::Refresh {
+    Arc::new(move || {
+        let metrics = delivery.metrics();
+        let queued = outbox.queued();
+        metrics.queued_trades.set(queued.trades);
+        metrics.queued_bytes.set(queued.bytes);
+        metrics
+            .paused_shops
+            .set(delivery.paused_shops().len() as i64);
+        metrics.disk_bytes.set(outbox.disk_bytes() as i64);
+        let now = delivery.clock().now_ms();
+        let oldest = outbox
+            .oldest_waiting()
+            .ok()
+            .and_then(|o| o.values().min().copied())
+            .map_or(0.0, |at| ((now - at).max(0) as f64) / 1000.0);
+        metrics.oldest_queued_age_seconds.set(oldest);
+    })
 }

@@ -115,6 +115,7 @@ enum Op {
     Enqueue {
         records: Vec<EnqueueRecord>,
         idempotency_key: String,
+        request_id: String,
     },
     Settle(Vec<Settlement>),
     Promote,
@@ -153,7 +154,7 @@ pub struct Outbox {
     /// Operations started and not yet answered (they run on other threads).
     in_flight: Arc<AtomicUsize>,
     /// What is queued, kept current by the writer after each commit.
-    totals: Arc<Totals>,
+    totals: Arc<Mutex<Tally>>,
 }
 
 /// Counts one operation as in flight until dropped.
@@ -200,7 +201,7 @@ impl Outbox {
             None => 1,
         };
         let (tx, rx) = mpsc::channel();
-        let totals = Arc::new(count_queued(&tree)?);
+        let totals = Arc::new(Mutex::new(count_queued(&tree)?));
         let writer = Writer {
             db: db.clone(),
             tree: tree.clone(),
@@ -244,9 +245,22 @@ impl Outbox {
         idempotency_key: String,
         now_ms: i64,
     ) -> Result<Enqueued> {
+        self.enqueue_request(records, idempotency_key, String::new(), now_ms)
+            .await
+    }
+
+    /// [`Outbox::enqueue`], remembering the ingest request id for status.
+    pub async fn enqueue_request(
+        &self,
+        records: Vec<EnqueueRecord>,
+        idempotency_key: String,
+        request_id: String,
+        now_ms: i64,
+    ) -> Result<Enqueued> {
         let op = Op::Enqueue {
             records,
             idempotency_key,
+            request_id,
         };
         match self.call(op, now_ms).await? {
             Done::Enqueued(done) => Ok(done),
@@ -448,10 +462,61 @@ impl Outbox {
 
     /// Trades waiting to be delivered and their payload bytes, from the running totals.
     pub fn queued(&self) -> Queued {
-        Queued {
-            trades: self.totals.trades.load(Ordering::SeqCst),
-            bytes: self.totals.bytes.load(Ordering::SeqCst),
+        self.totals.lock().unwrap_or_else(|e| e.into_inner()).queued
+    }
+
+    /// Waiting trades per shop, from the running totals.
+    pub fn shop_queues(&self) -> BTreeMap<String, ShopQueue> {
+        self.totals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shops
+            .clone()
+    }
+
+    /// When the oldest waiting trade of each shop was received (ready queue heads and every
+    /// retrying trade).
+    pub fn oldest_waiting(&self) -> Result<BTreeMap<String, i64>> {
+        let mut oldest: BTreeMap<String, i64> = BTreeMap::new();
+        let mut note = |entry: &OutboxEntry| {
+            if let Some(p) = &entry.pending {
+                let at = oldest
+                    .entry(entry.shop_no.clone())
+                    .or_insert(p.received_at_ms);
+                *at = (*at).min(p.received_at_ms);
+            }
+        };
+        for shop in self.shops_with_ready_work()? {
+            if let Some(ready) = self.ready(&shop, 1)?.into_iter().next()
+                && let Some(entry) = self.entry(&ready.key)?
+            {
+                note(&entry);
+            }
         }
+        for item in self.tree.scan_prefix(keys::WAITING) {
+            let (_, pair) = item?;
+            if let Some(key) = TradeKey::decode_pair(&pair)
+                && let Some(entry) = self.entry(&key)?
+            {
+                note(&entry);
+            }
+        }
+        Ok(oldest)
+    }
+
+    /// Dead letters per shop.
+    pub fn dead_letter_counts(&self) -> Result<BTreeMap<String, u64>> {
+        let mut counts = BTreeMap::new();
+        for item in self.tree.scan_prefix(keys::DEAD) {
+            let letter: DeadLetter = decode(&item?.1)?;
+            *counts.entry(letter.shop_no).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
+    /// Bytes sled takes on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
     }
 
     /// Stops the writer after it applied everything already sent, then flushes.
@@ -477,16 +542,13 @@ impl Drop for Outbox {
 }
 
 /// Counts the waiting versions on disk (at open; afterwards the writer keeps the totals).
-fn count_queued(tree: &sled::Tree) -> Result<Totals> {
-    let mut queued = Queued::default();
+fn count_queued(tree: &sled::Tree) -> Result<Tally> {
+    let mut tally = Tally::default();
     for item in tree.scan_prefix(keys::ENTRY) {
         let entry: OutboxEntry = decode(&item?.1)?;
-        queued.add(Queued::of(entry.pending.as_ref()));
+        tally.count(Some(&entry), 1);
     }
-    Ok(Totals {
-        trades: queued.trades.into(),
-        bytes: queued.bytes.into(),
-    })
+    Ok(tally)
 }
 
 fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
@@ -496,7 +558,7 @@ fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
 /// Pending writes of a group commit, read through before sled, and how they change what
 /// is queued.
 #[derive(Default)]
-struct Overlay(BTreeMap<Vec<u8>, Option<Vec<u8>>>, Queued);
+struct Overlay(BTreeMap<Vec<u8>, Option<Vec<u8>>>, Tally);
 
 /// Trades waiting to be delivered and the bytes their payloads take.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -505,33 +567,49 @@ pub struct Queued {
     pub bytes: i64,
 }
 
-impl Queued {
-    fn of(pending: Option<&PendingVersion>) -> Self {
-        match pending {
-            Some(p) => Queued {
-                trades: 1,
-                bytes: p.encoded_len() as i64,
-            },
-            None => Queued::default(),
+/// Waiting trades of one shop, by where they wait.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ShopQueue {
+    /// In the ready queue.
+    pub ready: i64,
+    /// Waiting for a retry.
+    pub retrying: i64,
+}
+
+/// What is queued, in total and per shop (or a change of it).
+#[derive(Debug, Default, Clone)]
+struct Tally {
+    queued: Queued,
+    shops: BTreeMap<String, ShopQueue>,
+}
+
+impl Tally {
+    /// Adds (`sign` 1) or removes (`sign` -1) one entry's share.
+    fn count(&mut self, entry: Option<&OutboxEntry>, sign: i64) {
+        let Some(entry) = entry else { return };
+        let Some(pending) = &entry.pending else {
+            return;
+        };
+        self.queued.trades += sign;
+        self.queued.bytes += sign * pending.encoded_len() as i64;
+        let shop = self.shops.entry(entry.shop_no.clone()).or_default();
+        if entry.state == DeliveryState::Retrying as i32 {
+            shop.retrying += sign;
+        } else {
+            shop.ready += sign;
         }
     }
 
-    fn add(&mut self, other: Queued) {
-        self.trades += other.trades;
-        self.bytes += other.bytes;
+    fn merge(&mut self, change: &Tally) {
+        self.queued.trades += change.queued.trades;
+        self.queued.bytes += change.queued.bytes;
+        for (shop, delta) in &change.shops {
+            let counts = self.shops.entry(shop.clone()).or_default();
+            counts.ready += delta.ready;
+            counts.retrying += delta.retrying;
+        }
+        self.shops.retain(|_, c| c.ready != 0 || c.retrying != 0);
     }
-
-    fn sub(&mut self, other: Queued) {
-        self.trades -= other.trades;
-        self.bytes -= other.bytes;
-    }
-}
-
-/// The outbox's running totals, shared with the writer thread.
-#[derive(Debug, Default)]
-struct Totals {
-    trades: std::sync::atomic::AtomicI64,
-    bytes: std::sync::atomic::AtomicI64,
 }
 
 /// One command's view: its own writes over the group's, over the tree. Dropped without
@@ -569,10 +647,8 @@ impl Txn<'_> {
     /// Writes an entry, accounting for the change in what is queued.
     fn put_entry(&mut self, key: Vec<u8>, entry: &OutboxEntry) -> Result<()> {
         let before: Option<OutboxEntry> = self.get_msg(&key)?;
-        self.own
-            .1
-            .sub(Queued::of(before.as_ref().and_then(|e| e.pending.as_ref())));
-        self.own.1.add(Queued::of(entry.pending.as_ref()));
+        self.own.1.count(before.as_ref(), -1);
+        self.own.1.count(Some(entry), 1);
         self.put_msg(key, entry);
         Ok(())
     }
@@ -583,7 +659,7 @@ struct Writer {
     tree: sled::Tree,
     next_seq: u64,
     retention: Retention,
-    totals: Arc<Totals>,
+    totals: Arc<Mutex<Tally>>,
 }
 
 impl Writer {
@@ -611,7 +687,7 @@ impl Writer {
                 (command.reply, result)
             })
             .collect();
-        let change = overlay.1;
+        let change = overlay.1.clone();
         let failure = if !overlay.0.is_empty() || self.next_seq != seq_before {
             self.write(overlay, seq_before).err().map(|e| e.to_string())
         } else {
@@ -619,9 +695,9 @@ impl Writer {
         };
         if failure.is_none() {
             self.totals
-                .trades
-                .fetch_add(change.trades, Ordering::SeqCst);
-            self.totals.bytes.fetch_add(change.bytes, Ordering::SeqCst);
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .merge(&change);
         }
         if let Some(message) = &failure {
             tracing::error!(error = %message, "outbox commit failed");
@@ -665,11 +741,13 @@ impl Writer {
             Op::Enqueue {
                 records,
                 idempotency_key,
+                request_id,
             } => enqueue(
                 &mut txn,
                 next_seq,
                 records,
                 &idempotency_key,
+                &request_id,
                 now_ms,
                 retention,
             )
@@ -688,7 +766,7 @@ impl Writer {
         let own = txn.own;
         if result.is_ok() {
             group.0.extend(own.0);
-            group.1.add(own.1);
+            group.1.merge(&own.1);
         }
         result
     }
@@ -699,6 +777,7 @@ fn enqueue(
     next_seq: &mut u64,
     records: Vec<EnqueueRecord>,
     idempotency_key: &str,
+    request_id: &str,
     now_ms: i64,
     retention: &Retention,
 ) -> Result<Enqueued> {
@@ -738,7 +817,13 @@ fn enqueue(
                 record_id: record.record_id.clone(),
                 received_at_ms: record.received_at_ms,
                 trade: Some(trade),
+                transformed_at_ms: record.transformed_at_ms,
+                enqueued_at_ms: now_ms,
+                request_id: request_id.to_owned(),
             });
+            entry.transformed_at_ms = record.transformed_at_ms;
+            entry.enqueued_at_ms = now_ms;
+            entry.request_id = request_id.to_owned();
             entry.versions += 1;
             entry.record_id.clone_from(&record.record_id);
             entry.received_at_ms = record.received_at_ms;
@@ -761,6 +846,11 @@ fn enqueue(
         let meta = RecordMeta {
             accepted_at_ms: now_ms,
             tids: tids.clone(),
+            source: record.source.clone(),
+            request_id: request_id.to_owned(),
+            traceparent: record.traceparent.clone(),
+            received_at_ms: record.received_at_ms,
+            transformed_at_ms: record.transformed_at_ms,
         };
         txn.put_msg(keys::record_key(&record.record_id), &meta);
         let expires = now_ms + retention.dedupe_ms();
@@ -774,6 +864,8 @@ fn enqueue(
         let meta = RecordMeta {
             accepted_at_ms: now_ms,
             tids: all_tids,
+            request_id: request_id.to_owned(),
+            ..RecordMeta::default()
         };
         txn.put_msg(keys::idempotency_key(idempotency_key), &meta);
         let expires = now_ms + retention.dedupe_ms();
@@ -1062,6 +1154,7 @@ fn replay(txn: &mut Txn<'_>, next_seq: &mut u64, filter: &DeadLetterFilter) -> R
             record_id: letter.record_id.clone(),
             received_at_ms: letter.received_at_ms,
             trade: letter.trade.clone(),
+            ..PendingVersion::default()
         });
         entry.attempts = 0;
         entry.first_attempt_at_ms = 0;

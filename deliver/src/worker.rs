@@ -9,6 +9,7 @@
 use crate::classify::{Classifier, Verdict};
 use crate::clock::Clock;
 use crate::config::RetryPolicy;
+use crate::metrics::DeliverMetrics;
 use crate::store::{Outbox, Outcome, Ready, Settlement};
 use crate::wdt::{Reply, WdtApi};
 use rand::Rng;
@@ -19,6 +20,34 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use wdtpipe_proto::v1::{Attempt, TradeOrder};
 
+/// What one shop's task is doing and has done.
+#[derive(Debug, Clone, Default)]
+pub struct ShopActivity {
+    /// Trades in the call being made now.
+    pub in_flight: u64,
+    /// Trades delivered since start.
+    pub delivered_total: u64,
+    /// (time, trades) of the deliveries of the last minute.
+    recent: VecDeque<(i64, u64)>,
+}
+
+impl ShopActivity {
+    /// Trades delivered in the minute before the last `prune`.
+    pub fn delivered_last_minute(&self) -> u64 {
+        self.recent.iter().map(|(_, n)| n).sum()
+    }
+
+    fn prune(&mut self, now_ms: i64) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _)| *at <= now_ms - 60_000)
+        {
+            self.recent.pop_front();
+        }
+    }
+}
+
 /// Delay before reading the outbox again after a storage error.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Longest sleep of the retry timer between checks.
@@ -28,6 +57,7 @@ const TIMER_TICK: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
     pub classifier: Classifier,
+    pub metrics: Arc<DeliverMetrics>,
     pub retry: RetryPolicy,
     /// Trades per call (1–50).
     pub batch_size: usize,
@@ -47,6 +77,9 @@ pub struct Delivery {
     shops: Mutex<HashMap<String, Arc<Notify>>>,
     /// Shops paused by a configuration error, with the reason.
     paused: Mutex<HashMap<String, String>>,
+    /// What each shop's task is doing and has done.
+    activity: Mutex<HashMap<String, ShopActivity>>,
+    metrics: Arc<DeliverMetrics>,
     tasks: Mutex<JoinSet<()>>,
     timer_wake: Notify,
     stop: watch::Sender<bool>,
@@ -70,6 +103,7 @@ impl Delivery {
     ) -> Result<Arc<Self>, crate::store::StoreError> {
         let DeliverySettings {
             classifier,
+            metrics,
             retry: policy,
             batch_size,
             sweep_interval,
@@ -83,6 +117,8 @@ impl Delivery {
             batch_size: batch_size.clamp(1, 50),
             shops: Mutex::new(HashMap::new()),
             paused: Mutex::new(HashMap::new()),
+            activity: Mutex::new(HashMap::new()),
+            metrics,
             tasks: Mutex::new(JoinSet::new()),
             timer_wake: Notify::new(),
             stop: watch::channel(false).0,
@@ -118,6 +154,20 @@ impl Delivery {
     /// The clock due times and attempts are measured with.
     pub fn clock(&self) -> Clock {
         self.clock
+    }
+
+    /// What each shop's task is doing and has done, as of now.
+    pub fn activity(&self) -> HashMap<String, ShopActivity> {
+        let now = self.clock.now_ms();
+        let mut activity = lock(&self.activity);
+        for shop in activity.values_mut() {
+            shop.prune(now);
+        }
+        activity.clone()
+    }
+
+    pub fn metrics(&self) -> &Arc<DeliverMetrics> {
+        &self.metrics
     }
 
     /// Shops currently paused, with the reason.
@@ -221,6 +271,7 @@ impl Delivery {
                 }
             }
             let (settlements, pause) = self.push(&shop, batch).await;
+            self.account(&shop, &settlements);
             let retried = settlements
                 .iter()
                 .any(|s| matches!(s.outcome, Outcome::Retry { .. }));
@@ -255,10 +306,17 @@ impl Delivery {
         let mut parts = VecDeque::from([batch]);
         while let Some(part) = parts.pop_front() {
             let trades: Vec<&TradeOrder> = part.iter().map(|r| &r.trade).collect();
+            self.set_in_flight(shop, trades.len());
+            let started = tokio::time::Instant::now();
             let reply = self.client.trade_push(shop, &trades).await;
+            self.metrics
+                .wdt_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.set_in_flight(shop, 0);
             let verdict = self.classifier.classify(&reply);
             let now = self.clock.now_ms();
             let attempt = attempt_of(now, &reply, &verdict);
+            self.metrics.wdt_call(&attempt.outcome, attempt.code);
             let settle = |ready: Ready, outcome: Outcome| Settlement {
                 ready,
                 attempt: attempt.clone(),
@@ -339,6 +397,39 @@ impl Delivery {
             }
         }
         (settlements, None)
+    }
+
+    fn set_in_flight(&self, shop: &str, trades: usize) {
+        lock(&self.activity)
+            .entry(shop.to_owned())
+            .or_default()
+            .in_flight = trades as u64;
+    }
+
+    /// Counts what became of a batch, for metrics and `Stats`.
+    fn account(&self, shop: &str, settlements: &[Settlement]) {
+        let mut delivered = 0u64;
+        for settlement in settlements {
+            match settlement.outcome {
+                Outcome::Delivered { .. } => delivered += 1,
+                Outcome::Retry { .. } => {
+                    self.metrics.retries.inc();
+                }
+                Outcome::Dead { .. } => {
+                    self.metrics.dead_letters.inc();
+                }
+                Outcome::Keep => {}
+            }
+        }
+        if delivered > 0 {
+            self.metrics.delivered.inc_by(delivered);
+            let now = self.clock.now_ms();
+            let mut activity = lock(&self.activity);
+            let shop = activity.entry(shop.to_owned()).or_default();
+            shop.delivered_total += delivered;
+            shop.recent.push_back((now, delivered));
+            shop.prune(now);
+        }
     }
 
     /// A rejection that names no tid: a single trade is the culprit; a larger part is split

@@ -62,7 +62,11 @@ impl Harness {
             ..DeliverConfig::default()
         };
         let (stop_deliver, deliver_stopped) = oneshot::channel::<()>();
-        tokio::spawn(wdtpipe_deliver::serve(config, listener, async move {
+        let listeners = wdtpipe_deliver::Listeners {
+            grpc: listener,
+            metrics: None,
+        };
+        tokio::spawn(wdtpipe_deliver::serve(config, listeners, async move {
             let _ = deliver_stopped.await;
         }));
         let client = DeliverClient::new(
@@ -87,13 +91,14 @@ impl Harness {
                 received_at_ms: 1,
                 source: "test".into(),
                 trades: vec![t],
+                ..EnqueueRecord::default()
             })
             .collect();
         self.client
             .clone()
             .enqueue(EnqueueRequest {
                 records,
-                idempotency_key: String::new(),
+                ..EnqueueRequest::default()
             })
             .await
             .expect("enqueued");

@@ -20,6 +20,7 @@ fn record(id: &str, trades: Vec<TradeOrder>) -> EnqueueRecord {
         received_at_ms: 1,
         source: "test".into(),
         trades,
+        ..EnqueueRecord::default()
     }
 }
 

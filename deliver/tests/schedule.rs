@@ -12,6 +12,7 @@ use wdtpipe_deliver::classify::Classifier;
 use wdtpipe_deliver::clock::Clock;
 use wdtpipe_deliver::config::RetryPolicy;
 use wdtpipe_deliver::keys::TradeKey;
+use wdtpipe_deliver::metrics::DeliverMetrics;
 use wdtpipe_deliver::store::Outbox;
 use wdtpipe_deliver::wdt::{Answer, BoxFuture, Reply, WdtApi};
 use wdtpipe_deliver::worker::{Delivery, DeliverySettings};
@@ -101,6 +102,7 @@ async fn setup(script: Vec<Reply>, policy: RetryPolicy) -> Setup {
                 retryable_codes: vec![1040],
                 config_codes: vec![],
             },
+            metrics: Arc::new(DeliverMetrics::new(&mut Default::default())),
             retry: policy,
             batch_size: 50,
             sweep_interval: Duration::from_secs(3600),
@@ -118,6 +120,7 @@ async fn setup(script: Vec<Reply>, policy: RetryPolicy) -> Setup {
                     shop_no: "S".into(),
                     ..TradeOrder::default()
                 }],
+                ..EnqueueRecord::default()
             }],
             String::new(),
             clock.now_ms(),

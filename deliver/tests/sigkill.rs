@@ -117,6 +117,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
 grpc_addr = "{deliver_addr}"
 data_dir = "{data}"
 drain_timeout_ms = 1000
+metrics_addr = "127.0.0.1:0"
 
 [wdt]
 url = "http://{sandbox_addr}/openapi2"
@@ -144,14 +145,18 @@ pause_probe_ms = 200
     let transform_addr = transform_listener.local_addr().unwrap();
     let transform = wdtpipe_transform::config::TransformConfig {
         grpc_addr: transform_addr,
-        deliver_url: format!("http://{deliver_addr}"),
+        deliver_urls: vec![format!("http://{deliver_addr}")],
+        metrics_addr: None,
         deliver_timeout_ms: 3_000,
         ..Default::default()
     };
     let (_stop_transform, transform_stopped) = oneshot::channel::<()>();
     tokio::spawn(wdtpipe_transform::serve(
         transform,
-        transform_listener,
+        wdtpipe_transform::Listeners {
+            grpc: transform_listener,
+            metrics: None,
+        },
         async move {
             let _ = transform_stopped.await;
         },

@@ -2,7 +2,9 @@
 //! ingest shared by the HTTP and gRPC edges.
 
 use crate::error::IngestError;
+use crate::metrics::IngestMetrics;
 use crate::record::record_id;
+use std::sync::Arc;
 use tonic::transport::Channel;
 use wdtpipe_common::now_ms;
 use wdtpipe_proto::v1::transform_client::TransformClient;
@@ -12,21 +14,36 @@ use wdtpipe_proto::v1::{ProcessRequest, Receipt, RecordEnvelope, StockoutRecord}
 #[derive(Debug, Clone)]
 pub struct Forwarder {
     transform: TransformClient<Channel>,
+    metrics: Arc<IngestMetrics>,
+}
+
+/// Who sent a request and how to find it again in logs and status.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// `http` or `grpc:<client>`.
+    pub source: String,
+    pub idempotency_key: String,
+    pub request_id: String,
+    pub traceparent: String,
 }
 
 impl Forwarder {
-    pub fn new(channel: Channel) -> Self {
+    pub fn new(channel: Channel, metrics: Arc<IngestMetrics>) -> Self {
         Self {
             transform: TransformClient::new(channel),
+            metrics,
         }
+    }
+
+    pub fn metrics(&self) -> &IngestMetrics {
+        &self.metrics
     }
 
     /// Forwards one request's records; answers once deliver has them on disk.
     pub async fn submit(
         &self,
         records: Vec<StockoutRecord>,
-        source: &str,
-        idempotency_key: &str,
+        origin: &Origin,
     ) -> Result<Vec<Receipt>, IngestError> {
         if records.is_empty() {
             return Err(IngestError::NoRecords("request: no records"));
@@ -38,20 +55,34 @@ impl Forwarder {
             .map(|(i, record)| RecordEnvelope {
                 record_id: record_id(&record),
                 received_at_ms,
-                source: source.to_owned(),
+                source: origin.source.clone(),
                 position: u32::try_from(i + 1).unwrap_or(u32::MAX),
                 record: Some(record),
+                request_id: origin.request_id.clone(),
+                traceparent: origin.traceparent.clone(),
             })
             .collect();
+        let started = tokio::time::Instant::now();
         let response = self
             .transform
             .clone()
             .process(ProcessRequest {
                 records,
-                idempotency_key: idempotency_key.to_owned(),
+                idempotency_key: origin.idempotency_key.clone(),
+                request_id: origin.request_id.clone(),
             })
-            .await
-            .map_err(IngestError::from_downstream)?;
-        Ok(response.into_inner().receipts)
+            .await;
+        self.metrics
+            .transform_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let receipts = response
+            .map_err(IngestError::from_downstream)?
+            .into_inner()
+            .receipts;
+        self.metrics.records.inc_by(receipts.len() as u64);
+        self.metrics
+            .duplicates
+            .inc_by(receipts.iter().filter(|r| r.duplicate).count() as u64);
+        Ok(receipts)
     }
 }

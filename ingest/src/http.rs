@@ -10,19 +10,23 @@ use crate::auth::WebhookVerifier;
 use crate::callback::parse_body;
 use crate::config::Limits;
 use crate::error::IngestError;
-use crate::forward::Forwarder;
+use crate::forward::{Forwarder, Origin};
 use crate::limits::check_shape;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+use wdtpipe_common::metrics::MetricsRegistry;
+use wdtpipe_common::request::{accept_request_id, new_request_id, valid_traceparent};
 
 /// What the HTTP edge enforces.
 #[derive(Debug, Clone)]
@@ -41,8 +45,8 @@ struct AppState {
     permits: Arc<Semaphore>,
 }
 
-/// The ingest HTTP router.
-pub fn router(forwarder: Forwarder, edge: Edge) -> Router {
+/// The ingest HTTP router: the callback, health and Prometheus metrics.
+pub fn router(forwarder: Forwarder, edge: Edge, registry: Arc<MetricsRegistry>) -> Router {
     let permits = Arc::new(Semaphore::new(edge.limits.concurrent_requests.max(1)));
     Router::new()
         .route("/v1/callback", post(callback))
@@ -54,6 +58,7 @@ pub fn router(forwarder: Forwarder, edge: Edge) -> Router {
             edge: Arc::new(edge),
             permits,
         })
+        .merge(wdtpipe_common::metrics::router(registry, None))
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -76,16 +81,40 @@ async fn method_not_allowed() -> impl IntoResponse {
     )
 }
 
-/// Accepts one callback: one record, an array, or `{"stockout_list": [...]}`.
-#[tracing::instrument(skip_all, fields(records))]
+/// Accepts one callback: one record, an array, or `{"stockout_list": [...]}`. The answer
+/// carries the request id (`x-request-id`) that logs and status use.
 async fn callback(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(accept_request_id)
+        .unwrap_or_else(new_request_id);
+    let span =
+        tracing::info_span!("callback", request_id = %request_id, records = tracing::field::Empty);
+    let mut response = handle(&state, &headers, body, &request_id)
+        .instrument(span)
+        .await;
+    let metrics = state.forwarder.metrics();
+    metrics.status(response.status().as_u16());
+    metrics
+        .request_seconds
+        .observe(started.elapsed().as_secs_f64());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: Body, request_id: &str) -> Response {
     let retry_after = state.edge.retry_after_secs;
     let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
         tracing::warn!("concurrent request limit reached");
         return IngestError::Busy.into_response_with(retry_after);
     };
     let timeout = Duration::from_millis(state.edge.limits.request_timeout_ms);
-    let answer = match tokio::time::timeout(timeout, accept(&state, &headers, body)).await {
+    let answer = match tokio::time::timeout(timeout, accept(state, headers, body, request_id)).await
+    {
         Ok(answer) => answer,
         Err(_) => Err(IngestError::Unavailable("request timed out".into())),
     };
@@ -102,7 +131,12 @@ async fn callback(State(state): State<AppState>, headers: HeaderMap, body: Body)
     }
 }
 
-async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, IngestError> {
+async fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    request_id: &str,
+) -> Result<Value, IngestError> {
     let limits = &state.edge.limits;
     check_content_type(headers)?;
     let declared = headers
@@ -127,10 +161,18 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Val
         });
     }
     tracing::Span::current().record("records", records.len());
-    let receipts = state
-        .forwarder
-        .submit(records, "http", &idempotency_key(headers))
-        .await?;
+    let origin = Origin {
+        source: "http".to_owned(),
+        idempotency_key: idempotency_key(headers),
+        request_id: request_id.to_owned(),
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .filter(|t| valid_traceparent(t))
+            .map(str::to_owned)
+            .unwrap_or_default(),
+    };
+    let receipts = state.forwarder.submit(records, &origin).await?;
     let duplicates = receipts.iter().filter(|r| r.duplicate).count();
     tracing::info!(records = receipts.len(), duplicates, "callback accepted");
     let receipts: Vec<Value> = receipts

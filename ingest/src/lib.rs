@@ -11,6 +11,7 @@ pub mod forward;
 pub mod grpc;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod record;
 
 use crate::config::IngestConfig;
@@ -20,7 +21,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
-use wdtpipe_common::grpc::{self as rpc, ClientTimeouts, ServingStatus};
+use wdtpipe_common::grpc::{self as rpc, ClientTimeouts};
 use wdtpipe_proto::v1::ingest_server::IngestServer;
 
 /// Why ingest could not run.
@@ -49,7 +50,9 @@ pub async fn serve(
         ..ClientTimeouts::default()
     };
     let channel = rpc::lazy_channel(&config.transform_url, timeouts, &config.tls)?;
-    let forwarder = Forwarder::new(channel);
+    let mut registry = wdtpipe_common::metrics::MetricsRegistry::default();
+    let metrics = std::sync::Arc::new(metrics::IngestMetrics::new(&mut registry));
+    let forwarder = Forwarder::new(channel.clone(), metrics);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -61,12 +64,12 @@ pub async fn serve(
     };
 
     let (health_reporter, health_service) = rpc::health();
-    health_reporter
-        .set_service_status("wdtpipe.v1.Ingest", ServingStatus::Serving)
-        .await;
-    health_reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
+    tokio::spawn(rpc::track_readiness(
+        health_reporter,
+        &["", "wdtpipe.v1.Ingest"],
+        vec![channel],
+        stop_rx.clone(),
+    ));
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = config.tls.server()? {
         server = server.tls_config(tls)?;
@@ -99,9 +102,12 @@ pub async fn serve(
         sender_signatures = edge.verifier.is_some(),
         "ingest listening"
     );
-    let http = axum::serve(http_listener, http::router(forwarder, edge))
-        .with_graceful_shutdown(stopped(stop_rx))
-        .into_future();
+    let http = axum::serve(
+        http_listener,
+        http::router(forwarder, edge, std::sync::Arc::new(registry)),
+    )
+    .with_graceful_shutdown(stopped(stop_rx))
+    .into_future();
     let (grpc_result, http_result) = tokio::join!(grpc, http);
     tracing::info!("ingest stopped");
     grpc_result?;

@@ -211,6 +211,8 @@ pub struct PipelineOptions {
     /// Deliver's admission and admin token.
     pub high_water_trades: u64,
     pub admin_token: Secret,
+    /// Deliver shards (transform routes by tid).
+    pub shards: usize,
 }
 
 impl Default for PipelineOptions {
@@ -230,6 +232,7 @@ impl Default for PipelineOptions {
             webhook_secrets: Vec::new(),
             high_water_trades: DeliverConfig::default().high_water_trades,
             admin_token: Secret::default(),
+            shards: 1,
         }
     }
 }
@@ -263,19 +266,31 @@ pub fn wdt_for(url: String) -> WdtConfig {
     }
 }
 
-/// ingest + transform + deliver on ephemeral ports, each with its own shutdown.
+async fn bind_any(what: &str) -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind {what}: {e}"))
+}
+
+/// ingest + transform + deliver (one or more shards) on ephemeral ports, each with its own
+/// shutdown, and metrics endpoints.
 pub struct Pipeline {
-    /// Ingest's HTTP base URL.
+    /// Ingest's HTTP base URL (callbacks, health, metrics).
     pub http: String,
     pub ingest_grpc: SocketAddr,
     pub transform_grpc: SocketAddr,
+    pub transform_metrics: SocketAddr,
+    /// Shard 0's gRPC address (the only shard unless `shards` > 1).
     pub deliver_grpc: SocketAddr,
+    /// Every deliver shard's gRPC and metrics address, in shard order.
+    pub shards: Vec<SocketAddr>,
+    pub deliver_metrics: Vec<SocketAddr>,
     pub data_dir: PathBuf,
     pub options: PipelineOptions,
     _temp: Option<tempfile::TempDir>,
     ingest: Option<Running>,
     transform: Option<Running>,
-    deliver: Option<Running>,
+    delivers: Vec<Option<Running>>,
     client: reqwest::Client,
 }
 
@@ -291,42 +306,58 @@ impl Pipeline {
 
     /// Starts the three stages on an existing data directory.
     pub async fn start_in(options: PipelineOptions, data_dir: &Path) -> Self {
-        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
-        let ingest_grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind ingest");
-        let transform_grpc = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind transform");
-        let deliver_grpc = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind deliver");
-        let http_addr = http.local_addr().expect("addr");
-        let ingest_addr = ingest_grpc.local_addr().expect("addr");
-        let transform_addr = transform_grpc.local_addr().expect("addr");
-        let deliver_addr = deliver_grpc.local_addr().expect("addr");
+        let http = bind_any("http").await;
+        let ingest_grpc = bind_any("ingest").await;
+        let transform_listeners = wdtpipe_transform::Listeners {
+            grpc: bind_any("transform").await,
+            metrics: Some(bind_any("transform metrics").await),
+        };
+        let mut deliver_listeners = Vec::new();
+        for _ in 0..options.shards.max(1) {
+            deliver_listeners.push(wdtpipe_deliver::Listeners {
+                grpc: bind_any("deliver").await,
+                metrics: Some(bind_any("deliver metrics").await),
+            });
+        }
+        let addr = |l: &TcpListener| l.local_addr().expect("addr");
+        let http_addr = addr(&http);
+        let ingest_addr = addr(&ingest_grpc);
+        let transform_addr = addr(&transform_listeners.grpc);
+        let shards: Vec<SocketAddr> = deliver_listeners.iter().map(|l| addr(&l.grpc)).collect();
 
         let mut pipeline = Self {
             http: format!("http://{http_addr}"),
             ingest_grpc: ingest_addr,
             transform_grpc: transform_addr,
-            deliver_grpc: deliver_addr,
+            transform_metrics: addr(transform_listeners.metrics.as_ref().expect("metrics")),
+            deliver_grpc: shards[0],
+            deliver_metrics: deliver_listeners
+                .iter()
+                .map(|l| addr(l.metrics.as_ref().expect("metrics")))
+                .collect(),
+            shards: shards.clone(),
             data_dir: data_dir.to_path_buf(),
             options: options.clone(),
             _temp: None,
             ingest: None,
             transform: None,
-            deliver: None,
+            delivers: Vec::new(),
             client: reqwest::Client::new(),
         };
-        pipeline.deliver = Some(pipeline.spawn_deliver(deliver_grpc));
+        for (shard, listeners) in deliver_listeners.into_iter().enumerate() {
+            let running = pipeline.spawn_deliver(shard, listeners);
+            pipeline.delivers.push(Some(running));
+        }
         let transform = TransformConfig {
             grpc_addr: transform_addr,
-            deliver_url: format!("http://{deliver_addr}"),
+            metrics_addr: None,
+            deliver_urls: shards.iter().map(|a| format!("http://{a}")).collect(),
             scheme: options.scheme.clone(),
             deliver_timeout_ms: 10_000,
             tls: options.tls.clone(),
         };
         pipeline.transform = Some(Running::spawn(move |shutdown| async move {
-            wdtpipe_transform::serve(transform, transform_grpc, shutdown)
+            wdtpipe_transform::serve(transform, transform_listeners, shutdown)
                 .await
                 .map_err(|e| e.to_string())
         }));
@@ -347,10 +378,22 @@ impl Pipeline {
         pipeline
     }
 
-    fn deliver_config(&self) -> DeliverConfig {
+    /// Shard `n`'s data directory: the pipeline's for a single shard, a subdirectory each
+    /// otherwise.
+    pub fn shard_dir(&self, shard: usize) -> PathBuf {
+        if self.shards.len() == 1 {
+            self.data_dir.clone()
+        } else {
+            self.data_dir.join(format!("shard-{shard}"))
+        }
+    }
+
+    fn deliver_config(&self, shard: usize) -> DeliverConfig {
         DeliverConfig {
-            grpc_addr: self.deliver_grpc,
-            data_dir: self.data_dir.clone(),
+            grpc_addr: self.shards[shard],
+            metrics_addr: None,
+            shard: format!("shard-{shard}"),
+            data_dir: self.shard_dir(shard),
             wdt: self.options.wdt.clone(),
             retry: self.options.retry.clone(),
             drain_timeout_ms: 5_000,
@@ -361,29 +404,40 @@ impl Pipeline {
         }
     }
 
-    fn spawn_deliver(&self, listener: TcpListener) -> Running {
-        let config = self.deliver_config();
+    fn spawn_deliver(&self, shard: usize, listeners: wdtpipe_deliver::Listeners) -> Running {
+        let config = self.deliver_config(shard);
         Running::spawn(move |shutdown| async move {
-            wdtpipe_deliver::serve(config, listener, shutdown)
+            wdtpipe_deliver::serve(config, listeners, shutdown)
                 .await
                 .map_err(|e| e.to_string())
         })
     }
 
-    /// Stops deliver (gracefully) and waits until it has closed its outbox.
+    /// Stops every deliver shard (gracefully) and waits until they closed their outboxes.
     pub async fn stop_deliver(&mut self) {
-        if let Some(deliver) = self.deliver.take() {
-            deliver.stop().await.expect("deliver stopped cleanly");
+        for slot in &mut self.delivers {
+            if let Some(deliver) = slot.take() {
+                deliver.stop().await.expect("deliver stopped cleanly");
+            }
         }
     }
 
-    /// Starts deliver again on the same address and data directory.
+    /// Starts every deliver shard again on the same addresses and data directories.
     pub async fn restart_deliver(&mut self) {
         self.stop_deliver().await;
-        let listener = TcpListener::bind(self.deliver_grpc)
-            .await
-            .expect("rebind deliver");
-        self.deliver = Some(self.spawn_deliver(listener));
+        for shard in 0..self.shards.len() {
+            let listeners = wdtpipe_deliver::Listeners {
+                grpc: TcpListener::bind(self.shards[shard])
+                    .await
+                    .expect("rebind deliver"),
+                metrics: Some(
+                    TcpListener::bind(self.deliver_metrics[shard])
+                        .await
+                        .expect("rebind deliver metrics"),
+                ),
+            };
+            self.delivers[shard] = Some(self.spawn_deliver(shard, listeners));
+        }
     }
 
     /// POSTs a callback body as JSON; returns the status and the JSON answer.
@@ -408,10 +462,15 @@ impl Pipeline {
         (status, body)
     }
 
-    /// A gRPC client for deliver (over TLS when the pipeline uses it).
+    /// A gRPC client for deliver shard 0 (over TLS when the pipeline uses it).
     pub async fn deliver_client(&self) -> DeliverClient<tonic::transport::Channel> {
+        self.shard_client(0)
+    }
+
+    /// A gRPC client for one deliver shard.
+    pub fn shard_client(&self, shard: usize) -> DeliverClient<tonic::transport::Channel> {
         let channel = wdtpipe_common::grpc::lazy_channel(
-            &self.deliver_grpc.to_string(),
+            &self.shards[shard].to_string(),
             wdtpipe_common::grpc::ClientTimeouts::default(),
             &self.options.tls,
         )
@@ -421,28 +480,30 @@ impl Pipeline {
 
     /// Deliver's status of a tid (one entry per shop holding it).
     pub async fn status(&self, tid: &str) -> Vec<TradeStatus> {
-        self.deliver_client()
-            .await
-            .get_status(GetStatusRequest {
-                tid: tid.to_owned(),
-            })
-            .await
-            .expect("status")
-            .into_inner()
-            .trades
+        let mut trades = Vec::new();
+        for shard in 0..self.shards.len() {
+            trades.extend(
+                self.shard_client(shard)
+                    .get_status(GetStatusRequest {
+                        tid: tid.to_owned(),
+                    })
+                    .await
+                    .expect("status")
+                    .into_inner()
+                    .trades,
+            );
+        }
+        trades
     }
 
     /// Stops every stage gracefully.
     pub async fn shutdown(mut self) {
-        for running in [
-            self.ingest.take(),
-            self.transform.take(),
-            self.deliver.take(),
-        ]
-        .into_iter()
-        .flatten()
+        for running in [self.ingest.take(), self.transform.take()]
+            .into_iter()
+            .flatten()
         {
             running.stop().await.expect("stage stopped cleanly");
         }
+        self.stop_deliver().await;
     }
 }

@@ -21,9 +21,13 @@ pub struct Args {
     /// gRPC listen address.
     #[arg(long, env = "TRANSFORM_GRPC_ADDR")]
     pub grpc_addr: Option<SocketAddr>,
-    /// The deliver service.
-    #[arg(long, env = "DELIVER_URL")]
-    pub deliver_url: Option<String>,
+    /// The deliver shards, comma-separated, in a fixed order (each tid always goes to the
+    /// same one).
+    #[arg(long, env = "DELIVER_URL", value_delimiter = ',')]
+    pub deliver_url: Option<Vec<String>>,
+    /// Prometheus /metrics address ("off" for none).
+    #[arg(long, env = "TRANSFORM_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     /// Target WDT shop for every trade (default: each record's shop_no).
     #[arg(long, env = "WDT_SHOP_NO")]
     pub shop_no: Option<String>,
@@ -43,7 +47,17 @@ impl Args {
     pub fn into_config(self) -> Result<TransformConfig, ConfigError> {
         let mut config: TransformConfig = load_file(self.config.as_deref())?;
         set(&mut config.grpc_addr, self.grpc_addr);
-        set(&mut config.deliver_url, self.deliver_url);
+        if let Some(urls) = self.deliver_url {
+            config.deliver_urls = urls
+                .into_iter()
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty())
+                .collect();
+        }
+        if let Some(addr) = self.metrics_addr {
+            config.metrics_addr =
+                wdtpipe_common::config::optional_addr("TRANSFORM_METRICS_ADDR", &addr)?;
+        }
         merge_tls(&mut config.tls, self.tls);
         if let Some(shop) = self.shop_no.filter(|s| !s.trim().is_empty()) {
             config.scheme.shop_no = Some(shop.trim().to_owned());

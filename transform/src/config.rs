@@ -11,8 +11,11 @@ use wdtpipe_common::grpc::GrpcTls;
 pub struct TransformConfig {
     /// gRPC listen address (`TRANSFORM_GRPC_ADDR`).
     pub grpc_addr: SocketAddr,
-    /// The deliver service (`DELIVER_URL`), e.g. `http://127.0.0.1:50053`.
-    pub deliver_url: String,
+    /// Prometheus `/metrics` address (`TRANSFORM_METRICS_ADDR`); `None` serves no metrics.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The deliver shards (`DELIVER_URL`, comma-separated), in a fixed order: each trade goes
+    /// to `shards[hash(tid) mod N]`, so one tid always lands on one shard.
+    pub deliver_urls: Vec<String>,
     /// Mapping overrides: target shop (`WDT_SHOP_NO`) and carrier table.
     pub scheme: Scheme,
     /// Deadline of a call to deliver, in milliseconds.
@@ -25,7 +28,8 @@ impl Default for TransformConfig {
     fn default() -> Self {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50052)),
-            deliver_url: "http://127.0.0.1:50053".to_owned(),
+            metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9102))),
+            deliver_urls: vec!["http://127.0.0.1:50053".to_owned()],
             scheme: Scheme::default(),
             deliver_timeout_ms: 10_000,
             tls: GrpcTls::default(),

@@ -1,52 +1,114 @@
 //! The transform stage: maps stockout records into WDT trades (MAPPING.md) and forwards
-//! each request's trades to deliver as one batch.
+//! each request's trades to deliver, routing every trade to its shard by tid.
 
 pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod mapping;
+pub mod metrics;
 pub mod scheme;
+pub mod shard;
 
 use crate::config::TransformConfig;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
-use wdtpipe_common::grpc::{self as rpc, ClientTimeouts, ServingStatus};
+use wdtpipe_common::grpc::{self as rpc, ClientTimeouts};
+use wdtpipe_common::metrics::MetricsRegistry;
 use wdtpipe_proto::v1::deliver_client::DeliverClient;
 use wdtpipe_proto::v1::transform_server::TransformServer;
 
 /// Why transform could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum TransformError {
+    #[error("no deliver shard configured (DELIVER_URL)")]
+    NoShards,
     #[error("invalid DELIVER_URL or gRPC TLS settings: {0}")]
     Client(#[from] rpc::TlsError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("metrics server failed: {0}")]
+    Metrics(#[from] std::io::Error),
 }
 
-/// Runs transform on `listener` until `shutdown` completes.
+/// The sockets transform serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    pub grpc: TcpListener,
+    /// Prometheus `/metrics`; `None` serves none.
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses of a config.
+    pub async fn bind(config: &TransformConfig) -> std::io::Result<Self> {
+        Ok(Self {
+            grpc: TcpListener::bind(config.grpc_addr).await?,
+            metrics: match config.metrics_addr {
+                Some(addr) => Some(TcpListener::bind(addr).await?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Runs transform until `shutdown` completes: gRPC (Transform, health, reflection) and
+/// metrics. It reports SERVING only while every deliver shard answers its health check.
 pub async fn serve(
     config: TransformConfig,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), TransformError> {
+    if config.deliver_urls.is_empty() {
+        return Err(TransformError::NoShards);
+    }
     let timeouts = ClientTimeouts {
         request: Duration::from_millis(config.deliver_timeout_ms),
         ..ClientTimeouts::default()
     };
-    let channel = rpc::lazy_channel(&config.deliver_url, timeouts, &config.tls)?;
-    let service = grpc::TransformService::new(config.scheme.clone(), DeliverClient::new(channel));
+    let channels = config
+        .deliver_urls
+        .iter()
+        .map(|url| rpc::lazy_channel(url, timeouts, &config.tls))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut registry = MetricsRegistry::default();
+    let metrics = Arc::new(metrics::TransformMetrics::new(&mut registry));
+    let service = grpc::TransformService::new(
+        config.scheme.clone(),
+        channels.iter().cloned().map(DeliverClient::new).collect(),
+        metrics,
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
     let (health_reporter, health_service) = rpc::health();
-    health_reporter
-        .set_service_status("wdtpipe.v1.Transform", ServingStatus::Serving)
-        .await;
-    health_reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
+    tokio::spawn(rpc::track_readiness(
+        health_reporter,
+        &["", "wdtpipe.v1.Transform"],
+        channels,
+        stop_rx.clone(),
+    ));
+    let metrics_task = listeners.metrics.map(|listener| {
+        tokio::spawn(wdtpipe_common::metrics::serve(
+            listener,
+            Arc::new(registry),
+            None,
+            stopped(stop_rx.clone()),
+        ))
+    });
     tracing::info!(
-        addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        deliver = %config.deliver_url,
+        addr = %listeners.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        shards = ?config.deliver_urls,
         shop_override = config.scheme.shop_no.as_deref().unwrap_or("-"),
         "transform listening"
     );
@@ -58,8 +120,11 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(rpc::reflection())
         .add_service(TransformServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), stopped(stop_rx))
         .await?;
+    if let Some(task) = metrics_task {
+        task.await.map_err(std::io::Error::other)??;
+    }
     tracing::info!("transform stopped");
     Ok(())
 }

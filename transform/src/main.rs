@@ -8,10 +8,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     wdtpipe_common::telemetry::init(args.log_format());
     let config = args.into_config()?;
-    let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
+    let listeners = wdtpipe_transform::Listeners::bind(&config).await?;
     wdtpipe_transform::serve(
         config,
-        listener,
+        listeners,
         wdtpipe_common::shutdown::shutdown_signal(),
     )
     .await?;

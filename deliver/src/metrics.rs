@@ -1,0 +1,132 @@
+//! Deliver's Prometheus metrics, served on its metrics address. Counters move with the
+//! work; the outbox gauges are read fresh at every scrape.
+
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use std::sync::atomic::AtomicU64;
+use wdtpipe_common::metrics::{Counter, Family, Labels, MetricsRegistry, latency_histogram};
+
+#[derive(Debug)]
+pub struct DeliverMetrics {
+    /// Enqueue calls by outcome (`ok`, `overloaded`, `invalid`, `error`).
+    pub enqueues: Family<Labels, Counter>,
+    /// Enqueue latency, including the group-commit fsync.
+    pub enqueue_seconds: Histogram,
+    /// Records acknowledged as duplicates (dedupe hits).
+    pub dedupe_hits: Counter,
+    /// Calls to WDT by outcome and answer code.
+    pub wdt_calls: Family<Labels, Counter>,
+    /// WDT call latency.
+    pub wdt_seconds: Histogram,
+    /// Trades delivered, scheduled for a retry, dead-lettered.
+    pub delivered: Counter,
+    pub retries: Counter,
+    pub dead_letters: Counter,
+    /// Outbox state, refreshed at scrape time.
+    pub queued_trades: Gauge,
+    pub queued_bytes: Gauge,
+    pub oldest_queued_age_seconds: Gauge<f64, AtomicU64>,
+    pub paused_shops: Gauge,
+    pub disk_bytes: Gauge,
+}
+
+impl DeliverMetrics {
+    pub fn new(registry: &mut MetricsRegistry) -> Self {
+        let m = Self {
+            enqueues: Family::default(),
+            enqueue_seconds: latency_histogram(),
+            dedupe_hits: Counter::default(),
+            wdt_calls: Family::default(),
+            wdt_seconds: latency_histogram(),
+            delivered: Counter::default(),
+            retries: Counter::default(),
+            dead_letters: Counter::default(),
+            queued_trades: Gauge::default(),
+            queued_bytes: Gauge::default(),
+            oldest_queued_age_seconds: Gauge::default(),
+            paused_shops: Gauge::default(),
+            disk_bytes: Gauge::default(),
+        };
+        registry.register(
+            "wdtpipe_deliver_enqueues",
+            "Enqueue calls by outcome",
+            m.enqueues.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_enqueue_seconds",
+            "Enqueue latency including the fsync",
+            m.enqueue_seconds.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_dedupe_hits",
+            "Records acknowledged as duplicates",
+            m.dedupe_hits.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_wdt_calls",
+            "trade_push calls by outcome and WDT code",
+            m.wdt_calls.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_wdt_call_seconds",
+            "trade_push call latency",
+            m.wdt_seconds.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_delivered_trades",
+            "Trades WDT accepted",
+            m.delivered.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_retries",
+            "Trades scheduled for another attempt",
+            m.retries.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_dead_letters",
+            "Trades moved to the dead-letter store",
+            m.dead_letters.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_outbox_queued_trades",
+            "Trades waiting",
+            m.queued_trades.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_outbox_queued_bytes",
+            "Payload bytes of the waiting trades",
+            m.queued_bytes.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_oldest_queued_age_seconds",
+            "Age of the oldest waiting trade",
+            m.oldest_queued_age_seconds.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_paused_shops",
+            "Shops paused by a configuration error",
+            m.paused_shops.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_outbox_disk_bytes",
+            "Bytes the outbox takes on disk",
+            m.disk_bytes.clone(),
+        );
+        m
+    }
+
+    pub fn enqueue(&self, outcome: &str) {
+        self.enqueues
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+    }
+
+    pub fn wdt_call(&self, outcome: &str, code: Option<i64>) {
+        let code = code
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "none".to_owned());
+        self.wdt_calls
+            .get_or_create(&vec![("outcome", outcome.to_owned()), ("code", code)])
+            .inc();
+    }
+}
