@@ -84,33 +84,35 @@ impl FilterArgs {
 }
 
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
-    let mut client = args.target.client()?;
-    let context = || format!("cannot ask deliver at {}", args.target.deliver);
+    let clients = args.target.clients()?;
     match args.action {
         Action::List {
             filter,
             limit,
             json,
         } => {
-            let answer = client
-                .list_dead_letters(ListDeadLettersRequest {
-                    filter: Some(filter.filter()?),
-                    limit,
-                })
-                .await
-                .with_context(context)?
-                .into_inner();
+            let filter = filter.filter()?;
+            let (mut letters, mut total) = (Vec::new(), 0);
+            for (url, mut client) in clients {
+                let answer = client
+                    .list_dead_letters(ListDeadLettersRequest {
+                        filter: Some(filter.clone()),
+                        limit,
+                    })
+                    .await
+                    .with_context(|| format!("cannot ask deliver at {url}"))?
+                    .into_inner();
+                total += answer.total;
+                letters.extend(answer.letters);
+            }
+            letters.sort_by_key(|l| std::cmp::Reverse(l.dead_at_ms));
+            letters.truncate(limit as usize);
             if json {
-                let letters: Vec<serde_json::Value> =
-                    answer.letters.iter().map(letter_json).collect();
+                let letters: Vec<serde_json::Value> = letters.iter().map(letter_json).collect();
                 println!("{}", serde_json::to_string_pretty(&letters)?);
             } else {
-                println!(
-                    "{} dead letter(s), showing {}",
-                    answer.total,
-                    answer.letters.len()
-                );
-                for letter in &answer.letters {
+                println!("{total} dead letter(s), showing {}", letters.len());
+                for letter in &letters {
                     println!(
                         "{}  tid {}  shop {}  attempts {}\n    {}",
                         format_ms(letter.dead_at_ms),
@@ -123,33 +125,41 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             }
         }
         Action::Replay { filter } => {
-            let answer = client
-                .replay(ReplayRequest {
-                    filter: Some(filter.filter()?),
-                })
-                .await
-                .with_context(context)?
-                .into_inner();
-            println!(
-                "replayed {} (superseded by newer versions: {}){}",
-                answer.replayed,
-                answer.superseded,
-                if answer.tids.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", answer.tids.join(", "))
-                }
-            );
+            let filter = filter.filter()?;
+            let (mut replayed, mut superseded, mut tids) = (0, 0, Vec::new());
+            for (url, mut client) in clients {
+                let answer = client
+                    .replay(ReplayRequest {
+                        filter: Some(filter.clone()),
+                    })
+                    .await
+                    .map_err(|status| anyhow::anyhow!("deliver at {url}: {}", status.message()))?
+                    .into_inner();
+                replayed += answer.replayed;
+                superseded += answer.superseded;
+                tids.extend(answer.tids);
+            }
+            let listed = if tids.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", tids.join(", "))
+            };
+            println!("replayed {replayed} (superseded by newer versions: {superseded}){listed}");
         }
         Action::Discard { filter } => {
-            let answer = client
-                .discard(DiscardRequest {
-                    filter: Some(filter.filter()?),
-                })
-                .await
-                .with_context(context)?
-                .into_inner();
-            println!("discarded {}", answer.discarded);
+            let filter = filter.filter()?;
+            let mut discarded = 0;
+            for (url, mut client) in clients {
+                let answer = client
+                    .discard(DiscardRequest {
+                        filter: Some(filter.clone()),
+                    })
+                    .await
+                    .map_err(|status| anyhow::anyhow!("deliver at {url}: {}", status.message()))?
+                    .into_inner();
+                discarded += answer.discarded;
+            }
+            println!("discarded {discarded}");
         }
     }
     Ok(())

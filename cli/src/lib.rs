@@ -2,6 +2,7 @@
 //! and dispatches.
 
 pub mod dlq;
+pub mod queue;
 pub mod send;
 pub mod status;
 pub mod target;
@@ -29,6 +30,8 @@ pub enum Command {
     Send(send::SendArgs),
     /// Show where a tid stands in deliver: queued, delivered or dead, with every attempt.
     Status(status::StatusArgs),
+    /// The queue per shop across every deliver shard (`--watch` refreshes in place).
+    Queue(queue::QueueArgs),
     /// The dead-letter store: list, replay or discard.
     Dlq(dlq::DlqArgs),
     /// Take waiting trades of a shop (or one tid) out of the queue into the dead-letter store.
@@ -46,19 +49,19 @@ pub struct PurgeArgs {
 }
 
 async fn purge(args: PurgeArgs) -> anyhow::Result<()> {
-    let answer = args
-        .target
-        .client()?
-        .purge(wdtpipe_proto::v1::PurgeRequest {
-            shop_no: args.shop.unwrap_or_default(),
-            tid: args.tid.unwrap_or_default(),
-        })
-        .await?
-        .into_inner();
-    println!(
-        "purged {} waiting trade(s) into the dead-letter store",
-        answer.purged
-    );
+    let mut purged = 0;
+    for (url, mut client) in args.target.clients()? {
+        let answer = client
+            .purge(wdtpipe_proto::v1::PurgeRequest {
+                shop_no: args.shop.clone().unwrap_or_default(),
+                tid: args.tid.clone().unwrap_or_default(),
+            })
+            .await
+            .map_err(|status| anyhow::anyhow!("deliver at {url}: {}", status.message()))?
+            .into_inner();
+        purged += answer.purged;
+    }
+    println!("purged {purged} waiting trade(s) into the dead-letter store");
     Ok(())
 }
 
@@ -72,6 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Send(args) => send::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Queue(args) => queue::run(args).await,
         Command::Dlq(args) => dlq::run(args).await,
         Command::Purge(args) => purge(args).await,
     }

@@ -1,15 +1,23 @@
-//! `wdtpipe status TID`: where one tid stands in deliver.
+//! `wdtpipe status TID` (or `--record RECORD_ID`): one order's whole path, asked of every
+//! deliver shard: received by ingest, mapped by transform, written to which shard's outbox,
+//! every attempt with WDT's answer, delivered or dead.
 
 use crate::target::DeliverTarget;
 use anyhow::Context;
 use wdtpipe_common::format_ms;
 use wdtpipe_common::trade_json::trade_value;
-use wdtpipe_proto::v1::{DeliveryState, GetStatusRequest, TradeStatus};
+use wdtpipe_proto::v1::{
+    DeliveryState, GetRecordRequest, GetStatusRequest, RecordInfo, TradeStatus,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// The WDT tid (raw order number).
-    pub tid: String,
+    #[arg(required_unless_present = "record")]
+    pub tid: Option<String>,
+    /// Look up a source record by its record id instead (from the callback's receipt).
+    #[arg(long, conflicts_with = "tid")]
+    pub record: Option<String>,
     #[command(flatten)]
     pub target: DeliverTarget,
     /// Print the answer as JSON.
@@ -18,27 +26,53 @@ pub struct StatusArgs {
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let answer = args
-        .target
-        .client()?
-        .get_status(GetStatusRequest {
-            tid: args.tid.clone(),
-        })
-        .await
-        .with_context(|| format!("cannot ask deliver at {}", args.target.deliver))?
-        .into_inner();
-    if args.json {
-        let trades: Vec<serde_json::Value> = answer.trades.iter().map(status_json).collect();
-        println!("{}", serde_json::to_string_pretty(&trades)?);
-    } else if answer.trades.is_empty() {
-        println!(
-            "tid {}: unknown to deliver at {}",
-            args.tid, args.target.deliver
-        );
-    } else {
-        for trade in &answer.trades {
-            print!("{}", render(trade));
+    let mut trades: Vec<TradeStatus> = Vec::new();
+    let mut records: Vec<RecordInfo> = Vec::new();
+    for (url, mut client) in args.target.clients()? {
+        let context = || format!("cannot ask deliver at {url}");
+        if let Some(record_id) = &args.record {
+            let answer = client
+                .get_record(GetRecordRequest {
+                    record_id: record_id.clone(),
+                })
+                .await
+                .with_context(context)?
+                .into_inner();
+            records.extend(answer.record);
+            trades.extend(answer.trades);
+        } else if let Some(tid) = &args.tid {
+            let answer = client
+                .get_status(GetStatusRequest { tid: tid.clone() })
+                .await
+                .with_context(context)?
+                .into_inner();
+            trades.extend(answer.trades);
         }
+    }
+    if args.json {
+        let out = serde_json::json!({
+            "records": records.iter().map(record_json).collect::<Vec<_>>(),
+            "trades": trades.iter().map(status_json).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    if trades.is_empty() && records.is_empty() {
+        let what = args
+            .record
+            .map(|r| format!("record {r}"))
+            .unwrap_or_else(|| format!("tid {}", args.tid.unwrap_or_default()));
+        println!(
+            "{what}: unknown to deliver at {}",
+            args.target.deliver.join(", ")
+        );
+        return Ok(());
+    }
+    for record in &records {
+        print!("{}", render_record(record));
+    }
+    for trade in &trades {
+        print!("{}", render(trade));
     }
     Ok(())
 }
@@ -61,36 +95,75 @@ fn when(ms: i64) -> String {
     }
 }
 
-/// A human-readable block for one tid in one shop.
+/// A source record's path.
+pub fn render_record(r: &RecordInfo) -> String {
+    format!(
+        "record {}\n  received by ingest  {}   (source {}, request {})\n  mapped by transform {}\n  on disk at deliver  {}   (shard {})\n  trades              {}\n{}\n",
+        r.record_id,
+        when(r.received_at_ms),
+        r.source,
+        r.request_id,
+        when(r.transformed_at_ms),
+        when(r.enqueued_at_ms),
+        r.shard,
+        r.tids.join(", "),
+        if r.traceparent.is_empty() {
+            String::new()
+        } else {
+            format!("  traceparent         {}\n", r.traceparent)
+        },
+    )
+}
+
+/// A human-readable block for one tid in one shop: its path, then every attempt.
 pub fn render(t: &TradeStatus) -> String {
     let mut out = format!(
-        "tid {}  shop {}  state {}\n  record    {}\n  received  {}\n  versions  {}\n",
+        "tid {}  shop {}  state {}  (shard {})\n  path of the latest version (of {})\n    received by ingest  {}   (record {}, request {})\n    mapped by transform {}\n    on disk at deliver  {}\n",
         t.tid,
         t.shop_no,
         state_name(t.state),
-        t.record_id,
-        when(t.received_at_ms),
+        t.shard,
         t.versions,
+        when(t.received_at_ms),
+        t.record_id,
+        if t.request_id.is_empty() {
+            "-"
+        } else {
+            &t.request_id
+        },
+        when(t.transformed_at_ms),
+        when(t.enqueued_at_ms),
     );
     if t.delivered_at_ms > 0 {
         out.push_str(&format!(
-            "  delivered {} (new_count {}, chg_count {})\n",
+            "    delivered           {}   (call's new_count {}, chg_count {})\n",
             when(t.delivered_at_ms),
             t.new_count,
             t.chg_count
         ));
     }
-    if t.next_attempt_at_ms > 0 {
-        out.push_str(&format!("  next try  {}\n", when(t.next_attempt_at_ms)));
+    if t.next_attempt_at_ms > 0 && t.state == DeliveryState::Retrying as i32 {
+        out.push_str(&format!(
+            "    next attempt        {}\n",
+            when(t.next_attempt_at_ms)
+        ));
     }
     if !t.last_error.is_empty() {
-        out.push_str(&format!("  error     {}\n", t.last_error));
+        let label = if t.state == DeliveryState::Dead as i32 {
+            "dead because"
+        } else {
+            "last error"
+        };
+        out.push_str(&format!("    {label:<19} {}\n", t.last_error));
     }
     if !t.shop_paused.is_empty() {
-        out.push_str(&format!("  PAUSED    {}\n", t.shop_paused));
+        out.push_str(&format!("    SHOP PAUSED         {}\n", t.shop_paused));
     }
     if !t.history.is_empty() {
-        out.push_str(&format!("  attempts ({} since last success)\n", t.attempts));
+        out.push_str(&format!(
+            "  attempts ({} failed since the last success)\n",
+            t.attempts
+        ));
         for a in &t.history {
             let code = a.code.map(|c| format!(" code {c}")).unwrap_or_default();
             out.push_str(&format!(
@@ -106,13 +179,26 @@ pub fn render(t: &TradeStatus) -> String {
     out
 }
 
+fn record_json(r: &RecordInfo) -> serde_json::Value {
+    serde_json::json!({
+        "record_id": r.record_id, "source": r.source, "request_id": r.request_id,
+        "traceparent": r.traceparent, "received_at_ms": r.received_at_ms,
+        "transformed_at_ms": r.transformed_at_ms, "enqueued_at_ms": r.enqueued_at_ms,
+        "tids": r.tids, "shard": r.shard,
+    })
+}
+
 fn status_json(t: &TradeStatus) -> serde_json::Value {
     serde_json::json!({
         "tid": t.tid,
         "shop_no": t.shop_no,
+        "shard": t.shard,
         "state": state_name(t.state),
         "record_id": t.record_id,
+        "request_id": t.request_id,
         "received_at_ms": t.received_at_ms,
+        "transformed_at_ms": t.transformed_at_ms,
+        "enqueued_at_ms": t.enqueued_at_ms,
         "versions": t.versions,
         "attempts": t.attempts,
         "last_error": t.last_error,

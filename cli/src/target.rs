@@ -1,4 +1,4 @@
-//! How the CLI reaches a deliver service: its URL, the CA to trust (TLS) and the admin
+//! How the CLI reaches deliver: its shards' URLs, the CA to trust (TLS) and the admin
 //! token sent as `authorization: Bearer …`.
 
 use tonic::metadata::MetadataValue;
@@ -11,14 +11,15 @@ use wdtpipe_proto::v1::deliver_client::DeliverClient;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeliverTarget {
-    /// The deliver service.
+    /// The deliver shards, comma-separated (every one is asked).
     #[arg(
         long,
         global = true,
         env = "DELIVER_URL",
+        value_delimiter = ',',
         default_value = "http://127.0.0.1:50053"
     )]
-    pub deliver: String,
+    pub deliver: Vec<String>,
     /// Admin token for replay, discard and purge.
     #[arg(long, global = true, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -44,8 +45,8 @@ impl Interceptor for BearerToken {
 pub type Client = DeliverClient<InterceptedService<Channel, BearerToken>>;
 
 impl DeliverTarget {
-    pub fn client(&self) -> anyhow::Result<Client> {
-        let channel = lazy_channel(&self.deliver, ClientTimeouts::default(), &self.tls)?;
+    /// One client per shard, with its URL.
+    pub fn clients(&self) -> anyhow::Result<Vec<(String, Client)>> {
         let token = match self
             .token
             .as_deref()
@@ -59,6 +60,17 @@ impl DeliverTarget {
             ),
             None => None,
         };
-        Ok(DeliverClient::with_interceptor(channel, BearerToken(token)))
+        self.deliver
+            .iter()
+            .map(|url| url.trim())
+            .filter(|url| !url.is_empty())
+            .map(|url| {
+                let channel = lazy_channel(url, ClientTimeouts::default(), &self.tls)?;
+                Ok((
+                    url.to_owned(),
+                    DeliverClient::with_interceptor(channel, BearerToken(token.clone())),
+                ))
+            })
+            .collect()
     }
 }

@@ -1,4 +1,6 @@
-//! Tracing setup shared by every binary: `RUST_LOG` filter (default `info`), text or JSON.
+//! Tracing setup shared by every binary: `RUST_LOG` filter (default `info`), text or JSON
+//! lines on stderr (stdout stays for command output). Span fields — the request id above
+//! all — appear on every line logged inside the span.
 
 use tracing_subscriber::EnvFilter;
 
@@ -28,7 +30,8 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(true);
+        .with_target(true)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -19,6 +19,8 @@ pub struct DeliverConfig {
     pub shard: String,
     /// Data directory (`DATA_DIR`); the outbox lives in `<data_dir>/outbox`.
     pub data_dir: PathBuf,
+    /// Memory sled may use for its page cache, in bytes.
+    pub cache_bytes: u64,
     /// How to reach WDT.
     pub wdt: WdtConfig,
     /// Trades per `trade_push` call (WDT advises at most 50).
@@ -53,6 +55,7 @@ impl Default for DeliverConfig {
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9103))),
             shard: String::new(),
             data_dir: PathBuf::from("./data"),
+            cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             wdt: WdtConfig::default(),
             batch_size: 50,
             retry: RetryPolicy::default(),

@@ -62,9 +62,10 @@ pub async fn serve(
     let dir = config.data_dir.join("outbox");
     std::fs::create_dir_all(&dir)
         .map_err(|e| DeliverError::Store(store::StoreError::Sled(e.into())))?;
-    let retention = config.retention;
-    let outbox =
-        Arc::new(tokio::task::spawn_blocking(move || Outbox::open_with(&dir, retention)).await??);
+    let (retention, cache) = (config.retention, config.cache_bytes);
+    let outbox = Arc::new(
+        tokio::task::spawn_blocking(move || Outbox::open_with(&dir, retention, cache)).await??,
+    );
     let client = WdtClient::new(config.wdt.clone())?;
     tracing::info!(endpoint = client.endpoint(), sid = %config.wdt.sid, "delivering to WDT");
     let client: Arc<dyn wdt::WdtApi> = Arc::new(client);

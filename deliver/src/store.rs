@@ -25,6 +25,8 @@ use wdtpipe_proto::v1::{
 pub const HISTORY_LIMIT: usize = 20;
 /// Commands applied in one group commit at most.
 const GROUP_LIMIT: usize = 4096;
+/// sled page cache used when none is configured.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Expiry index keys looked at in one sweep step (keeps each commit small).
 const EXPIRE_LIMIT: usize = 10_000;
 
@@ -182,14 +184,17 @@ impl std::fmt::Debug for Outbox {
 impl Outbox {
     /// Opens (or creates) the outbox in `dir` with the default retention.
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_with(dir, Retention::default())
+        Self::open_with(dir, Retention::default(), DEFAULT_CACHE_BYTES)
     }
 
     /// Opens (or creates) the outbox in `dir` and starts its writer thread.
-    pub fn open_with(dir: &Path, retention: Retention) -> Result<Self> {
+    /// `cache_bytes` bounds sled's page cache (its default, 1 GiB, is more than a service
+    /// should hold in memory).
+    pub fn open_with(dir: &Path, retention: Retention, cache_bytes: u64) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
             .open()?;
         let tree = db.open_tree("outbox")?;
         let next_seq = match tree.get(keys::SEQ)? {
