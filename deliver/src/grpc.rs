@@ -140,7 +140,7 @@ fn validate(request: &EnqueueRequest) -> Result<(), DeliverError> {
 
 #[tonic::async_trait]
 impl Deliver for DeliverService {
-    #[tracing::instrument(skip_all, fields(records = request.get_ref().records.len()))]
+    #[tracing::instrument(skip_all, fields(request_id = %request.get_ref().request_id, records = request.get_ref().records.len()))]
     async fn enqueue(
         &self,
         request: Request<EnqueueRequest>,

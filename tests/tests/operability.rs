@@ -186,7 +186,7 @@ async fn two_shards_split_tids_without_overlap() {
         "both shards got work: {per_shard:?}"
     );
     let mut delivered = 0;
-        for (shard, &expected) in per_shard.iter().enumerate() {
+    for (shard, &expected) in per_shard.iter().enumerate() {
         let stats = eventually("stats counted", DEADLINE, || async {
             let stats = pipeline
                 .shard_client(shard)
@@ -195,7 +195,7 @@ async fn two_shards_split_tids_without_overlap() {
                 .unwrap()
                 .into_inner();
             let total: u64 = stats.shops.iter().map(|s| s.delivered_total).sum();
-                        (total as usize == expected).then_some(stats)
+            (total as usize == expected).then_some(stats)
         })
         .await;
         assert_eq!(stats.shard, format!("shard-{shard}"));
