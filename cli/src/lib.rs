@@ -1,6 +1,7 @@
 //! The `wdtpipe` command line. Each subcommand lives in its own module; this one parses
 //! and dispatches.
 
+pub mod bench;
 pub mod dlq;
 pub mod queue;
 pub mod send;
@@ -30,6 +31,8 @@ pub enum Command {
     Send(send::SendArgs),
     /// Show where a tid stands in deliver: queued, delivered or dead, with every attempt.
     Status(status::StatusArgs),
+    /// Measure the pipeline: durable callbacks/s, latencies, delivery rate, memory, disk.
+    Bench(bench::BenchArgs),
     /// The queue per shop across every deliver shard (`--watch` refreshes in place).
     Queue(queue::QueueArgs),
     /// The dead-letter store: list, replay or discard.
@@ -76,6 +79,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => send::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Queue(args) => queue::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::Dlq(args) => dlq::run(args).await,
         Command::Purge(args) => purge(args).await,
     }

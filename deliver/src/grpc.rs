@@ -276,6 +276,7 @@ impl Deliver for DeliverService {
             queued_bytes: queued.bytes.max(0) as u64,
             shops,
             disk_bytes: self.outbox.disk_bytes(),
+            flushes: self.outbox.flushes(),
         }))
     }
 

@@ -173,6 +173,7 @@ fn gauges(outbox: Arc<Outbox>, delivery: Arc<Delivery>) -> wdtpipe_common::metri
             .paused_shops
             .set(delivery.paused_shops().len() as i64);
         metrics.disk_bytes.set(outbox.disk_bytes() as i64);
+        metrics.flushes.set(outbox.flushes() as i64);
         let now = delivery.clock().now_ms();
         let oldest = outbox
             .oldest_waiting()

@@ -28,6 +28,8 @@ pub struct DeliverMetrics {
     pub oldest_queued_age_seconds: Gauge<f64, AtomicU64>,
     pub paused_shops: Gauge,
     pub disk_bytes: Gauge,
+    /// Group commits flushed to disk since start (one fsync each).
+    pub flushes: Gauge,
 }
 
 impl DeliverMetrics {
@@ -46,6 +48,7 @@ impl DeliverMetrics {
             oldest_queued_age_seconds: Gauge::default(),
             paused_shops: Gauge::default(),
             disk_bytes: Gauge::default(),
+            flushes: Gauge::default(),
         };
         registry.register(
             "wdtpipe_deliver_enqueues",
@@ -111,6 +114,11 @@ impl DeliverMetrics {
             "wdtpipe_deliver_outbox_disk_bytes",
             "Bytes the outbox takes on disk",
             m.disk_bytes.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_outbox_flushes",
+            "Group commits flushed to disk since start (one fsync each)",
+            m.flushes.clone(),
         );
         m
     }

@@ -12,7 +12,7 @@ use crate::keys::{self, Expiring, TradeKey};
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -157,6 +157,8 @@ pub struct Outbox {
     in_flight: Arc<AtomicUsize>,
     /// What is queued, kept current by the writer after each commit.
     totals: Arc<Mutex<Tally>>,
+    /// Group commits flushed to disk since open.
+    flushes: Arc<AtomicU64>,
 }
 
 /// Counts one operation as in flight until dropped.
@@ -207,12 +209,14 @@ impl Outbox {
         };
         let (tx, rx) = mpsc::channel();
         let totals = Arc::new(Mutex::new(count_queued(&tree)?));
+        let flushes = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             db: db.clone(),
             tree: tree.clone(),
             next_seq,
             retention,
             totals: Arc::clone(&totals),
+            flushes: Arc::clone(&flushes),
         };
         let handle = std::thread::Builder::new()
             .name("outbox-writer".into())
@@ -224,6 +228,7 @@ impl Outbox {
             commands: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            flushes,
             totals,
         })
     }
@@ -519,6 +524,11 @@ impl Outbox {
         Ok(counts)
     }
 
+    /// Group commits flushed (fsync) to disk since the outbox was opened.
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+
     /// Bytes sled takes on disk.
     pub fn disk_bytes(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
@@ -665,6 +675,7 @@ struct Writer {
     next_seq: u64,
     retention: Retention,
     totals: Arc<Mutex<Tally>>,
+    flushes: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -729,6 +740,7 @@ impl Writer {
         }
         self.tree.apply_batch(batch)?;
         self.db.flush()?;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
