@@ -9,7 +9,6 @@
 //! | `r/`   | record_id                             | `RecordMeta` (dedupe)     |
 //! | `k/`   | idempotency key                       | `RecordMeta` (dedupe)     |
 //! | `x/`   | len16(tid) tid shop seq64             | `DeadLetter`              |
-//! | `e/`   | at_ms64 kind8 key                     | empty (expiry index)      |
 //! | `m/`   | name                                  | counters                  |
 //!
 //! Lengths are big-endian `u16`, numbers big-endian `u64`, so byte order is queue order.
@@ -20,40 +19,6 @@ pub const WAITING: &[u8] = b"w/";
 pub const RECORD: &[u8] = b"r/";
 pub const IDEMPOTENCY: &[u8] = b"k/";
 pub const DEAD: &[u8] = b"x/";
-pub const EXPIRY: &[u8] = b"e/";
-
-/// What an expiry index key points at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expiring {
-    /// A dedupe record (`r/`), by record id.
-    Record = b'r' as isize,
-    /// A request idempotency key (`k/`).
-    Idempotency = b'k' as isize,
-    /// A finished entry (`t/`), by its encoded pair.
-    Entry = b't' as isize,
-}
-
-/// `e/ at kind key`: "look at this key at `at_ms`".
-pub fn expiry_key(at_ms: i64, kind: Expiring, key: &[u8]) -> Vec<u8> {
-    let mut out = EXPIRY.to_vec();
-    out.extend_from_slice(&(at_ms.max(0) as u64).to_be_bytes());
-    out.push(kind as u8);
-    out.extend_from_slice(key);
-    out
-}
-
-/// `(at_ms, kind, key)` of an expiry index key.
-pub fn parse_expiry_key(key: &[u8]) -> Option<(i64, Expiring, &[u8])> {
-    let rest = key.strip_prefix(EXPIRY)?;
-    let at = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?) as i64;
-    let kind = match *rest.get(8)? {
-        b'r' => Expiring::Record,
-        b'k' => Expiring::Idempotency,
-        b't' => Expiring::Entry,
-        _ => return None,
-    };
-    Some((at, kind, &rest[9..]))
-}
 pub const SEQ: &[u8] = b"m/seq";
 
 /// Identifies one outbox entry: a tid within a shop.

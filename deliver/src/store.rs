@@ -8,7 +8,7 @@
 //! directly; they see committed state.
 
 use crate::config::Retention;
-use crate::keys::{self, Expiring, TradeKey};
+use crate::keys::{self, TradeKey};
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -217,6 +217,7 @@ impl Outbox {
             retention,
             totals: Arc::clone(&totals),
             flushes: Arc::clone(&flushes),
+            cursors: SweepCursors::default(),
         };
         let handle = std::thread::Builder::new()
             .name("outbox-writer".into())
@@ -676,6 +677,7 @@ struct Writer {
     retention: Retention,
     totals: Arc<Mutex<Tally>>,
     flushes: Arc<AtomicU64>,
+    cursors: SweepCursors,
 }
 
 impl Writer {
@@ -769,16 +771,12 @@ impl Writer {
                 retention,
             )
             .map(Done::Enqueued),
-            Op::Settle(settlements) => {
-                settle(&mut txn, settlements, now_ms, retention).map(Done::Settled)
-            }
-            Op::Expire => expire(&mut txn, now_ms, retention).map(Done::Expired),
+            Op::Settle(settlements) => settle(&mut txn, settlements, now_ms).map(Done::Settled),
+            Op::Expire => expire(&mut txn, &mut self.cursors, now_ms, retention).map(Done::Expired),
             Op::Promote => promote(&mut txn, now_ms).map(Done::Promoted),
             Op::Replay(filter) => replay(&mut txn, next_seq, &filter).map(Done::Replayed),
             Op::Discard(filter) => discard(&mut txn, &filter).map(Done::Discarded),
-            Op::Purge { shop_no, tid } => {
-                purge(&mut txn, &shop_no, &tid, now_ms, retention).map(Done::Purged)
-            }
+            Op::Purge { shop_no, tid } => purge(&mut txn, &shop_no, &tid, now_ms).map(Done::Purged),
         };
         let own = txn.own;
         if result.is_ok() {
@@ -870,11 +868,6 @@ fn enqueue(
             transformed_at_ms: record.transformed_at_ms,
         };
         txn.put_msg(keys::record_key(&record.record_id), &meta);
-        let expires = now_ms + retention.dedupe_ms();
-        txn.put(
-            keys::expiry_key(expires, Expiring::Record, record.record_id.as_bytes()),
-            Vec::new(),
-        );
         all_tids.extend(tids);
     }
     if !idempotency_key.is_empty() && !request_seen {
@@ -885,11 +878,6 @@ fn enqueue(
             ..RecordMeta::default()
         };
         txn.put_msg(keys::idempotency_key(idempotency_key), &meta);
-        let expires = now_ms + retention.dedupe_ms();
-        txn.put(
-            keys::expiry_key(expires, Expiring::Idempotency, idempotency_key.as_bytes()),
-            Vec::new(),
-        );
     }
     Ok(done)
 }
@@ -898,7 +886,6 @@ fn settle(
     txn: &mut Txn<'_>,
     settlements: Vec<Settlement>,
     now_ms: i64,
-    retention: &Retention,
 ) -> Result<BTreeSet<String>> {
     let mut ready_shops = BTreeSet::new();
     for Settlement {
@@ -946,7 +933,7 @@ fn settle(
                     entry.pending = None;
                     entry.state = DeliveryState::Delivered as i32;
                     txn.del(ready_key);
-                    finish(txn, &mut entry, &ready.key, now_ms, retention);
+                    finish(&mut entry, now_ms);
                 }
             }
             Outcome::Retry { due_ms } => {
@@ -988,7 +975,7 @@ fn settle(
                     entry.state = DeliveryState::Dead as i32;
                     entry.dead_reason = reason;
                     txn.del(ready_key);
-                    finish(txn, &mut entry, &ready.key, now_ms, retention);
+                    finish(&mut entry, now_ms);
                 }
             }
         }
@@ -1037,68 +1024,71 @@ fn promote(txn: &mut Txn<'_>, now_ms: i64) -> Result<Promoted> {
 
 /// Marks an entry as holding no waiting version: from now on it only serves status, until
 /// the status retention runs out.
-fn finish(
-    txn: &mut Txn<'_>,
-    entry: &mut OutboxEntry,
-    key: &TradeKey,
-    now_ms: i64,
-    retention: &Retention,
-) {
+fn finish(entry: &mut OutboxEntry, now_ms: i64) {
     entry.finished_at_ms = now_ms;
-    let expires = now_ms + retention.status_ms();
-    txn.put(
-        keys::expiry_key(expires, Expiring::Entry, &key.encode_pair()),
-        Vec::new(),
-    );
 }
 
-/// Removes dedupe records and finished entries whose retention ran out, one bounded step.
-/// Each index key is checked against its target, which may have been renewed since.
-fn expire(txn: &mut Txn<'_>, now_ms: i64, retention: &Retention) -> Result<Expired> {
+/// Where the retention sweep stands in each keyspace it walks.
+#[derive(Debug, Default)]
+struct SweepCursors {
+    /// Per prefix (`r/`, `k/`, `t/`): the key to resume from.
+    next: [Option<Vec<u8>>; 3],
+}
+
+/// The keyspaces the sweep walks.
+const SWEPT: [&[u8]; 3] = [keys::RECORD, keys::IDEMPOTENCY, keys::ENTRY];
+
+/// Removes dedupe records and finished entries whose retention ran out: one bounded step
+/// of a walk over `r/`, `k/` and `t/` that resumes where the last step stopped (no index is
+/// kept, so a trade costs no extra writes for its expiry). `more` is false once the walk
+/// has reached the end of every keyspace; the next step starts over.
+fn expire(
+    txn: &mut Txn<'_>,
+    cursors: &mut SweepCursors,
+    now_ms: i64,
+    retention: &Retention,
+) -> Result<Expired> {
     let mut done = Expired::default();
-    let mut due = Vec::new();
-    for item in txn.tree.scan_prefix(keys::EXPIRY) {
-        let (key, _) = item?;
-        let (at, _, _) =
-            keys::parse_expiry_key(&key).ok_or_else(|| StoreError::Corrupt("expiry key".into()))?;
-        if at > now_ms {
-            break;
-        }
-        if due.len() == EXPIRE_LIMIT {
-            done.more = true;
-            break;
-        }
-        due.push(key.to_vec());
-    }
-    for index_key in due {
-        let (_, kind, target) = keys::parse_expiry_key(&index_key)
-            .ok_or_else(|| StoreError::Corrupt("expiry key".into()))?;
-        let target_key = match kind {
-            Expiring::Record => keys::record_key(&String::from_utf8_lossy(target)),
-            Expiring::Idempotency => keys::idempotency_key(&String::from_utf8_lossy(target)),
-            Expiring::Entry => {
-                let key = TradeKey::decode_pair(target)
-                    .ok_or_else(|| StoreError::Corrupt("expiry target".into()))?;
-                key.entry_key()
+    let mut budget = EXPIRE_LIMIT;
+    for (slot, prefix) in SWEPT.iter().enumerate() {
+        let start = cursors.next[slot]
+            .clone()
+            .unwrap_or_else(|| prefix.to_vec());
+        let mut finished = true;
+        for item in txn.tree.range(start..) {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) {
+                break;
             }
-        };
-        let expired = match kind {
-            Expiring::Record | Expiring::Idempotency => txn
-                .get_msg::<RecordMeta>(&target_key)?
-                .is_some_and(|meta| meta.accepted_at_ms + retention.dedupe_ms() <= now_ms),
-            Expiring::Entry => txn
-                .get_msg::<OutboxEntry>(&target_key)?
-                .is_some_and(|entry| {
-                    entry.pending.is_none()
-                        && entry.finished_at_ms > 0
-                        && entry.finished_at_ms + retention.status_ms() <= now_ms
-                }),
-        };
-        if expired {
-            txn.del(target_key);
-            done.removed += 1;
+            if budget == 0 {
+                cursors.next[slot] = Some(key.to_vec());
+                finished = false;
+                break;
+            }
+            budget -= 1;
+            let expired = if *prefix == keys::ENTRY {
+                let entry: OutboxEntry = decode(&value)?;
+                entry.pending.is_none()
+                    && entry.finished_at_ms > 0
+                    && entry.finished_at_ms + retention.status_ms() <= now_ms
+            } else {
+                let meta: RecordMeta = decode(&value)?;
+                meta.accepted_at_ms + retention.dedupe_ms() <= now_ms
+            };
+            // The group's own writes may have renewed the key since it was committed.
+            if expired
+                && txn.own.0.get(key.as_ref()).is_none()
+                && txn.group.0.get(key.as_ref()).is_none()
+            {
+                txn.del(key.to_vec());
+                done.removed += 1;
+            }
         }
-        txn.del(index_key);
+        if finished {
+            cursors.next[slot] = None;
+        } else {
+            done.more = true;
+        }
     }
     Ok(done)
 }
@@ -1210,13 +1200,7 @@ fn discard(txn: &mut Txn<'_>, filter: &DeadLetterFilter) -> Result<u32> {
 
 /// Takes waiting versions out of their queues into the dead-letter store. A version in
 /// flight is settled later against an entry with nothing waiting, which changes nothing.
-fn purge(
-    txn: &mut Txn<'_>,
-    shop_no: &str,
-    tid: &str,
-    now_ms: i64,
-    retention: &Retention,
-) -> Result<u32> {
+fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32> {
     let prefix = if tid.is_empty() {
         keys::ENTRY.to_vec()
     } else {
@@ -1259,7 +1243,7 @@ fn purge(
         entry.next_attempt_at_ms = 0;
         entry.attempts = 0;
         entry.first_attempt_at_ms = 0;
-        finish(txn, &mut entry, &key, now_ms, retention);
+        finish(&mut entry, now_ms);
         txn.put_entry(entry_key, &entry)?;
         purged += 1;
     }

@@ -79,7 +79,9 @@ fn parse_record(raw: &RawValue, position: u32) -> Result<StockoutRecord, Callbac
         let outcome = match key.as_str() {
             DETAILS_KEY => parse_details(value).map(|lines| record.details_list = lines),
             KUAIDI100_KEY => parse_kuaidi100(value).map(|k| record.kuaidi100_data = k),
-            _ => read_into(&mut record, key, value).map_err(|rule| (key.clone(), rule)),
+            _ => {
+                read_into(&mut record, key.as_str(), value).map_err(|rule| (key.to_string(), rule))
+            }
         };
         if let Err(found) = outcome {
             problem.get_or_insert(found);
@@ -156,7 +158,8 @@ fn parse_details(value: &RawValue) -> Result<Vec<StockoutDetail>, (String, Strin
                 .map_err(|e| (path.clone(), format!("not a JSON object: {e}")))?;
             let mut line = StockoutDetail::default();
             for (key, value) in &object.0 {
-                read_into(&mut line, key, value).map_err(|rule| (format!("{path}.{key}"), rule))?;
+                read_into(&mut line, key.as_str(), value)
+                    .map_err(|rule| (format!("{path}.{key}"), rule))?;
             }
             Ok(line)
         })
@@ -193,12 +196,12 @@ fn parse_kuaidi100(value: &RawValue) -> Result<Option<Kuaidi100Data>, (String, S
         // carried as compact JSON text rather than rejected.
         if matches!(key.as_str(), "data" | "routeInfo") {
             let text = json_text(value).map_err(|rule| (path.clone(), rule))?;
-            if let Some(slot) = data.field_mut(key) {
+            if let Some(slot) = data.field_mut(key.as_str()) {
                 *slot = text;
             }
             continue;
         }
-        read_into(&mut data, key, value).map_err(|rule| (path, rule))?;
+        read_into(&mut data, key.as_str(), value).map_err(|rule| (path, rule))?;
     }
     Ok(Some(data))
 }
@@ -229,7 +232,12 @@ fn json_text(value: &RawValue) -> Result<String, String> {
 }
 
 fn string_value(value: &RawValue) -> Result<String, String> {
-    serde_json::from_str::<String>(value.get()).map_err(|e| e.to_string())
+    let raw = value.get();
+    // Most strings hold no escape: take the text between the quotes as it is.
+    if raw.len() >= 2 && !raw.contains('\\') {
+        return Ok(raw[1..raw.len() - 1].to_owned());
+    }
+    serde_json::from_str::<String>(raw).map_err(|e| e.to_string())
 }
 
 /// The first byte of a raw value (serde_json strips surrounding white space from it).
@@ -243,11 +251,58 @@ fn parse_raw<'a, T: Deserialize<'a>>(value: &'a RawValue) -> Result<T, CallbackE
 
 /// A JSON object's entries in body order, values unparsed. Duplicate keys are all kept;
 /// reading them in order makes the last one win, as in JavaScript.
-struct RawObject<'a>(Vec<(String, &'a RawValue)>);
+struct RawObject<'a>(Vec<(Key<'a>, &'a RawValue)>);
+
+/// An object key, borrowed from the body unless it holds escapes.
+struct Key<'a>(std::borrow::Cow<'a, str>);
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Key<'_> {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
 
 impl<'a> RawObject<'a> {
     fn last(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == *key)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -261,7 +316,7 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                while let Some((key, value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
                     entries.push((key, value));
                 }
                 Ok(RawObject(entries))

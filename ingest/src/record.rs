@@ -5,7 +5,6 @@
 //! strings, details as a string) produce the same id: every non-empty field as a JSON
 //! string, keys sorted, lines in order, compact.
 
-use serde_json::{Map, Value};
 use std::collections::HashMap;
 use wdtpipe_proto::v1::{Kuaidi100Data, StockoutDetail, StockoutRecord};
 
@@ -240,25 +239,19 @@ field_table! {
     }
 }
 
-/// The canonical JSON text of a record (see the module docs).
+/// The canonical JSON text of a record (see the module docs): written directly, keys
+/// sorted by byte order, non-empty text fields only.
 pub fn canonical_json(record: &StockoutRecord) -> String {
-    let mut object = text_object(record.fields(), &record.extra);
+    let mut out = String::with_capacity(4096);
+    let mut entries = text_entries(record.fields(), &record.extra);
     if !record.details_list.is_empty() {
-        let lines = record
-            .details_list
-            .iter()
-            .map(|line: &StockoutDetail| Value::Object(text_object(line.fields(), &line.extra)))
-            .collect();
-        object.insert(DETAILS_KEY.to_owned(), Value::Array(lines));
+        entries.push((DETAILS_KEY, Entry::Lines(&record.details_list)));
     }
     if let Some(kuaidi) = &record.kuaidi100_data {
-        let kuaidi: &Kuaidi100Data = kuaidi;
-        object.insert(
-            KUAIDI100_KEY.to_owned(),
-            Value::Object(text_object(kuaidi.fields(), &kuaidi.extra)),
-        );
+        entries.push((KUAIDI100_KEY, Entry::Kuaidi(kuaidi)));
     }
-    Value::Object(object).to_string()
+    write_object(&mut out, entries);
+    out
 }
 
 /// md5 (lowercase hex) of the record's canonical JSON.
@@ -266,20 +259,103 @@ pub fn record_id(record: &StockoutRecord) -> String {
     wdtpipe_common::sign::md5_hex(canonical_json(record).as_bytes())
 }
 
-fn text_object(
-    fields: Vec<(&'static str, &str)>,
-    extra: &HashMap<String, String>,
-) -> Map<String, Value> {
-    let mut object = Map::new();
-    for (key, value) in fields {
-        if !value.is_empty() {
-            object.insert(key.to_owned(), Value::String(value.to_owned()));
+enum Entry<'a> {
+    Text(&'a str),
+    Lines(&'a [StockoutDetail]),
+    Kuaidi(&'a Kuaidi100Data),
+}
+
+fn text_entries<'a>(
+    fields: Vec<(&'static str, &'a str)>,
+    extra: &'a HashMap<String, String>,
+) -> Vec<(&'a str, Entry<'a>)> {
+    fields
+        .into_iter()
+        .map(|(k, v)| (k, v))
+        .chain(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k, Entry::Text(v)))
+        .collect()
+}
+
+fn write_object(out: &mut String, mut entries: Vec<(&str, Entry<'_>)>) {
+    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    out.push('{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(out, key);
+        out.push(':');
+        match value {
+            Entry::Text(text) => write_string(out, text),
+            Entry::Lines(lines) => {
+                out.push('[');
+                for (n, line) in lines.iter().enumerate() {
+                    if n > 0 {
+                        out.push(',');
+                    }
+                    write_object(out, text_entries(line.fields(), &line.extra));
+                }
+                out.push(']');
+            }
+            Entry::Kuaidi(kuaidi) => {
+                write_object(out, text_entries(kuaidi.fields(), &kuaidi.extra))
+            }
         }
     }
-    for (key, value) in extra {
-        if !value.is_empty() {
-            object.insert(key.clone(), Value::String(value.clone()));
+    out.push('}');
+}
+
+/// A JSON string exactly as serde_json writes it (non-ASCII unescaped).
+fn write_string(out: &mut String, text: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
         }
     }
-    object
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written canonical form is what serde_json would write for the same object.
+    #[test]
+    fn canonical_form_matches_serde_json() {
+        let mut record = StockoutRecord {
+            tid: "T\"1\\\n\u{1}\t中".into(),
+            paid: "12.50".into(),
+            ..StockoutRecord::default()
+        };
+        record.extra.insert("zz".into(), "x".into());
+        record.extra.insert("aa".into(), "y".into());
+        record.details_list.push(StockoutDetail {
+            num: "2".into(),
+            ..StockoutDetail::default()
+        });
+        record.kuaidi100_data = Some(Kuaidi100Data {
+            ischeck: "1".into(),
+            ..Kuaidi100Data::default()
+        });
+        let expected = serde_json::json!({
+            "aa": "y", "paid": "12.50", "tid": "T\"1\\\n\u{1}\t中", "zz": "x",
+            "details_list": [{"num": "2"}], "kuaidi100Data": {"ischeck": "1"},
+        })
+        .to_string();
+        assert_eq!(canonical_json(&record), expected);
+    }
 }
