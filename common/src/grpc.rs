@@ -209,3 +209,118 @@ pub async fn track_readiness(
         }
     }
 }
+
+/// A status as a batch item's failure.
+pub fn failure_of(status: &tonic::Status) -> wdtpipe_proto::v1::Failure {
+    wdtpipe_proto::v1::Failure {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        details: status.details().to_vec(),
+    }
+}
+
+/// A batch item's failure as the status it stands for.
+pub fn status_of(failure: wdtpipe_proto::v1::Failure) -> tonic::Status {
+    tonic::Status::with_details(
+        tonic::Code::from(failure.code),
+        failure.message,
+        failure.details.into(),
+    )
+}
+
+/// Sends one item as a batch of many: concurrent callers' items are gathered while earlier
+/// batches are in flight, so under load each RPC carries many items and the per-call cost
+/// is shared, while a lone caller is sent at once (no timer, no added latency).
+pub struct Coalescer<Req, Resp> {
+    queue: tokio::sync::mpsc::UnboundedSender<(
+        Req,
+        tokio::sync::oneshot::Sender<Result<Resp, tonic::Status>>,
+    )>,
+}
+
+impl<Req, Resp> Clone for Coalescer<Req, Resp> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<Req, Resp> std::fmt::Debug for Coalescer<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coalescer").finish_non_exhaustive()
+    }
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
+    /// `send` makes one batch call and answers each item in order. At most `in_flight`
+    /// batches of at most `max_batch` items are outstanding at once.
+    pub fn new<F, Fut>(max_batch: usize, in_flight: usize, send: F) -> Self
+    where
+        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Vec<Result<Resp, tonic::Status>>, tonic::Status>>
+            + Send
+            + 'static,
+    {
+        let (queue, mut items) = tokio::sync::mpsc::unbounded_channel::<(
+            Req,
+            tokio::sync::oneshot::Sender<Result<Resp, tonic::Status>>,
+        )>();
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
+        let send = std::sync::Arc::new(send);
+        tokio::spawn(async move {
+            while let Some(first) = items.recv().await {
+                // Wait for a free slot first: meanwhile more items queue up behind this one.
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let mut batch = vec![first];
+                while batch.len() < max_batch {
+                    match items.try_recv() {
+                        Ok(item) => batch.push(item),
+                        Err(_) => break,
+                    }
+                }
+                let send = send.clone();
+                tokio::spawn(async move {
+                    let (requests, replies): (Vec<Req>, Vec<_>) = batch.into_iter().unzip();
+                    let count = requests.len();
+                    match send(requests).await {
+                        Ok(results) if results.len() == count => {
+                            for (reply, result) in replies.into_iter().zip(results) {
+                                let _ = reply.send(result);
+                            }
+                        }
+                        Ok(results) => {
+                            let status = tonic::Status::internal(format!(
+                                "batch answered {} items for {count}",
+                                results.len()
+                            ));
+                            for reply in replies {
+                                let _ = reply.send(Err(status.clone()));
+                            }
+                        }
+                        Err(status) => {
+                            for reply in replies {
+                                let _ = reply.send(Err(status.clone()));
+                            }
+                        }
+                    }
+                    drop(slot);
+                });
+            }
+        });
+        Self { queue }
+    }
+
+    /// Sends one item (within some batch) and waits for its answer.
+    pub async fn call(&self, request: Req) -> Result<Resp, tonic::Status> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.queue
+            .send((request, reply))
+            .map_err(|_| tonic::Status::unavailable("the batching task has stopped"))?;
+        answer
+            .await
+            .map_err(|_| tonic::Status::unavailable("the batch call was dropped"))?
+    }
+}

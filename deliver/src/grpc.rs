@@ -7,12 +7,16 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use wdtpipe_common::config::Secret;
+use wdtpipe_common::grpc::failure_of;
 use wdtpipe_proto::v1::deliver_server::Deliver;
 use wdtpipe_proto::v1::{
     DeadLetterFilter, DeliveryState, DiscardRequest, DiscardResponse, EnqueueRequest,
     EnqueueResponse, GetRecordRequest, GetRecordResponse, GetStatusRequest, GetStatusResponse,
     ListDeadLettersRequest, ListDeadLettersResponse, OutboxEntry, PurgeRequest, PurgeResponse,
     RecordInfo, ReplayRequest, ReplayResponse, ShopStats, StatsRequest, StatsResponse, TradeStatus,
+};
+use wdtpipe_proto::v1::{
+    EnqueueBatchRequest, EnqueueBatchResponse, EnqueueOutcome, enqueue_outcome,
 };
 
 /// Dead letters listed when the request sets no limit.
@@ -41,6 +45,44 @@ pub struct DeliverService {
 }
 
 impl DeliverService {
+    /// One enqueue: validate, admit, write durably, wake the shops that got work.
+    async fn enqueue_one(&self, request: EnqueueRequest) -> Result<EnqueueResponse, DeliverError> {
+        let started = tokio::time::Instant::now();
+        let metrics = self.delivery.metrics();
+        if let Err(error) = validate(&request) {
+            metrics.enqueue("invalid");
+            return Err(error);
+        }
+        if let Err(error) = self.admit() {
+            metrics.enqueue("overloaded");
+            tracing::warn!(%error, "enqueue refused");
+            return Err(error);
+        }
+        let done = self
+            .outbox
+            .enqueue_request(
+                request.records,
+                request.idempotency_key,
+                request.request_id,
+                self.delivery.clock().now_ms(),
+            )
+            .await
+            .map_err(|error| {
+                metrics.enqueue("error");
+                DeliverError::from(error)
+            })?;
+        metrics.enqueue("ok");
+        metrics
+            .enqueue_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let duplicates = done.results.iter().filter(|r| r.duplicate).count();
+        metrics.dedupe_hits.inc_by(duplicates as u64);
+        self.delivery.notify(done.ready_shops);
+        Ok(EnqueueResponse {
+            results: done.results,
+        })
+    }
+
     pub fn new(
         outbox: Arc<Outbox>,
         delivery: Arc<Delivery>,
@@ -145,42 +187,32 @@ impl Deliver for DeliverService {
         &self,
         request: Request<EnqueueRequest>,
     ) -> Result<Response<EnqueueResponse>, Status> {
-        let started = tokio::time::Instant::now();
-        let metrics = self.delivery.metrics();
-        let request = request.into_inner();
-        if let Err(error) = validate(&request) {
-            metrics.enqueue("invalid");
-            return Err(error.into());
-        }
-        if let Err(error) = self.admit() {
-            metrics.enqueue("overloaded");
-            tracing::warn!(%error, "enqueue refused");
-            return Err(error.into());
-        }
-        let done = self
-            .outbox
-            .enqueue_request(
-                request.records,
-                request.idempotency_key,
-                request.request_id,
-                self.delivery.clock().now_ms(),
-            )
-            .await
-            .map_err(|error| {
-                metrics.enqueue("error");
-                DeliverError::from(error)
-            })?;
-        metrics.enqueue("ok");
-        metrics
-            .enqueue_seconds
-            .observe(started.elapsed().as_secs_f64());
-        let duplicates = done.results.iter().filter(|r| r.duplicate).count();
-        metrics.dedupe_hits.inc_by(duplicates as u64);
-        tracing::debug!(duplicates, "enqueued");
-        self.delivery.notify(done.ready_shops);
-        Ok(Response::new(EnqueueResponse {
-            results: done.results,
-        }))
+        Ok(Response::new(self.enqueue_one(request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(requests = request.get_ref().requests.len()))]
+    async fn enqueue_batch(
+        &self,
+        request: Request<EnqueueBatchRequest>,
+    ) -> Result<Response<EnqueueBatchResponse>, Status> {
+        // Every request is sent to the writer before any is awaited: they share a commit.
+        let outcomes = futures_util::future::join_all(
+            request
+                .into_inner()
+                .requests
+                .into_iter()
+                .map(|r| self.enqueue_one(r)),
+        )
+        .await
+        .into_iter()
+        .map(|result| EnqueueOutcome {
+            outcome: Some(match result {
+                Ok(response) => enqueue_outcome::Outcome::Ok(response),
+                Err(error) => enqueue_outcome::Outcome::Failure(failure_of(&Status::from(error))),
+            }),
+        })
+        .collect();
+        Ok(Response::new(EnqueueBatchResponse { outcomes }))
     }
 
     #[tracing::instrument(skip_all, fields(tid = %request.get_ref().tid))]

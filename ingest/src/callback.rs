@@ -32,20 +32,34 @@ const NOT_RECORDS: &str = "request: expected a record, an array of records, or {
 
 /// Parses a whole callback body.
 pub fn parse_body(body: &[u8]) -> Result<Vec<StockoutRecord>, CallbackError> {
-    let top: &RawValue =
-        serde_json::from_slice(body).map_err(|e| CallbackError::Malformed(e.to_string()))?;
-    let items: Vec<&RawValue> = match first_byte(top) {
-        b'[' => parse_raw(top)?,
-        b'{' => {
-            let object: RawObject<'_> = parse_raw(top)?;
+    let malformed = |e: serde_json::Error| CallbackError::Malformed(e.to_string());
+    // One parse of the body into entries with unparsed values; each record's fields are
+    // then read from its own slice.
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(malformed)?;
+            records_of(&items)
+        }
+        Some(b'{') => {
+            let object: RawObject<'_> = serde_json::from_slice(body).map_err(malformed)?;
             match object.last(STOCKOUT_LIST_KEY) {
-                Some(list) if first_byte(list) == b'[' => parse_raw(list)?,
-                Some(_) => return Err(CallbackError::NoRecords(NOT_RECORDS)),
-                None => vec![top],
+                Some(list) if first_byte(list) == b'[' => {
+                    records_of(&parse_raw::<Vec<&RawValue>>(list)?)
+                }
+                Some(_) => Err(CallbackError::NoRecords(NOT_RECORDS)),
+                None => Ok(vec![record_from_object(object, 1)?]),
             }
         }
-        _ => return Err(CallbackError::NoRecords(NOT_RECORDS)),
-    };
+        _ => {
+            // Valid JSON that is not an object or array holds no record; anything else is
+            // not JSON at all.
+            serde_json::from_slice::<&RawValue>(body).map_err(malformed)?;
+            Err(CallbackError::NoRecords(NOT_RECORDS))
+        }
+    }
+}
+
+fn records_of(items: &[&RawValue]) -> Result<Vec<StockoutRecord>, CallbackError> {
     if items.is_empty() {
         return Err(CallbackError::NoRecords(NOT_RECORDS));
     }
@@ -70,7 +84,17 @@ fn parse_record(raw: &RawValue, position: u32) -> Result<StockoutRecord, Callbac
     if first_byte(raw) != b'{' {
         return Err(invalid("", "record", "not a JSON object".to_owned()));
     }
-    let object: RawObject<'_> = parse_raw(raw)?;
+    record_from_object(parse_raw(raw)?, position)
+}
+
+/// Reads one record's entries.
+fn record_from_object(
+    object: RawObject<'_>,
+    position: u32,
+) -> Result<StockoutRecord, CallbackError> {
+    let invalid = |tid: &str, field: &str, rule: String| {
+        CallbackError::Invalid(rejection(position, tid, field, rule))
+    };
     let mut record = StockoutRecord::default();
     // The first problem is reported, after every scalar was read, so that the message
     // can name the record's tid even when the tid key comes later in the object.

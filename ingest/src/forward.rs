@@ -6,14 +6,19 @@ use crate::metrics::IngestMetrics;
 use crate::record::record_id;
 use std::sync::Arc;
 use tonic::transport::Channel;
+use wdtpipe_common::grpc::{Coalescer, status_of};
 use wdtpipe_common::now_ms;
 use wdtpipe_proto::v1::transform_client::TransformClient;
-use wdtpipe_proto::v1::{ProcessRequest, Receipt, RecordEnvelope, StockoutRecord};
+use wdtpipe_proto::v1::{
+    ProcessBatchRequest, ProcessRequest, ProcessResponse, Receipt, RecordEnvelope, StockoutRecord,
+    process_outcome,
+};
 
 /// The client side of the transform hop. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
-    transform: TransformClient<Channel>,
+    /// Process calls, coalesced under load into `ProcessBatch` calls.
+    transform: Coalescer<ProcessRequest, ProcessResponse>,
     metrics: Arc<IngestMetrics>,
 }
 
@@ -28,11 +33,30 @@ pub struct Origin {
 }
 
 impl Forwarder {
+    /// Must be called inside a tokio runtime (it starts the batching task).
     pub fn new(channel: Channel, metrics: Arc<IngestMetrics>) -> Self {
-        Self {
-            transform: TransformClient::new(channel),
-            metrics,
-        }
+        let client = TransformClient::new(channel);
+        let transform = Coalescer::new(256, 4, move |requests: Vec<ProcessRequest>| {
+            let mut client = client.clone();
+            async move {
+                let answer = client
+                    .process_batch(ProcessBatchRequest { requests })
+                    .await?
+                    .into_inner();
+                Ok(answer
+                    .outcomes
+                    .into_iter()
+                    .map(|o| match o.outcome {
+                        Some(process_outcome::Outcome::Ok(response)) => Ok(response),
+                        Some(process_outcome::Outcome::Failure(failure)) => Err(status_of(failure)),
+                        None => Err(tonic::Status::internal(
+                            "transform answered an empty outcome",
+                        )),
+                    })
+                    .collect())
+            }
+        });
+        Self { transform, metrics }
     }
 
     pub fn metrics(&self) -> &IngestMetrics {
@@ -65,8 +89,7 @@ impl Forwarder {
         let started = tokio::time::Instant::now();
         let response = self
             .transform
-            .clone()
-            .process(ProcessRequest {
+            .call(ProcessRequest {
                 records,
                 idempotency_key: origin.idempotency_key.clone(),
                 request_id: origin.request_id.clone(),
@@ -75,10 +98,7 @@ impl Forwarder {
         self.metrics
             .transform_seconds
             .observe(started.elapsed().as_secs_f64());
-        let receipts = response
-            .map_err(IngestError::from_downstream)?
-            .into_inner()
-            .receipts;
+        let receipts = response.map_err(IngestError::from_downstream)?.receipts;
         self.metrics.records.inc_by(receipts.len() as u64);
         self.metrics
             .duplicates

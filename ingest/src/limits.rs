@@ -19,29 +19,34 @@ pub fn check_shape(
     max_string_bytes: usize,
 ) -> Result<(), ShapeError> {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut string_len = 0usize;
-    for &byte in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-                continue;
-            }
-            string_len += 1;
-            if string_len > max_string_bytes {
-                return Err(ShapeError::StringTooLong(max_string_bytes));
-            }
-            continue;
-        }
-        match byte {
+    let mut at = 0;
+    while at < body.len() {
+        match body[at] {
             b'"' => {
-                in_string = true;
-                string_len = 0;
+                // Jump from escape to escape inside the string (strings are most of a body).
+                let start = at + 1;
+                let mut i = start;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &body[i..]) {
+                        Some(offset) if body[i + offset] == b'\\' => i += offset + 2,
+                        Some(offset) => {
+                            i += offset;
+                            break;
+                        }
+                        None => {
+                            i = body.len();
+                            break;
+                        }
+                    }
+                    if i >= body.len() {
+                        break;
+                    }
+                }
+                if i.min(body.len()) - start > max_string_bytes {
+                    return Err(ShapeError::StringTooLong(max_string_bytes));
+                }
+                at = i + 1;
+                continue;
             }
             b'{' | b'[' => {
                 depth += 1;
@@ -52,6 +57,7 @@ pub fn check_shape(
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        at += 1;
     }
     Ok(())
 }

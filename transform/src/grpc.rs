@@ -1,5 +1,5 @@
 //! The gRPC `Transform` service: map the batch, forward each deliver shard its trades, relay
-//! the receipts.
+//! the receipts. Concurrent requests reach each shard coalesced into `EnqueueBatch` calls.
 
 use crate::mapping::map_records;
 use crate::metrics::TransformMetrics;
@@ -9,34 +9,48 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
+use tracing::Instrument as _;
+use wdtpipe_common::grpc::{Coalescer, failure_of, status_of};
 use wdtpipe_common::{now_ms, rejection};
 use wdtpipe_proto::v1::deliver_client::DeliverClient;
 use wdtpipe_proto::v1::transform_server::Transform;
 use wdtpipe_proto::v1::{
-    ConvertRequest, ConvertResponse, ConvertedRecord, EnqueueRecord, EnqueueRequest,
-    EnqueueResponse, ProcessRequest, ProcessResponse, Receipt, TradeOrder,
+    ConvertRequest, ConvertResponse, ConvertedRecord, EnqueueBatchRequest, EnqueueRecord,
+    EnqueueRequest, EnqueueResponse, ProcessBatchRequest, ProcessBatchResponse, ProcessOutcome,
+    ProcessRequest, ProcessResponse, Receipt, TradeOrder, enqueue_outcome, process_outcome,
 };
+
+/// Sends an enqueue to one deliver shard, coalesced with concurrent ones.
+pub type ShardSender = Coalescer<EnqueueRequest, EnqueueResponse>;
+
+/// A coalescing sender for a deliver shard: concurrent enqueues travel as one
+/// `EnqueueBatch` call.
+pub fn shard_sender(client: DeliverClient<Channel>) -> ShardSender {
+    Coalescer::new(256, 4, move |requests: Vec<EnqueueRequest>| {
+        let mut client = client.clone();
+        async move {
+            let answer = client
+                .enqueue_batch(EnqueueBatchRequest { requests })
+                .await?
+                .into_inner();
+            Ok(answer
+                .outcomes
+                .into_iter()
+                .map(|o| match o.outcome {
+                    Some(enqueue_outcome::Outcome::Ok(response)) => Ok(response),
+                    Some(enqueue_outcome::Outcome::Failure(failure)) => Err(status_of(failure)),
+                    None => Err(Status::internal("deliver answered an empty outcome")),
+                })
+                .collect())
+        }
+    })
+}
 
 pub struct TransformService {
     scheme: Scheme,
-    /// One client per deliver shard, in shard order.
-    shards: Vec<DeliverClient<Channel>>,
+    /// One sender per deliver shard, in shard order.
+    shards: Vec<ShardSender>,
     metrics: Arc<TransformMetrics>,
-}
-
-impl TransformService {
-    pub fn new(
-        scheme: Scheme,
-        shards: Vec<DeliverClient<Channel>>,
-        metrics: Arc<TransformMetrics>,
-    ) -> Self {
-        assert!(!shards.is_empty(), "at least one deliver shard");
-        Self {
-            scheme,
-            shards,
-            metrics,
-        }
-    }
 }
 
 /// The 1-based position of a record: as ingest numbered it, else its index in the batch.
@@ -80,14 +94,18 @@ fn split_by_shard(records: Vec<EnqueueRecord>, shards: usize) -> Vec<Vec<Enqueue
     per_shard
 }
 
-#[tonic::async_trait]
-impl Transform for TransformService {
-    #[tracing::instrument(skip_all, fields(request_id = %request.get_ref().request_id, records = request.get_ref().records.len()))]
-    async fn process(
-        &self,
-        request: Request<ProcessRequest>,
-    ) -> Result<Response<ProcessResponse>, Status> {
-        let request = request.into_inner();
+impl TransformService {
+    pub fn new(scheme: Scheme, shards: Vec<ShardSender>, metrics: Arc<TransformMetrics>) -> Self {
+        assert!(!shards.is_empty(), "at least one deliver shard");
+        Self {
+            scheme,
+            shards,
+            metrics,
+        }
+    }
+
+    /// One request: map every record, forward each shard its part, relay the receipts.
+    async fn process_one(&self, request: ProcessRequest) -> Result<ProcessResponse, Status> {
         if request.records.is_empty() {
             return Err(Status::invalid_argument("no records"));
         }
@@ -127,39 +145,27 @@ impl Transform for TransformService {
         }
 
         let started = Instant::now();
-        let mut calls = tokio::task::JoinSet::new();
-        for (shard, records) in split_by_shard(records, self.shards.len())
+        let calls = split_by_shard(records, self.shards.len())
             .into_iter()
             .enumerate()
-        {
-            if records.is_empty() {
-                continue;
-            }
-            let mut client = self.shards[shard].clone();
-            let enqueue = EnqueueRequest {
-                records,
-                idempotency_key: request.idempotency_key.clone(),
-                request_id: request.request_id.clone(),
-            };
-            calls.spawn(async move {
-                (
-                    shard,
-                    client.enqueue(enqueue).await.map(Response::into_inner),
-                )
+            .filter(|(_, records)| !records.is_empty())
+            .map(|(shard, records)| {
+                let enqueue = EnqueueRequest {
+                    records,
+                    idempotency_key: request.idempotency_key.clone(),
+                    request_id: request.request_id.clone(),
+                };
+                let sender = &self.shards[shard];
+                async move { (shard, sender.call(enqueue).await) }
             });
-        }
         let mut answers: Vec<(usize, EnqueueResponse)> = Vec::new();
         let mut failure: Option<Status> = None;
-        while let Some(joined) = calls.join_next().await {
-            match joined {
-                Ok((shard, Ok(answer))) => answers.push((shard, answer)),
-                Ok((shard, Err(status))) => {
+        for (shard, result) in futures_util::future::join_all(calls).await {
+            match result {
+                Ok(answer) => answers.push((shard, answer)),
+                Err(status) => {
                     tracing::warn!(shard, code = ?status.code(), message = status.message(), "deliver shard refused the batch");
                     failure.get_or_insert(status);
-                }
-                Err(error) => {
-                    failure
-                        .get_or_insert(Status::internal(format!("enqueue task failed: {error}")));
                 }
             }
         }
@@ -183,7 +189,39 @@ impl Transform for TransformService {
         self.metrics.outcome("ok");
         self.metrics.trades.inc_by(trade_count as u64);
         tracing::debug!(trades = trade_count, shards = answers.len(), "forwarded");
-        Ok(Response::new(ProcessResponse { receipts }))
+        Ok(ProcessResponse { receipts })
+    }
+}
+
+#[tonic::async_trait]
+impl Transform for TransformService {
+    #[tracing::instrument(skip_all, fields(request_id = %request.get_ref().request_id, records = request.get_ref().records.len()))]
+    async fn process(
+        &self,
+        request: Request<ProcessRequest>,
+    ) -> Result<Response<ProcessResponse>, Status> {
+        Ok(Response::new(self.process_one(request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(requests = request.get_ref().requests.len()))]
+    async fn process_batch(
+        &self,
+        request: Request<ProcessBatchRequest>,
+    ) -> Result<Response<ProcessBatchResponse>, Status> {
+        let outcomes = futures_util::future::join_all(request.into_inner().requests.into_iter().map(|r| {
+            let span = tracing::info_span!("process", request_id = %r.request_id, records = r.records.len());
+            self.process_one(r).instrument(span)
+        }))
+        .await
+        .into_iter()
+        .map(|result| ProcessOutcome {
+            outcome: Some(match result {
+                Ok(response) => process_outcome::Outcome::Ok(response),
+                Err(status) => process_outcome::Outcome::Failure(failure_of(&status)),
+            }),
+        })
+        .collect();
+        Ok(Response::new(ProcessBatchResponse { outcomes }))
     }
 
     #[tracing::instrument(skip_all, fields(records = request.get_ref().records.len()))]

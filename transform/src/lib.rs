@@ -78,7 +78,12 @@ pub async fn serve(
     let metrics = Arc::new(metrics::TransformMetrics::new(&mut registry));
     let service = grpc::TransformService::new(
         config.scheme.clone(),
-        channels.iter().cloned().map(DeliverClient::new).collect(),
+        channels
+            .iter()
+            .cloned()
+            .map(DeliverClient::new)
+            .map(grpc::shard_sender)
+            .collect(),
         metrics,
     );
 
