@@ -157,6 +157,13 @@ pub fn lazy_channel(
         .connect_lazy())
 }
 
+/// A gRPC server's incoming connections from a bound listener, with TCP_NODELAY: without
+/// it, Nagle's algorithm holds a response's last frames back until the peer's delayed ACK
+/// (about 40 ms on Linux).
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// How often a stage checks that its next stage answers health checks.
 pub const READINESS_INTERVAL: Duration = Duration::from_secs(2);
 

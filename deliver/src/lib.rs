@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use wdtpipe_common::grpc::{self as rpc, ServingStatus};
 use wdtpipe_common::metrics::MetricsRegistry;
 use wdtpipe_proto::v1::deliver_server::DeliverServer;
@@ -148,7 +147,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(rpc::reflection())
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), stopped(stop_rx))
+        .serve_with_incoming_shutdown(rpc::incoming(listeners.grpc), stopped(stop_rx))
         .await;
     delivery
         .stop(Duration::from_millis(config.drain_timeout_ms))

@@ -1077,8 +1077,8 @@ fn expire(
             };
             // The group's own writes may have renewed the key since it was committed.
             if expired
-                && txn.own.0.get(key.as_ref()).is_none()
-                && txn.group.0.get(key.as_ref()).is_none()
+                && !txn.own.0.contains_key(key.as_ref())
+                && !txn.group.0.contains_key(key.as_ref())
             {
                 txn.del(key.to_vec());
                 done.removed += 1;

@@ -36,7 +36,7 @@ impl Forwarder {
     /// Must be called inside a tokio runtime (it starts the batching task).
     pub fn new(channel: Channel, metrics: Arc<IngestMetrics>) -> Self {
         let client = TransformClient::new(channel);
-        let transform = Coalescer::new(256, 4, move |requests: Vec<ProcessRequest>| {
+        let transform = Coalescer::new(32, 16, move |requests: Vec<ProcessRequest>| {
             let mut client = client.clone();
             async move {
                 let answer = client

@@ -20,7 +20,6 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use wdtpipe_common::grpc::{self as rpc, ClientTimeouts};
 use wdtpipe_proto::v1::ingest_server::IngestServer;
 
@@ -81,10 +80,7 @@ pub async fn serve(
             forwarder.clone(),
             config.limits.records,
         )))
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(grpc_listener),
-            stopped(stop_rx.clone()),
-        );
+        .serve_with_incoming_shutdown(rpc::incoming(grpc_listener), stopped(stop_rx.clone()));
 
     let verifier = auth::WebhookVerifier::new(
         &config.webhook_secrets,
@@ -102,6 +98,10 @@ pub async fn serve(
         sender_signatures = edge.verifier.is_some(),
         "ingest listening"
     );
+    let http_listener = axum::serve::ListenerExt::tap_io(http_listener, |tcp| {
+        // Answers go out at once, not held back for the next ACK.
+        let _ = tcp.set_nodelay(true);
+    });
     let http = axum::serve(
         http_listener,
         http::router(forwarder, edge, std::sync::Arc::new(registry)),

@@ -271,7 +271,6 @@ fn text_entries<'a>(
 ) -> Vec<(&'a str, Entry<'a>)> {
     fields
         .into_iter()
-        .map(|(k, v)| (k, v))
         .chain(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| (k, Entry::Text(v)))

@@ -26,7 +26,7 @@ pub type ShardSender = Coalescer<EnqueueRequest, EnqueueResponse>;
 /// A coalescing sender for a deliver shard: concurrent enqueues travel as one
 /// `EnqueueBatch` call.
 pub fn shard_sender(client: DeliverClient<Channel>) -> ShardSender {
-    Coalescer::new(256, 4, move |requests: Vec<EnqueueRequest>| {
+    Coalescer::new(32, 16, move |requests: Vec<EnqueueRequest>| {
         let mut client = client.clone();
         async move {
             let answer = client

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use wdtpipe_common::grpc::{self as rpc, ClientTimeouts};
 use wdtpipe_common::metrics::MetricsRegistry;
 use wdtpipe_proto::v1::deliver_client::DeliverClient;
@@ -125,7 +124,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(rpc::reflection())
         .add_service(TransformServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), stopped(stop_rx))
+        .serve_with_incoming_shutdown(rpc::incoming(listeners.grpc), stopped(stop_rx))
         .await?;
     if let Some(task) = metrics_task {
         task.await.map_err(std::io::Error::other)??;
