@@ -499,10 +499,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let rss_accept = stages.peak_rss();
         stages.reset_peaks();
         eprintln!("starting WDT and draining {} trades…", tally.acked.len());
-        let drain_started = Instant::now();
+        let sandbox_started_ms = wdtpipe_common::now_ms();
         let sandbox = start_sandbox(tokio::net::TcpListener::bind(sandbox_addr).await?).await;
         wait_delivered(&sandbox.sandbox, &tally.acked, Duration::from_secs(3600)).await?;
-        let drain = drain_started.elapsed();
+        // Deliver finds WDT back at its next retry (backoff); the drain is timed from the
+        // first trade WDT accepted to the last.
+        let accepted_at: Vec<i64> = sandbox
+            .sandbox
+            .trades()
+            .iter()
+            .map(|t| t.first_accepted_ms)
+            .collect();
+        let first = accepted_at
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(sandbox_started_ms);
+        let last = accepted_at.iter().copied().max().unwrap_or(first);
+        let drain = Duration::from_millis((last - first).max(1) as u64);
+        let first_delivery_after =
+            Duration::from_millis((first - sandbox_started_ms).max(0) as u64);
         let drained = eventually_empty(&stages).await?;
         let report = json!({
             "mode": "backlog",
@@ -514,6 +530,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "outbox_payload_bytes_per_trade": queued.queued_bytes as f64 / queued.queued_trades.max(1) as f64,
             "outbox_disk_bytes_per_trade": queued.disk_bytes as f64 / queued.queued_trades.max(1) as f64,
             "peak_rss_bytes_while_accepting": rss_accept,
+                        "first_delivery_after_wdt_up_s": first_delivery_after.as_secs_f64(),
             "drain_s": drain.as_secs_f64(),
             "drained_per_s": tally.acked.len() as f64 / drain.as_secs_f64(),
             "peak_rss_bytes_while_draining": stages.peak_rss(),
@@ -555,6 +572,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             load(format!("{}/v1/callback", stages.http), &args, &run_id, None).await?;
         let after = stages.stats().await?;
         let delivered_during = sandbox.sandbox.trades().len();
+        let calls = sandbox.sandbox.calls();
+        let trades_per_call =
+            calls.iter().map(|c| c.tids.len()).sum::<usize>() as f64 / calls.len().max(1) as f64;
         let accept_to_wdt =
             wait_delivered(&sandbox.sandbox, &tally.acked, Duration::from_secs(600)).await?;
         queued_probe.0.store(true, Ordering::Relaxed);
@@ -577,7 +597,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "outbox_payload_bytes_per_queued_trade": if peak_queued > 0 { peak_bytes as f64 / peak_queued as f64 } else { 0.0 },
             "outbox_disk_bytes_per_queued_trade": if peak_queued > 0 { peak_disk as f64 / peak_queued as f64 } else { 0.0 },
             "disk_flushes_per_s": (after.flushes - before.flushes) as f64 / elapsed.as_secs_f64(),
-            "callbacks_per_flush": tally.acked.len() as f64 / (after.flushes - before.flushes).max(1) as f64,
+                        "callbacks_per_flush": tally.acked.len() as f64 / (after.flushes - before.flushes).max(1) as f64,
+            "trades_per_wdt_call": trades_per_call,
         });
         stages.stop()?;
         report
@@ -703,6 +724,7 @@ fn print_report(report: &Value, as_json: bool) -> anyhow::Result<()> {
             f("disk_flushes_per_s"),
             f("callbacks_per_flush")
         );
+        println!("  trades per WDT call       {}", f("trades_per_wdt_call"));
     }
     if report["refused"].as_u64().unwrap_or(0) + report["errors"].as_u64().unwrap_or(0) > 0 {
         println!(

@@ -272,15 +272,33 @@ impl Delivery {
             }
             let (settlements, pause) = self.push(&shop, batch).await;
             self.account(&shop, &settlements);
-            let retried = settlements
+            // After a transient failure the whole shop waits for the retry: WDT being down or
+            // throttling affects every call, so pushing the rest of the queue meanwhile would
+            // only spend attempts.
+            let retry_at = settlements
                 .iter()
-                .any(|s| matches!(s.outcome, Outcome::Retry { .. }));
+                .filter_map(|s| match s.outcome {
+                    Outcome::Retry { due_ms } => Some(due_ms),
+                    _ => None,
+                })
+                .min();
             if let Err(error) = self.outbox.settle(settlements, self.clock.now_ms()).await {
                 tracing::error!(shop_no = %shop, %error, "cannot record delivery results; the trades will be pushed again");
                 tokio::time::sleep(STORE_ERROR_PAUSE).await;
             }
-            if retried {
+            if let Some(due_ms) = retry_at {
                 self.timer_wake.notify_one();
+                let wait = Duration::from_millis((due_ms - self.clock.now_ms()).max(0) as u64);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => return,
+                }
+                // Bring the failed batch back before reading, so the retry takes the head of
+                // the queue again rather than whatever is behind it.
+                match self.outbox.promote_due(self.clock.now_ms()).await {
+                    Ok(promoted) => self.notify(promoted.ready_shops),
+                    Err(error) => tracing::error!(%error, "cannot promote due retries"),
+                }
             }
             if let Some(reason) = pause {
                 tracing::error!(

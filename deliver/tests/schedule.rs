@@ -24,6 +24,8 @@ const STEP: Duration = Duration::from_millis(10);
 struct Scripted {
     script: Mutex<VecDeque<Reply>>,
     calls: Mutex<Vec<Instant>>,
+    /// The first tid of every call.
+    heads: Mutex<Vec<String>>,
 }
 
 impl Scripted {
@@ -31,6 +33,7 @@ impl Scripted {
         Arc::new(Self {
             script: Mutex::new(script.into()),
             calls: Mutex::new(Vec::new()),
+            heads: Mutex::new(Vec::new()),
         })
     }
 
@@ -43,9 +46,13 @@ impl WdtApi for Scripted {
     fn trade_push<'a>(
         &'a self,
         _shop: &'a str,
-        _trades: &'a [&'a TradeOrder],
+        trades: &'a [&'a TradeOrder],
     ) -> BoxFuture<'a, Reply> {
         self.calls.lock().unwrap().push(Instant::now());
+        self.heads
+            .lock()
+            .unwrap()
+            .push(trades.first().map(|t| t.tid.clone()).unwrap_or_default());
         let mut script = self.script.lock().unwrap();
         let reply = if script.len() > 1 {
             script.pop_front().unwrap()
@@ -168,6 +175,15 @@ impl Setup {
                 start.elapsed() < limit,
                 "condition not reached within {limit:?} of virtual time"
             );
+            self.settle_down().await;
+            tokio::time::advance(STEP).await;
+        }
+    }
+
+    /// Advances virtual time by `span` in small steps.
+    async fn run_for(&self, span: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < span {
             self.settle_down().await;
             tokio::time::advance(STEP).await;
         }
@@ -299,6 +315,46 @@ async fn throttling_backs_off_longer() {
             .filter(|a| a.outcome == "throttled")
             .count()
             == 6
+    );
+    s.delivery.stop(Duration::from_secs(1)).await;
+    busy.abort();
+}
+
+/// While WDT fails transiently the whole shop waits out the backoff: it retries its head
+/// batch instead of working through (and failing) the rest of its queue.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_failing_shop_retries_its_head_instead_of_churning_the_queue() {
+    let busy = keep_runtime_busy();
+    let policy = RetryPolicy {
+        base_ms: 1_000,
+        cap_ms: 4_000,
+        ..RetryPolicy::default()
+    };
+    let s = setup(vec![http(503, None)], policy).await;
+    let clock = Clock::new();
+    let more: Vec<EnqueueRecord> = (0..120)
+        .map(|i| EnqueueRecord {
+            record_id: format!("more-{i}"),
+            trades: vec![TradeOrder {
+                tid: format!("M{i:03}"),
+                shop_no: "S".into(),
+                ..TradeOrder::default()
+            }],
+            ..EnqueueRecord::default()
+        })
+        .collect();
+    let done = s
+        .outbox
+        .enqueue(more, String::new(), clock.now_ms())
+        .await
+        .unwrap();
+    s.delivery.notify(done.ready_shops);
+    s.run_for(Duration::from_secs(30)).await;
+    let heads = s.api.heads.lock().unwrap().clone();
+    assert!(heads.len() >= 5, "it kept retrying: {} calls", heads.len());
+    assert!(
+        heads.iter().all(|h| h == "T1"),
+        "every call retried the head of the queue: {heads:?}"
     );
     s.delivery.stop(Duration::from_secs(1)).await;
     busy.abort();
