@@ -139,8 +139,9 @@ pub struct Retention {
     /// A delivered or dead trade's status is kept this long (seconds); its dead letter stays
     /// until replayed or discarded.
     pub status_secs: u64,
-    /// How often expired records are swept, in seconds.
-    pub sweep_interval_secs: u64,
+    /// Pause between two steps of the retention sweep, in milliseconds. Each step looks at
+    /// a bounded number of keys, so the sweep never holds the writer for long.
+    pub sweep_step_ms: u64,
 }
 
 impl Default for Retention {
@@ -148,7 +149,7 @@ impl Default for Retention {
         Self {
             dedupe_secs: 7 * 24 * 3600,
             status_secs: 7 * 24 * 3600,
-            sweep_interval_secs: 60,
+            sweep_step_ms: 1_000,
         }
     }
 }

@@ -83,7 +83,7 @@ pub async fn serve(
             metrics: Arc::clone(&metrics),
             retry: config.retry.clone(),
             batch_size: config.batch_size,
-            sweep_interval: Duration::from_secs(config.retention.sweep_interval_secs.max(1)),
+            sweep_interval: Duration::from_millis(config.retention.sweep_step_ms.max(10)),
         },
     )?;
 

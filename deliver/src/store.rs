@@ -28,7 +28,7 @@ const GROUP_LIMIT: usize = 4096;
 /// sled page cache used when none is configured.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Expiry index keys looked at in one sweep step (keeps each commit small).
-const EXPIRE_LIMIT: usize = 10_000;
+const EXPIRE_LIMIT: usize = 1_000;
 
 /// Why the outbox could not do something.
 #[derive(Debug, thiserror::Error)]

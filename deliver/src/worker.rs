@@ -61,7 +61,7 @@ pub struct DeliverySettings {
     pub retry: RetryPolicy,
     /// Trades per call (1–50).
     pub batch_size: usize,
-    /// How often expired dedupe records and finished entries are swept.
+    /// Pause between two bounded steps of the retention sweep.
     pub sweep_interval: Duration,
 }
 
@@ -222,7 +222,9 @@ impl Delivery {
         }
     }
 
-    /// Removes expired dedupe records and finished entries, a bounded step at a time.
+    /// Removes expired dedupe records and finished entries: one bounded step of the walk
+    /// every `every`, so the sweep takes a small, steady share of the writer (a full walk of
+    /// a million keys takes minutes, against a retention of days).
     async fn run_sweeper(self: Arc<Self>, every: Duration) {
         let mut stop = self.stop.subscribe();
         loop {
@@ -230,21 +232,12 @@ impl Delivery {
                 () = tokio::time::sleep(every) => {}
                 _ = stop.changed() => return,
             }
-            loop {
-                match self.outbox.expire(self.clock.now_ms()).await {
-                    Ok(expired) => {
-                        if expired.removed > 0 {
-                            tracing::debug!(removed = expired.removed, "expired records swept");
-                        }
-                        if !expired.more {
-                            break;
-                        }
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "cannot sweep expired records");
-                        break;
-                    }
+            match self.outbox.expire(self.clock.now_ms()).await {
+                Ok(expired) if expired.removed > 0 => {
+                    tracing::debug!(removed = expired.removed, "expired records swept");
                 }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "cannot sweep expired records"),
             }
         }
     }
