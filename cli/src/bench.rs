@@ -21,6 +21,9 @@ use wdtpipe_proto::v1::deliver_client::DeliverClient;
 use wdtpipe_proto::v1::{StatsRequest, StatsResponse};
 use wdtpipe_sandbox::{Sandbox, SandboxConfig};
 
+/// Deliver's backoff cap in the backlog run (ms).
+const BACKLOG_RETRY_CAP_MS: u64 = 2_000;
+
 /// The callback the bench sends (fixture 01), with `@TID@` where the tid goes.
 const TEMPLATE: &str = include_str!("../../tests/fixtures/callbacks/01-basic.json");
 
@@ -135,7 +138,9 @@ struct Stages {
 }
 
 impl Stages {
-    fn start(args: &BenchArgs, wdt_url: &str) -> anyhow::Result<Self> {
+    /// `retry_cap_ms` bounds deliver's backoff (the backlog run uses a short one, so the
+    /// drain starts soon after WDT is back instead of at the next retry up to 5 min later).
+    fn start(args: &BenchArgs, wdt_url: &str, retry_cap_ms: Option<u64>) -> anyhow::Result<Self> {
         let bin_dir = match &args.bin_dir {
             Some(dir) => dir.clone(),
             None => std::env::current_exe()?
@@ -152,6 +157,12 @@ impl Stages {
             }
         };
         let sandbox = SandboxConfig::default();
+        let config_file = data_dir.with_extension("deliver.toml");
+        let mut deliver_env = Vec::new();
+        if let Some(cap) = retry_cap_ms {
+            std::fs::write(&config_file, format!("[retry]\ncap_ms = {cap}\n"))?;
+            deliver_env.push(("DELIVER_CONFIG", config_file.display().to_string()));
+        }
         let (http, ingest_grpc, transform_grpc, deliver_grpc) =
             (free_port()?, free_port()?, free_port()?, free_port()?);
         let deliver = Service::start(
@@ -165,7 +176,10 @@ impl Stages {
                 ("WDT_SID", sandbox.sid.clone()),
                 ("WDT_APPKEY", sandbox.appkey.clone()),
                 ("WDT_APPSECRET", sandbox.appsecret.clone()),
-            ],
+            ]
+            .into_iter()
+            .chain(deliver_env)
+            .collect::<Vec<_>>(),
         )?;
         let transform = Service::start(
             &bin_dir,
@@ -428,8 +442,9 @@ async fn wait_delivered(
 ) -> anyhow::Result<Vec<u32>> {
     let deadline = Instant::now() + limit;
     loop {
-        let trades = sandbox.trades();
-        if trades.len() >= acked.len() {
+        // Count cheaply while waiting; copy the trades out once, at the end.
+        if sandbox.trade_count() >= acked.len() {
+            let trades = sandbox.trades();
             let first: std::collections::HashMap<&str, i64> = trades
                 .iter()
                 .map(|t| (t.tid.as_str(), t.first_accepted_ms))
@@ -449,9 +464,10 @@ async fn wait_delivered(
             }
         }
         if Instant::now() > deadline {
+            let delivered = sandbox.trade_count().min(acked.len());
             bail!(
                 "{} of {} acknowledged callbacks not delivered in time",
-                acked.len() - trades.len().min(acked.len()),
+                acked.len() - delivered,
                 acked.len()
             );
         }
@@ -485,7 +501,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = if let Some(backlog) = args.backlog {
         // WDT down while the backlog is accepted: nothing listens on its port yet.
         drop(sandbox_listener);
-        let stages = Stages::start(&args, &wdt_url)?;
+        let stages = Stages::start(&args, &wdt_url, Some(BACKLOG_RETRY_CAP_MS))?;
         wait_ready(&stages.http).await?;
         eprintln!("accepting {backlog} trades with WDT down…");
         let (tally, accept_time) = load(
@@ -530,7 +546,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "outbox_payload_bytes_per_trade": queued.queued_bytes as f64 / queued.queued_trades.max(1) as f64,
             "outbox_disk_bytes_per_trade": queued.disk_bytes as f64 / queued.queued_trades.max(1) as f64,
             "peak_rss_bytes_while_accepting": rss_accept,
-                        "first_delivery_after_wdt_up_s": first_delivery_after.as_secs_f64(),
+                                    "deliver_retry_cap_ms": BACKLOG_RETRY_CAP_MS,
+            "first_delivery_after_wdt_up_s": first_delivery_after.as_secs_f64(),
             "drain_s": drain.as_secs_f64(),
             "drained_per_s": tally.acked.len() as f64 / drain.as_secs_f64(),
             "peak_rss_bytes_while_draining": stages.peak_rss(),
@@ -540,7 +557,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         report
     } else {
         let sandbox = start_sandbox(sandbox_listener).await;
-        let stages = Stages::start(&args, &wdt_url)?;
+        let stages = Stages::start(&args, &wdt_url, None)?;
         wait_ready(&stages.http).await?;
         let before = stages.stats().await?;
         let queued_probe = {
@@ -571,7 +588,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (tally, elapsed) =
             load(format!("{}/v1/callback", stages.http), &args, &run_id, None).await?;
         let after = stages.stats().await?;
-        let delivered_during = sandbox.sandbox.trades().len();
+        let delivered_during = sandbox.sandbox.trade_count();
         let calls = sandbox.sandbox.calls();
         let trades_per_call =
             calls.iter().map(|c| c.tids.len()).sum::<usize>() as f64 / calls.len().max(1) as f64;

@@ -59,6 +59,11 @@ impl Sandbox {
         self.with_store(|store| store.trades())
     }
 
+    /// How many (shop_no, tid) pairs were accepted (cheap, unlike [`Sandbox::trades`]).
+    pub fn trade_count(&self) -> usize {
+        self.with_store(|store| store.trade_count())
+    }
+
     /// The accepted trade with this tid (the most recently accepted if several shops hold it).
     pub fn trade(&self, tid: &str) -> Option<AcceptedTrade> {
         self.with_store(|store| store.trade(tid))

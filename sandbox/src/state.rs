@@ -60,6 +60,11 @@ pub(crate) struct Store {
 }
 
 impl Store {
+    /// How many (shop_no, tid) pairs were accepted.
+    pub(crate) fn trade_count(&self) -> usize {
+        self.trades.len()
+    }
+
     /// Every accepted trade, sorted by `(shop_no, tid)`.
     pub(crate) fn trades(&self) -> Vec<AcceptedTrade> {
         self.trades.values().cloned().collect()
