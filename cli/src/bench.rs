@@ -249,7 +249,10 @@ struct RunningSandbox {
 }
 
 async fn start_sandbox(listener: tokio::net::TcpListener) -> RunningSandbox {
-    let sandbox = Sandbox::new(SandboxConfig::default());
+    let sandbox = Sandbox::new(SandboxConfig {
+        lean: true,
+        ..SandboxConfig::default()
+    });
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(wdtpipe_sandbox::serve(
         sandbox.clone(),
@@ -444,10 +447,10 @@ async fn wait_delivered(
     loop {
         // Count cheaply while waiting; copy the trades out once, at the end.
         if sandbox.trade_count() >= acked.len() {
-            let trades = sandbox.trades();
-            let first: std::collections::HashMap<&str, i64> = trades
+            let accepted = sandbox.first_accepted();
+            let first: std::collections::HashMap<&str, i64> = accepted
                 .iter()
-                .map(|t| (t.tid.as_str(), t.first_accepted_ms))
+                .map(|(tid, at)| (tid.as_str(), *at))
                 .collect();
             let mut latencies = Vec::with_capacity(acked.len());
             let mut missing = 0;
@@ -522,9 +525,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         // first trade WDT accepted to the last.
         let accepted_at: Vec<i64> = sandbox
             .sandbox
-            .trades()
-            .iter()
-            .map(|t| t.first_accepted_ms)
+            .first_accepted()
+            .into_iter()
+            .map(|(_, at)| at)
             .collect();
         let first = accepted_at
             .iter()

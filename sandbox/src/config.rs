@@ -19,6 +19,9 @@ pub struct SandboxConfig {
     pub check_paid_identity: bool,
     /// Faults injected from the start (changeable later with [`crate::Sandbox::set_faults`]).
     pub faults: Faults,
+    /// Keep only counts and times of accepted trades, not their JSON (for benchmarks with
+    /// millions of trades); the num/price rule is then not checked.
+    pub lean: bool,
 }
 
 impl Default for SandboxConfig {
@@ -29,6 +32,7 @@ impl Default for SandboxConfig {
             appsecret: "sandbox-secret".to_owned(),
             max_skew_secs: 300,
             check_paid_identity: false,
+            lean: false,
             faults: Faults::default(),
         }
     }
@@ -156,6 +160,7 @@ impl Cli {
             appsecret: self.appsecret.clone(),
             max_skew_secs: self.max_skew_secs,
             check_paid_identity: self.check_paid_identity,
+            lean: false,
             faults: Faults {
                 error_rate: self.error_rate,
                 throttle_rate: self.throttle_rate,

@@ -59,6 +59,11 @@ impl Sandbox {
         self.with_store(|store| store.trades())
     }
 
+    /// `(tid, first accepted ms)` of every accepted trade (lighter than [`Sandbox::trades`]).
+    pub fn first_accepted(&self) -> Vec<(String, i64)> {
+        self.with_store(|store| store.first_accepted())
+    }
+
     /// How many (shop_no, tid) pairs were accepted (cheap, unlike [`Sandbox::trades`]).
     pub fn trade_count(&self) -> usize {
         self.with_store(|store| store.trade_count())

@@ -356,7 +356,7 @@ fn check(
             .into_iter()
             .map(|trade| (tid_of(&trade).to_owned(), trade))
             .collect();
-        let (new_count, chg_count) = store.accept(&draft.shop_no, accepted, now_ms);
+        let (new_count, chg_count) = store.accept(&draft.shop_no, accepted, now_ms, config.lean);
         Ok(Answer::Wdt(WdtAnswer {
             code: 0,
             message: String::new(),

@@ -60,6 +60,14 @@ pub(crate) struct Store {
 }
 
 impl Store {
+    /// When each accepted tid was first accepted.
+    pub(crate) fn first_accepted(&self) -> Vec<(String, i64)> {
+        self.trades
+            .values()
+            .map(|t| (t.tid.clone(), t.first_accepted_ms))
+            .collect()
+    }
+
     /// How many (shop_no, tid) pairs were accepted.
     pub(crate) fn trade_count(&self) -> usize {
         self.trades.len()
@@ -127,24 +135,32 @@ impl Store {
         shop_no: &str,
         trades: Vec<(String, Value)>,
         now_ms: i64,
+        lean: bool,
     ) -> (u64, u64) {
         let (mut new_count, mut chg_count) = (0, 0);
         for (tid, trade) in trades {
             match self.trades.get_mut(&(shop_no.to_owned(), tid.clone())) {
                 Some(existing) => {
                     existing.versions += 1;
-                    existing.history.push(trade.clone());
-                    existing.trade = trade;
+                    if !lean {
+                        existing.history.push(trade.clone());
+                        existing.trade = trade;
+                    }
                     existing.last_accepted_ms = now_ms;
                     chg_count += 1;
                 }
                 None => {
+                    let (trade, history) = if lean {
+                        (Value::Null, Vec::new())
+                    } else {
+                        (trade.clone(), vec![trade])
+                    };
                     let accepted = AcceptedTrade {
                         shop_no: shop_no.to_owned(),
                         tid: tid.clone(),
-                        trade: trade.clone(),
+                        trade,
                         versions: 1,
-                        history: vec![trade],
+                        history,
                         first_accepted_ms: now_ms,
                         last_accepted_ms: now_ms,
                     };
@@ -186,7 +202,7 @@ mod tests {
     fn versions_and_fixed_lines() {
         let mut store = Store::default();
         assert_eq!(
-            store.accept("S", vec![("T1".into(), version("2", "10.5"))], 1),
+            store.accept("S", vec![("T1".into(), version("2", "10.5"))], 1, false),
             (1, 0)
         );
         assert_eq!(store.conflict("S", "T1", &version("2.00", "10.50")), None);
@@ -196,7 +212,7 @@ mod tests {
             Some("oid O1: num/price 不能修改")
         );
         assert_eq!(
-            store.accept("S", vec![("T1".into(), version("2", "10.5"))], 2),
+            store.accept("S", vec![("T1".into(), version("2", "10.5"))], 2, false),
             (0, 1)
         );
         let trade = store.trade("T1").unwrap();
