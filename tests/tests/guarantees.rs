@@ -68,11 +68,18 @@ async fn a_flaky_wdt_still_gets_everything() {
                 .map(|t| t["trade"]["tid"].as_str().unwrap().to_owned()),
         );
     }
-    for i in 0..60 {
-        let tid = format!("FLAKY-{i:03}");
+    // Keep sending until WDT has answered at least one call with a 500 and one with the
+    // throttling code, so the faults are known to have been exercised (the rates are random).
+    let exercised = |calls: &[wdtpipe_sandbox::CallRecord]| {
+        calls.iter().any(|c| c.http_status == 500) && calls.iter().any(|c| c.code == 1040)
+    };
+    let mut i = 0;
+    while i < 60 || (!exercised(&sandbox.sandbox.calls()) && i < 5_000) {
+        let tid = format!("FLAKY-{i:04}");
         let (status, _) = pipeline.post(&generated(&tid)).await;
         assert_eq!(status, 200);
         tids.push(tid);
+        i += 1;
     }
     eventually(
         "every trade delivered despite the faults",
