@@ -5,8 +5,8 @@ use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use wdtpipe_common::config::Secret;
+use wdtpipe_common::shutdown::Stop;
 use wdtpipe_deliver::cli::WdtArgs;
 use wdtpipe_deliver::config::DeliverConfig;
 use wdtpipe_ingest::config::IngestConfig;
@@ -77,13 +77,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let (http_addr, ingest_addr) = (addr_of(&http)?, addr_of(&ingest_grpc)?);
     let (transform_addr, deliver_addr) = (addr_of(&transform_grpc)?, addr_of(&deliver_grpc)?);
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
+    let (trigger, stop) = Stop::manual();
+    let stopped = || stop.stopped();
 
     let mut deliver = DeliverConfig {
         grpc_addr: deliver_addr,
@@ -204,7 +199,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             first_error = Some(flatten(result).err().unwrap_or_else(|| anyhow::anyhow!("a stage stopped unexpectedly")));
         }
     }
-    let _ = stop_tx.send(true);
+    trigger.stop();
     while let Some(result) = tasks.join_next().await {
         if let Err(error) = flatten(result) {
             tracing::error!(error = format!("{error:#}"), "stage failed");

@@ -164,6 +164,31 @@ pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
+/// The sockets a gRPC stage serves on: its gRPC address and, optionally, Prometheus
+/// `/metrics`.
+#[derive(Debug)]
+pub struct Listeners {
+    pub grpc: tokio::net::TcpListener,
+    /// `None` serves no metrics.
+    pub metrics: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds both addresses.
+    pub async fn bind(
+        grpc: std::net::SocketAddr,
+        metrics: Option<std::net::SocketAddr>,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            grpc: tokio::net::TcpListener::bind(grpc).await?,
+            metrics: match metrics {
+                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+                None => None,
+            },
+        })
+    }
+}
+
 /// How often a stage checks that its next stage answers health checks.
 pub const READINESS_INTERVAL: Duration = Duration::from_secs(2);
 

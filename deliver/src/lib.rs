@@ -22,32 +22,12 @@ use crate::worker::Delivery;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 use wdtpipe_common::grpc::{self as rpc, ServingStatus};
 use wdtpipe_common::metrics::MetricsRegistry;
+use wdtpipe_common::shutdown::Stop;
 use wdtpipe_proto::v1::deliver_server::DeliverServer;
 
-/// The sockets deliver serves on.
-#[derive(Debug)]
-pub struct Listeners {
-    pub grpc: TcpListener,
-    /// Prometheus `/metrics`; `None` serves none.
-    pub metrics: Option<TcpListener>,
-}
-
-impl Listeners {
-    /// Binds the addresses of a config.
-    pub async fn bind(config: &DeliverConfig) -> std::io::Result<Self> {
-        Ok(Self {
-            grpc: TcpListener::bind(config.grpc_addr).await?,
-            metrics: match config.metrics_addr {
-                Some(addr) => Some(TcpListener::bind(addr).await?),
-                None => None,
-            },
-        })
-    }
-}
+pub use wdtpipe_common::grpc::Listeners;
 
 /// Runs deliver until `shutdown` completes: opens the outbox, starts the delivery engine,
 /// serves gRPC (Deliver, health, reflection) and metrics. On shutdown it reports
@@ -87,7 +67,6 @@ pub async fn serve(
         },
     )?;
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let (health_reporter, health_service) = rpc::health();
     for service in ["", "wdtpipe.v1.Deliver"] {
         health_reporter
@@ -95,25 +74,22 @@ pub async fn serve(
             .await;
     }
     let reporter = health_reporter.clone();
-    tokio::spawn(async move {
+    let stop = Stop::spawn(async move {
         shutdown.await;
+        // Report NOT_SERVING first, so load balancers stop sending before the drain.
         for service in ["", "wdtpipe.v1.Deliver"] {
             reporter
                 .set_service_status(service, ServingStatus::NotServing)
                 .await;
         }
-        let _ = stop_tx.send(true);
     });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
     let metrics_task = listeners.metrics.map(|listener| {
         let refresh = gauges(Arc::clone(&outbox), Arc::clone(&delivery));
         tokio::spawn(wdtpipe_common::metrics::serve(
             listener,
             Arc::new(registry),
             Some(refresh),
-            stopped(stop_rx.clone()),
+            stop.stopped(),
         ))
     });
 
@@ -147,7 +123,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(rpc::reflection())
         .add_service(service)
-        .serve_with_incoming_shutdown(rpc::incoming(listeners.grpc), stopped(stop_rx))
+        .serve_with_incoming_shutdown(rpc::incoming(listeners.grpc), stop.stopped())
         .await;
     delivery
         .stop(Duration::from_millis(config.drain_timeout_ms))

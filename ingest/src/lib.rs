@@ -19,8 +19,8 @@ use crate::forward::Forwarder;
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use wdtpipe_common::grpc::{self as rpc, ClientTimeouts};
+use wdtpipe_common::shutdown::Stop;
 use wdtpipe_proto::v1::ingest_server::IngestServer;
 
 /// Why ingest could not run.
@@ -53,21 +53,14 @@ pub async fn serve(
     let metrics = std::sync::Arc::new(metrics::IngestMetrics::new(&mut registry));
     let forwarder = Forwarder::new(channel.clone(), metrics);
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let stop = Stop::spawn(shutdown);
 
     let (health_reporter, health_service) = rpc::health();
     tokio::spawn(rpc::track_readiness(
         health_reporter,
         &["", "wdtpipe.v1.Ingest"],
         vec![channel],
-        stop_rx.clone(),
+        stop.receiver(),
     ));
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = config.tls.server()? {
@@ -80,7 +73,7 @@ pub async fn serve(
             forwarder.clone(),
             config.limits.records,
         )))
-        .serve_with_incoming_shutdown(rpc::incoming(grpc_listener), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(rpc::incoming(grpc_listener), stop.stopped());
 
     let verifier = auth::WebhookVerifier::new(
         &config.webhook_secrets,
@@ -106,7 +99,7 @@ pub async fn serve(
         http_listener,
         http::router(forwarder, edge, std::sync::Arc::new(registry)),
     )
-    .with_graceful_shutdown(stopped(stop_rx))
+    .with_graceful_shutdown(stop.stopped())
     .into_future();
     let (grpc_result, http_result) = tokio::join!(grpc, http);
     tracing::info!("ingest stopped");

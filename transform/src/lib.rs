@@ -13,10 +13,9 @@ use crate::config::TransformConfig;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 use wdtpipe_common::grpc::{self as rpc, ClientTimeouts};
 use wdtpipe_common::metrics::MetricsRegistry;
+use wdtpipe_common::shutdown::Stop;
 use wdtpipe_proto::v1::deliver_client::DeliverClient;
 use wdtpipe_proto::v1::transform_server::TransformServer;
 
@@ -33,26 +32,7 @@ pub enum TransformError {
     Metrics(#[from] std::io::Error),
 }
 
-/// The sockets transform serves on.
-#[derive(Debug)]
-pub struct Listeners {
-    pub grpc: TcpListener,
-    /// Prometheus `/metrics`; `None` serves none.
-    pub metrics: Option<TcpListener>,
-}
-
-impl Listeners {
-    /// Binds the addresses of a config.
-    pub async fn bind(config: &TransformConfig) -> std::io::Result<Self> {
-        Ok(Self {
-            grpc: TcpListener::bind(config.grpc_addr).await?,
-            metrics: match config.metrics_addr {
-                Some(addr) => Some(TcpListener::bind(addr).await?),
-                None => None,
-            },
-        })
-    }
-}
+pub use wdtpipe_common::grpc::Listeners;
 
 /// Runs transform until `shutdown` completes: gRPC (Transform, health, reflection) and
 /// metrics. It reports SERVING only while every deliver shard answers its health check.
@@ -86,28 +66,21 @@ pub async fn serve(
         metrics,
     );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let stop = Stop::spawn(shutdown);
 
     let (health_reporter, health_service) = rpc::health();
     tokio::spawn(rpc::track_readiness(
         health_reporter,
         &["", "wdtpipe.v1.Transform"],
         channels,
-        stop_rx.clone(),
+        stop.receiver(),
     ));
     let metrics_task = listeners.metrics.map(|listener| {
         tokio::spawn(wdtpipe_common::metrics::serve(
             listener,
             Arc::new(registry),
             None,
-            stopped(stop_rx.clone()),
+            stop.stopped(),
         ))
     });
     tracing::info!(
@@ -124,7 +97,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(rpc::reflection())
         .add_service(TransformServer::new(service))
-        .serve_with_incoming_shutdown(rpc::incoming(listeners.grpc), stopped(stop_rx))
+        .serve_with_incoming_shutdown(rpc::incoming(listeners.grpc), stop.stopped())
         .await?;
     if let Some(task) = metrics_task {
         task.await.map_err(std::io::Error::other)??;

@@ -8,7 +8,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     wdtpipe_common::telemetry::init(args.log_format());
     let config = args.into_config()?;
-    let listeners = wdtpipe_transform::Listeners::bind(&config).await?;
+    let listeners =
+        wdtpipe_transform::Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
     wdtpipe_transform::serve(
         config,
         listeners,
