@@ -88,7 +88,10 @@ async fn every_fixture_flows_to_wdt() {
     let status = pipeline.status("T0001").await;
     assert_eq!(status.len(), 1);
     assert_eq!(status[0].state, DeliveryState::Delivered as i32);
-    assert_eq!(status[0].new_count, 1);
+    assert!(
+        status[0].new_count >= 1,
+        "new_count is the call's: at least this trade was new"
+    );
     pipeline.shutdown().await;
     sandbox.stop().await;
 }
