@@ -25,6 +25,9 @@ pub struct DeliverConfig {
     pub wdt: WdtConfig,
     /// Trades per `trade_push` call (WDT advises at most 50).
     pub batch_size: usize,
+    /// `trade_push` calls one shop may have in flight at once (1–16). Calls never share a
+    /// tid, so each trade's versions still reach WDT in order.
+    pub calls_per_shop: usize,
     /// Retry and give-up policy.
     pub retry: RetryPolicy,
     /// How long dedupe records and finished trades' status are kept.
@@ -58,6 +61,7 @@ impl Default for DeliverConfig {
             cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             wdt: WdtConfig::default(),
             batch_size: 50,
+            calls_per_shop: 4,
             retry: RetryPolicy::default(),
             retention: Retention::default(),
             retryable_codes: vec![1012, 1013, 1020, 1030, 1040, 1200, 1610],
@@ -200,6 +204,12 @@ impl DeliverConfig {
             return Err(Invalid {
                 name: "batch_size",
                 reason: "must be between 1 and 50".into(),
+            });
+        }
+        if !(1..=16).contains(&self.calls_per_shop) {
+            return Err(Invalid {
+                name: "calls_per_shop",
+                reason: "must be between 1 and 16".into(),
             });
         }
         Ok(())

@@ -63,6 +63,7 @@ pub async fn serve(
             metrics: Arc::clone(&metrics),
             retry: config.retry.clone(),
             batch_size: config.batch_size,
+            calls_per_shop: config.calls_per_shop,
             sweep_interval: Duration::from_millis(config.retention.sweep_step_ms.max(10)),
         },
     )?;

@@ -10,7 +10,7 @@
 use crate::config::Retention;
 use crate::keys::{self, TradeKey};
 use prost::Message;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -343,10 +343,16 @@ impl Outbox {
     }
 
     /// [`Outbox::ready`] on a blocking thread, so the async runtime never waits on disk.
-    pub async fn ready_async(self: &Arc<Self>, shop_no: &str, limit: usize) -> Result<Vec<Ready>> {
+    /// Trades in `skip` (already being pushed) are passed over.
+    pub async fn ready_async(
+        self: &Arc<Self>,
+        shop_no: &str,
+        limit: usize,
+        skip: HashSet<TradeKey>,
+    ) -> Result<Vec<Ready>> {
         let _in_flight = InFlight::new(&self.in_flight);
         let (outbox, shop_no) = (Arc::clone(self), shop_no.to_owned());
-        tokio::task::spawn_blocking(move || outbox.ready(&shop_no, limit))
+        tokio::task::spawn_blocking(move || outbox.ready_skipping(&shop_no, limit, &skip))
             .await
             .map_err(|e| StoreError::Corrupt(format!("ready read task failed: {e}")))?
     }
@@ -359,6 +365,16 @@ impl Outbox {
 
     /// Up to `limit` trades at the head of a shop's ready queue, oldest first.
     pub fn ready(&self, shop_no: &str, limit: usize) -> Result<Vec<Ready>> {
+        self.ready_skipping(shop_no, limit, &HashSet::new())
+    }
+
+    /// [`Outbox::ready`], passing over the trades in `skip`.
+    pub fn ready_skipping(
+        &self,
+        shop_no: &str,
+        limit: usize,
+        skip: &HashSet<TradeKey>,
+    ) -> Result<Vec<Ready>> {
         let mut out = Vec::with_capacity(limit.min(64));
         for item in self.tree.scan_prefix(keys::ready_prefix(shop_no)) {
             if out.len() >= limit {
@@ -368,6 +384,9 @@ impl Outbox {
             let tid =
                 std::str::from_utf8(&tid).map_err(|_| StoreError::Corrupt("queued tid".into()))?;
             let key = TradeKey::new(tid, shop_no);
+            if skip.contains(&key) {
+                continue;
+            }
             let Some(entry) = self.entry(&key)? else {
                 tracing::warn!(tid, shop_no, "queue item without entry; skipped");
                 continue;

@@ -9,11 +9,12 @@
 use crate::classify::{Classifier, Verdict};
 use crate::clock::Clock;
 use crate::config::RetryPolicy;
+use crate::keys::TradeKey;
 use crate::metrics::DeliverMetrics;
 use crate::store::{Outbox, Outcome, Ready, Settlement};
 use crate::wdt::{Reply, WdtApi};
 use rand::Rng;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -48,6 +49,18 @@ impl ShopActivity {
     }
 }
 
+/// The later of a current hold and a new one (a pause reason, once given, is kept).
+fn later(
+    current: Option<(tokio::time::Instant, Option<String>)>,
+    until: tokio::time::Instant,
+    reason: Option<String>,
+) -> (tokio::time::Instant, Option<String>) {
+    match current {
+        Some((at, old_reason)) => (at.max(until), reason.or(old_reason)),
+        None => (until, reason),
+    }
+}
+
 /// Delay before reading the outbox again after a storage error.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Longest sleep of the retry timer between checks.
@@ -61,6 +74,8 @@ pub struct DeliverySettings {
     pub retry: RetryPolicy,
     /// Trades per call (1–50).
     pub batch_size: usize,
+    /// Calls one shop may have in flight at once (at least 1).
+    pub calls_per_shop: usize,
     /// Pause between two bounded steps of the retention sweep.
     pub sweep_interval: Duration,
 }
@@ -73,6 +88,7 @@ pub struct Delivery {
     classifier: Classifier,
     policy: RetryPolicy,
     batch_size: usize,
+    calls_per_shop: usize,
     /// Wake-up handle of each shop task.
     shops: Mutex<HashMap<String, Arc<Notify>>>,
     /// Shops paused by a configuration error, with the reason.
@@ -106,6 +122,7 @@ impl Delivery {
             metrics,
             retry: policy,
             batch_size,
+            calls_per_shop,
             sweep_interval,
         } = settings;
         let delivery = Arc::new(Self {
@@ -115,6 +132,7 @@ impl Delivery {
             classifier,
             policy,
             batch_size: batch_size.clamp(1, 50),
+            calls_per_shop: calls_per_shop.max(1),
             shops: Mutex::new(HashMap::new()),
             paused: Mutex::new(HashMap::new()),
             activity: Mutex::new(HashMap::new()),
@@ -242,72 +260,145 @@ impl Delivery {
         }
     }
 
+    /// One shop's loop: keeps up to `calls_per_shop` calls in flight, each with trades no
+    /// other call holds (so a tid is never pushed twice at once and its versions stay in
+    /// order), writes back each call's outcome, and after a failure stops starting calls
+    /// until the backoff (or the pause) has passed.
+    ///
+    /// The window opens only once WDT has answered: a new worker, or one coming back from
+    /// a failure, sends a single call (the head of its queue) and widens to
+    /// `calls_per_shop` after it goes through, so a WDT that is down sees one probe per
+    /// backoff rather than a burst.
     async fn run_shop(self: Arc<Self>, shop: String, wake: Arc<Notify>) {
         let mut stop = self.stop.subscribe();
         tracing::debug!(shop_no = %shop, "shop worker started");
+        let mut calls: JoinSet<(Vec<Settlement>, Option<String>)> = JoinSet::new();
+        // The trades of the calls in flight, by call.
+        let mut held: HashMap<tokio::task::Id, Vec<TradeKey>> = HashMap::new();
+        let mut busy: HashSet<TradeKey> = HashSet::new();
+        // After a failure: no new call before this instant (and why, when paused).
+        let mut hold: Option<(tokio::time::Instant, Option<String>)> = None;
+        let mut window = 1;
         loop {
             if *stop.borrow() {
-                return;
+                break;
             }
-            let batch = match self.outbox.ready_async(&shop, self.batch_size).await {
-                Ok(batch) => batch,
-                Err(error) => {
-                    tracing::error!(shop_no = %shop, %error, "cannot read ready trades");
-                    tokio::time::sleep(STORE_ERROR_PAUSE).await;
+            if hold.is_none() {
+                while calls.len() < window {
+                    let batch = match self
+                        .outbox
+                        .ready_async(&shop, self.batch_size, busy.clone())
+                        .await
+                    {
+                        Ok(batch) => batch,
+                        Err(error) => {
+                            tracing::error!(shop_no = %shop, %error, "cannot read ready trades");
+                            tokio::time::sleep(STORE_ERROR_PAUSE).await;
+                            break;
+                        }
+                    };
+                    if batch.is_empty() {
+                        break;
+                    }
+                    let keys: Vec<TradeKey> = batch.iter().map(|r| r.key.clone()).collect();
+                    busy.extend(keys.iter().cloned());
+                    let (this, call_shop) = (Arc::clone(&self), shop.clone());
+                    let handle = calls.spawn(async move { this.push(&call_shop, batch).await });
+                    held.insert(handle.id(), keys);
+                }
+            }
+            if calls.is_empty() {
+                if let Some((until, reason)) = hold.take() {
+                    // Every call of the failed round is written back: wait, then retry.
+                    if let Some(reason) = &reason {
+                        tracing::error!(
+                            shop_no = %shop,
+                            %reason,
+                            probe_in_ms = self.policy.pause_probe_ms,
+                            "WDT rejects our configuration: shop paused, its trades stay queued"
+                        );
+                        lock(&self.paused).insert(shop.clone(), reason.clone());
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep_until(until) => {}
+                        _ = stop.changed() => break,
+                    }
+                    lock(&self.paused).remove(&shop);
+                    // Bring failed trades back before reading, so the retry takes the head of
+                    // the queue again rather than whatever is behind it.
+                    match self.outbox.promote_due(self.clock.now_ms()).await {
+                        Ok(promoted) => self.notify(promoted.ready_shops),
+                        Err(error) => tracing::error!(%error, "cannot promote due retries"),
+                    }
                     continue;
                 }
-            };
-            if batch.is_empty() {
                 tokio::select! {
                     () = wake.notified() => continue,
-                    _ = stop.changed() => return,
+                    _ = stop.changed() => break,
                 }
             }
-            let (settlements, pause) = self.push(&shop, batch).await;
-            self.account(&shop, &settlements);
-            // After a transient failure the whole shop waits for the retry: WDT being down or
-            // throttling affects every call, so pushing the rest of the queue meanwhile would
-            // only spend attempts.
-            let retry_at = settlements
-                .iter()
-                .filter_map(|s| match s.outcome {
-                    Outcome::Retry { due_ms } => Some(due_ms),
-                    _ => None,
-                })
-                .min();
-            if let Err(error) = self.outbox.settle(settlements, self.clock.now_ms()).await {
-                tracing::error!(shop_no = %shop, %error, "cannot record delivery results; the trades will be pushed again");
-                tokio::time::sleep(STORE_ERROR_PAUSE).await;
-            }
-            if let Some(due_ms) = retry_at {
-                self.timer_wake.notify_one();
-                let wait = Duration::from_millis((due_ms - self.clock.now_ms()).max(0) as u64);
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    _ = stop.changed() => return,
+            let room = hold.is_none() && calls.len() < window;
+            tokio::select! {
+                Some(joined) = calls.join_next_with_id() => {
+                    let (id, outcome) = match joined {
+                        Ok((id, outcome)) => (id, Some(outcome)),
+                        Err(error) => (error.id(), None),
+                    };
+                                        if let Some((settlements, pause)) = outcome {
+                        let retry = self.write_back(&shop, settlements).await;
+                        if retry.is_some() || pause.is_some() {
+                            window = 1;
+                        } else if hold.is_none() {
+                            window = self.calls_per_shop;
+                        }
+                        if let Some(until) = retry {
+                            hold = Some(later(hold, until, None));
+                        }
+                        if let Some(reason) = pause {
+                            let until = tokio::time::Instant::now() + Duration::from_millis(self.policy.pause_probe_ms);
+                            hold = Some(later(hold, until, Some(reason)));
+                        }
+                    }
+                    for key in held.remove(&id).unwrap_or_default() {
+                        busy.remove(&key);
+                    }
                 }
-                // Bring the failed batch back before reading, so the retry takes the head of
-                // the queue again rather than whatever is behind it.
-                match self.outbox.promote_due(self.clock.now_ms()).await {
-                    Ok(promoted) => self.notify(promoted.ready_shops),
-                    Err(error) => tracing::error!(%error, "cannot promote due retries"),
-                }
-            }
-            if let Some(reason) = pause {
-                tracing::error!(
-                    shop_no = %shop,
-                    %reason,
-                    probe_in_ms = self.policy.pause_probe_ms,
-                    "WDT rejects our configuration: shop paused, its trades stay queued"
-                );
-                lock(&self.paused).insert(shop.clone(), reason);
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(self.policy.pause_probe_ms)) => {}
-                    _ = stop.changed() => return,
-                }
-                lock(&self.paused).remove(&shop);
+                () = wake.notified(), if room => {}
+                _ = stop.changed() => break,
             }
         }
+        // Stopping: the calls in flight finish and are written back.
+        while let Some(joined) = calls.join_next().await {
+            if let Ok((settlements, _)) = joined {
+                self.write_back(&shop, settlements).await;
+            }
+        }
+    }
+
+    /// Records what became of one call's trades; answers when to retry after a transient
+    /// failure (the whole shop waits: WDT being down or throttling affects every call).
+    async fn write_back(
+        &self,
+        shop: &str,
+        settlements: Vec<Settlement>,
+    ) -> Option<tokio::time::Instant> {
+        self.account(shop, &settlements);
+        let retry_at = settlements
+            .iter()
+            .filter_map(|s| match s.outcome {
+                Outcome::Retry { due_ms } => Some(due_ms),
+                _ => None,
+            })
+            .min();
+        if let Err(error) = self.outbox.settle(settlements, self.clock.now_ms()).await {
+            tracing::error!(shop_no = %shop, %error, "cannot record delivery results; the trades will be pushed again");
+            tokio::time::sleep(STORE_ERROR_PAUSE).await;
+        }
+        retry_at.map(|due_ms| {
+            self.timer_wake.notify_one();
+            tokio::time::Instant::now()
+                + Duration::from_millis((due_ms - self.clock.now_ms()).max(0) as u64)
+        })
     }
 
     /// Pushes one batch (splitting it when WDT rejects it without naming a tid) and says
@@ -317,13 +408,13 @@ impl Delivery {
         let mut parts = VecDeque::from([batch]);
         while let Some(part) = parts.pop_front() {
             let trades: Vec<&TradeOrder> = part.iter().map(|r| &r.trade).collect();
-            self.set_in_flight(shop, trades.len());
+            self.add_in_flight(shop, trades.len() as i64);
             let started = tokio::time::Instant::now();
             let reply = self.client.trade_push(shop, &trades).await;
             self.metrics
                 .wdt_seconds
                 .observe(started.elapsed().as_secs_f64());
-            self.set_in_flight(shop, 0);
+            self.add_in_flight(shop, -(trades.len() as i64));
             let verdict = self.classifier.classify(&reply);
             let now = self.clock.now_ms();
             let attempt = attempt_of(now, &reply, &verdict);
@@ -410,11 +501,11 @@ impl Delivery {
         (settlements, None)
     }
 
-    fn set_in_flight(&self, shop: &str, trades: usize) {
-        lock(&self.activity)
-            .entry(shop.to_owned())
-            .or_default()
-            .in_flight = trades as u64;
+    /// Adjusts the count of a shop's trades in calls to WDT right now.
+    fn add_in_flight(&self, shop: &str, trades: i64) {
+        let mut activity = lock(&self.activity);
+        let entry = &mut activity.entry(shop.to_owned()).or_default().in_flight;
+        *entry = entry.saturating_add_signed(trades);
     }
 
     /// Counts what became of a batch, for metrics and `Stats`.

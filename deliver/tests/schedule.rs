@@ -112,6 +112,7 @@ async fn setup(script: Vec<Reply>, policy: RetryPolicy) -> Setup {
             metrics: Arc::new(DeliverMetrics::new(&mut Default::default())),
             retry: policy,
             batch_size: 50,
+            calls_per_shop: 4,
             sweep_interval: Duration::from_secs(3600),
         },
     )
