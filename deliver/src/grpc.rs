@@ -1,7 +1,7 @@
 //! The gRPC `Deliver` service: thin handlers over the outbox and the delivery engine.
 
 use crate::error::DeliverError;
-use crate::store::Outbox;
+use crate::store::{Outbox, pending_trade};
 use crate::worker::Delivery;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -97,7 +97,7 @@ impl DeliverService {
         }
     }
 
-    fn statuses(&self, entries: Vec<OutboxEntry>) -> Vec<TradeStatus> {
+    fn statuses(&self, entries: Vec<OutboxEntry>) -> Result<Vec<TradeStatus>, DeliverError> {
         let paused = self.delivery.paused_shops();
         entries
             .into_iter()
@@ -226,7 +226,7 @@ impl Deliver for DeliverService {
             .entries_for_tid(&tid)
             .map_err(DeliverError::from)?;
         Ok(Response::new(GetStatusResponse {
-            trades: self.statuses(entries),
+            trades: self.statuses(entries)?,
         }))
     }
 
@@ -260,7 +260,7 @@ impl Deliver for DeliverService {
                 tids: meta.tids,
                 shard: self.shard.clone(),
             }),
-            trades: self.statuses(entries),
+            trades: self.statuses(entries)?,
         }))
     }
 
@@ -410,10 +410,14 @@ fn scoped(filter: Option<DeadLetterFilter>) -> Result<DeadLetterFilter, DeliverE
     }
 }
 
-fn status_of(entry: OutboxEntry, shop_paused: String, shard: &str) -> TradeStatus {
-    let pending = entry.pending.unwrap_or_default();
+fn status_of(
+    entry: OutboxEntry,
+    shop_paused: String,
+    shard: &str,
+) -> Result<TradeStatus, DeliverError> {
+    let trade = entry.pending.as_ref().map(pending_trade).transpose()?;
     let state = DeliveryState::try_from(entry.state).unwrap_or(DeliveryState::Unspecified);
-    TradeStatus {
+    Ok(TradeStatus {
         tid: entry.tid,
         shop_no: entry.shop_no,
         state: state as i32,
@@ -431,11 +435,11 @@ fn status_of(entry: OutboxEntry, shop_paused: String, shard: &str) -> TradeStatu
         chg_count: entry.chg_count,
         history: entry.history,
         versions: entry.versions,
-        trade: pending.trade,
+        trade,
         shop_paused,
         transformed_at_ms: entry.transformed_at_ms,
         enqueued_at_ms: entry.enqueued_at_ms,
         request_id: entry.request_id,
         shard: shard.to_owned(),
-    }
+    })
 }

@@ -398,7 +398,7 @@ impl Outbox {
             out.push(Ready {
                 key,
                 seq: pending.seq,
-                trade: pending.trade.unwrap_or_default(),
+                trade: pending_trade(&pending)?,
                 record_id: pending.record_id,
                 received_at_ms: pending.received_at_ms,
                 first_attempt_at_ms: entry.first_attempt_at_ms,
@@ -581,9 +581,14 @@ fn count_queued(tree: &sled::Tree) -> Result<Tally> {
     let mut tally = Tally::default();
     for item in tree.scan_prefix(keys::ENTRY) {
         let entry: OutboxEntry = decode(&item?.1)?;
-        tally.count(Some(&entry), 1);
+        tally.count(&entry.shop_no, Share::of(&entry), 1);
     }
     Ok(tally)
+}
+
+/// The trade of a waiting version (stored encoded, see `PendingVersion.trade`).
+pub fn pending_trade(pending: &PendingVersion) -> Result<TradeOrder> {
+    decode(&pending.trade)
 }
 
 fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
@@ -620,15 +625,15 @@ struct Tally {
 
 impl Tally {
     /// Adds (`sign` 1) or removes (`sign` -1) one entry's share.
-    fn count(&mut self, entry: Option<&OutboxEntry>, sign: i64) {
-        let Some(entry) = entry else { return };
-        let Some(pending) = &entry.pending else {
-            return;
-        };
+    fn count(&mut self, shop_no: &str, share: Option<Share>, sign: i64) {
+        let Some(share) = share else { return };
         self.queued.trades += sign;
-        self.queued.bytes += sign * pending.encoded_len() as i64;
-        let shop = self.shops.entry(entry.shop_no.clone()).or_default();
-        if entry.state == DeliveryState::Retrying as i32 {
+        self.queued.bytes += sign * share.bytes;
+        let shop = match self.shops.get_mut(shop_no) {
+            Some(shop) => shop,
+            None => self.shops.entry(shop_no.to_owned()).or_default(),
+        };
+        if share.retrying {
             shop.retrying += sign;
         } else {
             shop.ready += sign;
@@ -644,6 +649,23 @@ impl Tally {
             counts.retrying += delta.retrying;
         }
         self.shops.retain(|_, c| c.ready != 0 || c.retrying != 0);
+    }
+}
+
+/// What one entry adds to the queued totals: nothing unless a version waits.
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    bytes: i64,
+    retrying: bool,
+}
+
+impl Share {
+    fn of(entry: &OutboxEntry) -> Option<Self> {
+        let pending = entry.pending.as_ref()?;
+        Some(Self {
+            bytes: i64::try_from(pending.encoded_len()).unwrap_or(i64::MAX),
+            retrying: entry.state == DeliveryState::Retrying as i32,
+        })
     }
 }
 
@@ -679,13 +701,12 @@ impl Txn<'_> {
         self.own.0.insert(key, None);
     }
 
-    /// Writes an entry, accounting for the change in what is queued.
-    fn put_entry(&mut self, key: Vec<u8>, entry: &OutboxEntry) -> Result<()> {
-        let before: Option<OutboxEntry> = self.get_msg(&key)?;
-        self.own.1.count(before.as_ref(), -1);
-        self.own.1.count(Some(entry), 1);
+    /// Writes an entry, accounting for the change in what is queued: `before` is the share
+    /// of the entry as it was read ([`Share::of`], `None` when it was absent or finished).
+    fn put_entry(&mut self, key: Vec<u8>, before: Option<Share>, entry: &OutboxEntry) {
+        self.own.1.count(&entry.shop_no, before, -1);
+        self.own.1.count(&entry.shop_no, Share::of(entry), 1);
         self.put_msg(key, entry);
-        Ok(())
     }
 }
 
@@ -845,12 +866,13 @@ fn enqueue(
                 shop_no: key.shop_no.clone(),
                 ..OutboxEntry::default()
             });
+            let before = Share::of(&entry);
             let waiting = entry.pending.is_some();
             entry.pending = Some(PendingVersion {
                 seq,
                 record_id: record.record_id.clone(),
                 received_at_ms: record.received_at_ms,
-                trade: Some(trade),
+                trade: trade.encode_to_vec(),
                 transformed_at_ms: record.transformed_at_ms,
                 enqueued_at_ms: now_ms,
                 request_id: request_id.to_owned(),
@@ -875,7 +897,7 @@ fn enqueue(
                 );
                 done.ready_shops.insert(key.shop_no.clone());
             }
-            txn.put_entry(entry_key, &entry)?;
+            txn.put_entry(entry_key, before, &entry);
         }
         let meta = RecordMeta {
             accepted_at_ms: now_ms,
@@ -918,11 +940,12 @@ fn settle(
             tracing::warn!(tid = %ready.key.tid, "settled trade has no entry");
             continue;
         };
-        let Some(pending) = entry.pending.clone() else {
+        let Some(pending_seq) = entry.pending.as_ref().map(|p| p.seq) else {
             continue;
         };
+        let before = Share::of(&entry);
         // A newer version arrived while this one was in flight: it keeps the queue slot.
-        let superseded = pending.seq != ready.seq;
+        let superseded = pending_seq != ready.seq;
         let ready_key = keys::ready_key(&ready.key.shop_no, entry.queue_seq);
         push_history(&mut entry.history, attempt.clone());
         match outcome {
@@ -998,7 +1021,7 @@ fn settle(
                 }
             }
         }
-        txn.put_entry(entry_key, &entry)?;
+        txn.put_entry(entry_key, before, &entry);
     }
     Ok(ready_shops)
 }
@@ -1027,7 +1050,8 @@ fn promote(txn: &mut Txn<'_>, now_ms: i64) -> Result<Promoted> {
         let Some(mut entry) = txn.get_msg::<OutboxEntry>(&entry_key)? else {
             continue;
         };
-        if entry.pending.is_none() {
+        let before = Share::of(&entry);
+        if before.is_none() {
             continue;
         }
         entry.state = DeliveryState::Queued as i32;
@@ -1035,7 +1059,7 @@ fn promote(txn: &mut Txn<'_>, now_ms: i64) -> Result<Promoted> {
             keys::ready_key(&key.shop_no, entry.queue_seq),
             key.tid.clone().into_bytes(),
         );
-        txn.put_entry(entry_key, &entry)?;
+        txn.put_entry(entry_key, before, &entry);
         promoted.ready_shops.insert(key.shop_no);
     }
     Ok(promoted)
@@ -1174,12 +1198,17 @@ fn replay(txn: &mut Txn<'_>, next_seq: &mut u64, filter: &DeadLetterFilter) -> R
             done.superseded += 1;
             continue;
         }
+        let before = Share::of(&entry);
         let waiting = entry.pending.is_some();
         entry.pending = Some(PendingVersion {
             seq: letter.seq,
             record_id: letter.record_id.clone(),
             received_at_ms: letter.received_at_ms,
-            trade: letter.trade.clone(),
+            trade: letter
+                .trade
+                .as_ref()
+                .map(Message::encode_to_vec)
+                .unwrap_or_default(),
             ..PendingVersion::default()
         });
         entry.attempts = 0;
@@ -1199,7 +1228,7 @@ fn replay(txn: &mut Txn<'_>, next_seq: &mut u64, filter: &DeadLetterFilter) -> R
             );
             done.ready_shops.insert(key.shop_no.clone());
         }
-        txn.put_entry(entry_key, &entry)?;
+        txn.put_entry(entry_key, before, &entry);
         done.replayed += 1;
         if done.tids.last() != Some(&key.tid) {
             done.tids.push(key.tid);
@@ -1238,6 +1267,7 @@ fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32
         if !shop_no.is_empty() && entry.shop_no != shop_no {
             continue;
         }
+        let before = Share::of(&entry);
         let Some(pending) = entry.pending.take() else {
             continue;
         };
@@ -1245,6 +1275,7 @@ fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32
         txn.del(keys::ready_key(&key.shop_no, entry.queue_seq));
         txn.del(keys::waiting_key(entry.next_attempt_at_ms, entry.queue_seq));
         let reason = "purged by operator".to_owned();
+        let trade = pending_trade(&pending)?;
         let letter = DeadLetter {
             tid: key.tid.clone(),
             shop_no: key.shop_no.clone(),
@@ -1253,7 +1284,7 @@ fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32
             received_at_ms: pending.received_at_ms,
             dead_at_ms: now_ms,
             reason: reason.clone(),
-            trade: pending.trade,
+            trade: Some(trade),
             history: entry.history.clone(),
         };
         txn.put_msg(keys::dead_key(&key, pending.seq), &letter);
@@ -1263,7 +1294,7 @@ fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32
         entry.attempts = 0;
         entry.first_attempt_at_ms = 0;
         finish(&mut entry, now_ms);
-        txn.put_entry(entry_key, &entry)?;
+        txn.put_entry(entry_key, before, &entry);
         purged += 1;
     }
     Ok(purged)

@@ -4,6 +4,12 @@ use clap::Parser;
 use wdtpipe_common::telemetry::{self, LogFormat};
 use wdtpipe_sandbox::{Cli, Sandbox, serve};
 
+// Under load glibc's malloc took about a quarter of the CPU (perf: `_int_malloc`,
+// `malloc_consolidate`, `unlink_chunk`); mimalloc's per-thread free lists avoid that. See
+// BENCHMARKS.md (deliver keeps the system allocator: see its main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
