@@ -25,8 +25,10 @@ use wdtpipe_proto::v1::{
 pub const HISTORY_LIMIT: usize = 20;
 /// Commands applied in one group commit at most.
 const GROUP_LIMIT: usize = 4096;
-/// sled page cache used when none is configured.
-pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// sled page cache used when none is configured. sled's own count of cached bytes runs well
+/// under what the process holds (a 32 MiB cache left deliver at ~80 MB RSS under load), and
+/// the small cache measured no slower, the queue's working set being its recent writes.
+pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// Expiry index keys looked at in one sweep step (keeps each commit small).
 const EXPIRE_LIMIT: usize = 1_000;
 
