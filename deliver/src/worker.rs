@@ -272,7 +272,10 @@ impl Delivery {
     async fn run_shop(self: Arc<Self>, shop: String, wake: Arc<Notify>) {
         let mut stop = self.stop.subscribe();
         tracing::debug!(shop_no = %shop, "shop worker started");
-        let mut calls: JoinSet<(Vec<Settlement>, Option<String>)> = JoinSet::new();
+        // Each call pushes its batch and writes the results back itself, so the loop starts
+        // the next call while earlier ones wait on WDT or on the outbox's group commit. It
+        // answers when to retry after a transient failure, and why the shop is paused.
+        let mut calls: JoinSet<(Option<tokio::time::Instant>, Option<String>)> = JoinSet::new();
         // The trades of the calls in flight, by call.
         let mut held: HashMap<tokio::task::Id, Vec<TradeKey>> = HashMap::new();
         let mut busy: HashSet<TradeKey> = HashSet::new();
@@ -303,7 +306,10 @@ impl Delivery {
                     let keys: Vec<TradeKey> = batch.iter().map(|r| r.key.clone()).collect();
                     busy.extend(keys.iter().cloned());
                     let (this, call_shop) = (Arc::clone(&self), shop.clone());
-                    let handle = calls.spawn(async move { this.push(&call_shop, batch).await });
+                    let handle = calls.spawn(async move {
+                        let (settlements, pause) = this.push(&call_shop, batch).await;
+                        (this.write_back(&call_shop, settlements).await, pause)
+                    });
                     held.insert(handle.id(), keys);
                 }
             }
@@ -344,8 +350,7 @@ impl Delivery {
                         Ok((id, outcome)) => (id, Some(outcome)),
                         Err(error) => (error.id(), None),
                     };
-                                        if let Some((settlements, pause)) = outcome {
-                        let retry = self.write_back(&shop, settlements).await;
+                    if let Some((retry, pause)) = outcome {
                         if retry.is_some() || pause.is_some() {
                             window = 1;
                         } else if hold.is_none() {
@@ -367,12 +372,8 @@ impl Delivery {
                 _ = stop.changed() => break,
             }
         }
-        // Stopping: the calls in flight finish and are written back.
-        while let Some(joined) = calls.join_next().await {
-            if let Ok((settlements, _)) = joined {
-                self.write_back(&shop, settlements).await;
-            }
-        }
+        // Stopping: the calls in flight finish and write their results back.
+        while calls.join_next().await.is_some() {}
     }
 
     /// Records what became of one call's trades; answers when to retry after a transient
