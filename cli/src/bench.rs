@@ -1,6 +1,7 @@
 //! `wdtpipe bench`: drives callbacks through the real HTTP endpoint and measures the
 //! pipeline — durable callbacks per second, ack latency, delivery rate, accept→WDT latency,
-//! each service's peak RSS, outbox bytes per queued trade and disk flushes per second.
+//! each service's peak RSS, outbox bytes per queued trade, disk flushes per second and how
+//! busy deliver's single outbox writer was.
 //!
 //! By default it starts `ingest`, `transform` and `deliver` as separate processes (the
 //! binaries next to `wdtpipe`, so each one's memory can be read from `/proc`) and the WDT
@@ -519,8 +520,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         stages.reset_peaks();
         eprintln!("starting WDT and draining {} trades…", tally.acked.len());
         let sandbox_started_ms = wdtpipe_common::now_ms();
+        let sandbox_started = Instant::now();
         let sandbox = start_sandbox(tokio::net::TcpListener::bind(sandbox_addr).await?).await;
         wait_delivered(&sandbox.sandbox, &tally.acked, Duration::from_secs(3600)).await?;
+        let (at_drained, drain_window) = (stages.stats().await?, sandbox_started.elapsed());
         // Deliver finds WDT back at its next retry (backoff); the drain is timed from the
         // first trade WDT accepted to the last.
         let accepted_at: Vec<i64> = sandbox
@@ -538,6 +541,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let drain = Duration::from_millis((last - first).max(1) as u64);
         let first_delivery_after =
             Duration::from_millis((first - sandbox_started_ms).max(0) as u64);
+        // The writer's load from the first delivery on (before it, deliver waits for its
+        // next retry to find WDT back).
+        let writer_while_draining = writer_load(
+            &queued,
+            &at_drained,
+            drain_window.saturating_sub(first_delivery_after),
+        );
         let drained = eventually_empty(&stages).await?;
         let report = json!({
             "mode": "backlog",
@@ -549,11 +559,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "outbox_payload_bytes_per_trade": queued.queued_bytes as f64 / queued.queued_trades.max(1) as f64,
             "outbox_disk_bytes_per_trade": queued.disk_bytes as f64 / queued.queued_trades.max(1) as f64,
             "peak_rss_bytes_while_accepting": rss_accept,
-                                    "deliver_retry_cap_ms": BACKLOG_RETRY_CAP_MS,
+            "deliver_retry_cap_ms": BACKLOG_RETRY_CAP_MS,
             "first_delivery_after_wdt_up_s": first_delivery_after.as_secs_f64(),
             "drain_s": drain.as_secs_f64(),
             "drained_per_s": tally.acked.len() as f64 / drain.as_secs_f64(),
             "peak_rss_bytes_while_draining": stages.peak_rss(),
+            "outbox_writer_while_draining": writer_while_draining,
             "outbox_after_drain": {"queued_trades": drained.queued_trades, "queued_bytes": drained.queued_bytes},
         });
         stages.stop()?;
@@ -617,7 +628,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "outbox_payload_bytes_per_queued_trade": if peak_queued > 0 { peak_bytes as f64 / peak_queued as f64 } else { 0.0 },
             "outbox_disk_bytes_per_queued_trade": if peak_queued > 0 { peak_disk as f64 / peak_queued as f64 } else { 0.0 },
             "disk_flushes_per_s": (after.flushes - before.flushes) as f64 / elapsed.as_secs_f64(),
-                        "callbacks_per_flush": tally.acked.len() as f64 / (after.flushes - before.flushes).max(1) as f64,
+            "callbacks_per_flush": tally.acked.len() as f64 / (after.flushes - before.flushes).max(1) as f64,
+            "outbox_writer": writer_load(&before, &after, elapsed),
             "trades_per_wdt_call": trades_per_call,
         });
         stages.stop()?;
@@ -640,6 +652,18 @@ async fn wait_ready(http: &str) -> anyhow::Result<()> {
     bail!("ingest did not come up")
 }
 
+/// How loaded deliver's outbox writer was between two stats readings `elapsed` apart: the
+/// share of the time it was committing, and the share of that spent in fsync.
+fn writer_load(before: &StatsResponse, after: &StatsResponse, elapsed: Duration) -> Value {
+    let busy_us = after.writer_busy_us.saturating_sub(before.writer_busy_us) as f64;
+    let flush_us = after.writer_flush_us.saturating_sub(before.writer_flush_us) as f64;
+    json!({
+        "busy_share": busy_us / (elapsed.as_micros().max(1) as f64),
+        "fsync_share_of_busy": if busy_us > 0.0 { flush_us / busy_us } else { 0.0 },
+        "flushes": after.flushes.saturating_sub(before.flushes),
+    })
+}
+
 async fn eventually_empty(stages: &Stages) -> anyhow::Result<StatsResponse> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -649,6 +673,15 @@ async fn eventually_empty(stages: &Stages) -> anyhow::Result<StatsResponse> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+fn writer(load: &Value) -> String {
+    let share = |key: &str| load[key].as_f64().unwrap_or(0.0) * 100.0;
+    format!(
+        "busy {:.0}% of the time, {:.0}% of that in fsync",
+        share("busy_share"),
+        share("fsync_share_of_busy")
+    )
 }
 
 fn mib(value: &Value) -> String {
@@ -723,6 +756,10 @@ fn print_report(report: &Value, as_json: bool) -> anyhow::Result<()> {
             rss("peak_rss_bytes_while_draining")
         );
         println!(
+            "  outbox writer draining    {}",
+            writer(&report["outbox_writer_while_draining"])
+        );
+        println!(
             "  outbox after drain        {}",
             report["outbox_after_drain"]
         );
@@ -745,6 +782,10 @@ fn print_report(report: &Value, as_json: bool) -> anyhow::Result<()> {
             f("callbacks_per_flush")
         );
         println!("  trades per WDT call       {}", f("trades_per_wdt_call"));
+        println!(
+            "  outbox writer             {}",
+            writer(&report["outbox_writer"])
+        );
     }
     if report["refused"].as_u64().unwrap_or(0) + report["errors"].as_u64().unwrap_or(0) > 0 {
         println!(

@@ -302,13 +302,16 @@ impl Deliver for DeliverService {
                 }
             })
             .collect();
+        let writer = self.outbox.writer_stats();
         Ok(Response::new(StatsResponse {
             shard: self.shard.clone(),
             queued_trades: queued.trades.max(0) as u64,
             queued_bytes: queued.bytes.max(0) as u64,
             shops,
             disk_bytes: self.outbox.disk_bytes(),
-            flushes: self.outbox.flushes(),
+            flushes: writer.flushes,
+            writer_busy_us: micros(writer.busy),
+            writer_flush_us: micros(writer.flushing),
         }))
     }
 
@@ -392,6 +395,10 @@ impl Deliver for DeliverService {
         tracing::warn!(purged, "queued trades purged into the dead-letter store");
         Ok(Response::new(PurgeResponse { purged }))
     }
+}
+
+fn micros(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Replay and discard act on many letters at once: they need an explicit scope.

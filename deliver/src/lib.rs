@@ -149,7 +149,12 @@ fn gauges(outbox: Arc<Outbox>, delivery: Arc<Delivery>) -> wdtpipe_common::metri
             .paused_shops
             .set(delivery.paused_shops().len() as i64);
         metrics.disk_bytes.set(outbox.disk_bytes() as i64);
-        metrics.flushes.set(outbox.flushes() as i64);
+        let writer = outbox.writer_stats();
+        metrics.flushes.set(writer.flushes as i64);
+        metrics.writer_busy_seconds.set(writer.busy.as_secs_f64());
+        metrics
+            .writer_flush_seconds
+            .set(writer.flushing.as_secs_f64());
         let now = delivery.clock().now_ms();
         let oldest = outbox
             .oldest_waiting()

@@ -30,6 +30,9 @@ pub struct DeliverMetrics {
     pub disk_bytes: Gauge,
     /// Group commits flushed to disk since start (one fsync each).
     pub flushes: Gauge,
+    /// Seconds the outbox writer spent committing, and the part in fsync, since start.
+    pub writer_busy_seconds: Gauge<f64, AtomicU64>,
+    pub writer_flush_seconds: Gauge<f64, AtomicU64>,
 }
 
 impl DeliverMetrics {
@@ -49,6 +52,8 @@ impl DeliverMetrics {
             paused_shops: Gauge::default(),
             disk_bytes: Gauge::default(),
             flushes: Gauge::default(),
+            writer_busy_seconds: Gauge::default(),
+            writer_flush_seconds: Gauge::default(),
         };
         registry.register(
             "wdtpipe_deliver_enqueues",
@@ -119,6 +124,16 @@ impl DeliverMetrics {
             "wdtpipe_deliver_outbox_flushes",
             "Group commits flushed to disk since start (one fsync each)",
             m.flushes.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_outbox_writer_busy_seconds",
+            "Seconds the single outbox writer spent applying and flushing group commits since start; its rate is the writer's load (1 = saturated)",
+            m.writer_busy_seconds.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_outbox_writer_flush_seconds",
+            "Seconds of writer_busy_seconds spent waiting on fsync",
+            m.writer_flush_seconds.clone(),
         );
         m
     }

@@ -159,8 +159,28 @@ pub struct Outbox {
     in_flight: Arc<AtomicUsize>,
     /// What is queued, kept current by the writer after each commit.
     totals: Arc<Mutex<Tally>>,
-    /// Group commits flushed to disk since open.
-    flushes: Arc<AtomicU64>,
+    /// What the writer has done since open.
+    load: Arc<WriterLoad>,
+}
+
+/// The writer thread's work since the outbox was opened, kept as it goes.
+#[derive(Debug, Default)]
+struct WriterLoad {
+    flushes: AtomicU64,
+    busy_nanos: AtomicU64,
+    flush_nanos: AtomicU64,
+}
+
+/// The writer thread's work since the outbox was opened. The rate of `busy` is how loaded
+/// the single writer is (1.0 = never idle); `flushing` is the part spent waiting on fsync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Group commits flushed to disk (one fsync each).
+    pub flushes: u64,
+    /// Time spent applying and flushing group commits.
+    pub busy: std::time::Duration,
+    /// The part of `busy` spent in `flush` (fsync).
+    pub flushing: std::time::Duration,
 }
 
 /// Counts one operation as in flight until dropped.
@@ -211,14 +231,14 @@ impl Outbox {
         };
         let (tx, rx) = mpsc::channel();
         let totals = Arc::new(Mutex::new(count_queued(&tree)?));
-        let flushes = Arc::new(AtomicU64::new(0));
+        let load = Arc::new(WriterLoad::default());
         let writer = Writer {
             db: db.clone(),
             tree: tree.clone(),
             next_seq,
             retention,
             totals: Arc::clone(&totals),
-            flushes: Arc::clone(&flushes),
+            load: Arc::clone(&load),
             cursors: SweepCursors::default(),
         };
         let handle = std::thread::Builder::new()
@@ -231,7 +251,7 @@ impl Outbox {
             commands: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             in_flight: Arc::new(AtomicUsize::new(0)),
-            flushes,
+            load,
             totals,
         })
     }
@@ -548,7 +568,17 @@ impl Outbox {
 
     /// Group commits flushed (fsync) to disk since the outbox was opened.
     pub fn flushes(&self) -> u64 {
-        self.flushes.load(Ordering::Relaxed)
+        self.load.flushes.load(Ordering::Relaxed)
+    }
+
+    /// What the writer thread has done since the outbox was opened.
+    pub fn writer_stats(&self) -> WriterStats {
+        let nanos = |n: &AtomicU64| std::time::Duration::from_nanos(n.load(Ordering::Relaxed));
+        WriterStats {
+            flushes: self.flushes(),
+            busy: nanos(&self.load.busy_nanos),
+            flushing: nanos(&self.load.flush_nanos),
+        }
     }
 
     /// Bytes sled takes on disk.
@@ -576,6 +606,13 @@ impl Drop for Outbox {
     fn drop(&mut self) {
         let _ = self.close();
     }
+}
+
+fn add_nanos(total: &AtomicU64, elapsed: std::time::Duration) {
+    total.fetch_add(
+        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
 }
 
 /// Counts the waiting versions on disk (at open; afterwards the writer keeps the totals).
@@ -718,7 +755,7 @@ struct Writer {
     next_seq: u64,
     retention: Retention,
     totals: Arc<Mutex<Tally>>,
-    flushes: Arc<AtomicU64>,
+    load: Arc<WriterLoad>,
     cursors: SweepCursors,
 }
 
@@ -732,7 +769,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let started = std::time::Instant::now();
             self.commit(group);
+            add_nanos(&self.load.busy_nanos, started.elapsed());
         }
         tracing::debug!("outbox writer stopped");
     }
@@ -783,8 +822,10 @@ impl Writer {
             batch.insert(keys::SEQ, &self.next_seq.to_be_bytes());
         }
         self.tree.apply_batch(batch)?;
+        let flushing = std::time::Instant::now();
         self.db.flush()?;
-        self.flushes.fetch_add(1, Ordering::Relaxed);
+        add_nanos(&self.load.flush_nanos, flushing.elapsed());
+        self.load.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

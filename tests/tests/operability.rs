@@ -322,6 +322,14 @@ async fn metrics_parse_and_move() {
     assert!(get(&deliver, "wdtpipe_deliver_dedupe_hits_total") >= 1.0);
     assert_eq!(get(&deliver, "wdtpipe_deliver_outbox_queued_trades"), 0.0);
     assert!(deliver.contains_key("wdtpipe_deliver_oldest_queued_age_seconds"));
+    // The writer's load: it committed (and fsynced) the enqueues and settlements above.
+    assert!(get(&deliver, "wdtpipe_deliver_outbox_flushes") >= 2.0);
+    let busy = get(&deliver, "wdtpipe_deliver_outbox_writer_busy_seconds");
+    let flushing = get(&deliver, "wdtpipe_deliver_outbox_writer_flush_seconds");
+    assert!(
+        busy > 0.0 && flushing > 0.0 && flushing <= busy,
+        "busy {busy}, flush {flushing}"
+    );
     pipeline.shutdown().await;
     sandbox.stop().await;
 }
