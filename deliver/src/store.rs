@@ -566,16 +566,11 @@ impl Outbox {
         Ok(counts)
     }
 
-    /// Group commits flushed (fsync) to disk since the outbox was opened.
-    pub fn flushes(&self) -> u64 {
-        self.load.flushes.load(Ordering::Relaxed)
-    }
-
     /// What the writer thread has done since the outbox was opened.
     pub fn writer_stats(&self) -> WriterStats {
         let nanos = |n: &AtomicU64| std::time::Duration::from_nanos(n.load(Ordering::Relaxed));
         WriterStats {
-            flushes: self.flushes(),
+            flushes: self.load.flushes.load(Ordering::Relaxed),
             busy: nanos(&self.load.busy_nanos),
             flushing: nanos(&self.load.flush_nanos),
         }
