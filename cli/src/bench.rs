@@ -8,6 +8,7 @@
 //! sandbox inside itself; `--target` points it at a running ingest instead. `--backlog N`
 //! accepts N trades with WDT down, then starts the sandbox and measures the drain.
 
+use crate::bench_client::Poster;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -300,10 +301,7 @@ async fn load(
         line["src_oid"] = format!("@TID@-{}", i + 1).into();
     }
     let template = Arc::new(serde_json::to_string(&record)?);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency.max(1) * 2)
-        .tcp_nodelay(true)
-        .build()?;
+    let client = Arc::new(Poster::new(&url, args.concurrency.max(1) * 2)?);
     let tally = Arc::new(Mutex::new(Tally::default()));
     let accepted = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
@@ -312,34 +310,27 @@ async fn load(
     let deadline = started + Duration::from_secs(args.duration);
 
     let send_one = {
-        let (client, template, tally, accepted, url) = (
+        let (client, template, tally, accepted) = (
             client.clone(),
             template.clone(),
             tally.clone(),
             accepted.clone(),
-            url.clone(),
         );
         move |tid: String| {
-            let (client, template, tally, accepted, url) = (
+            let (client, template, tally, accepted) = (
                 client.clone(),
                 template.clone(),
                 tally.clone(),
                 accepted.clone(),
-                url.clone(),
             );
             async move {
                 let body = template.replace("@TID@", &tid);
                 let began = Instant::now();
-                let answer = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
+                let answer = client.post_json(body).await;
                 let elapsed = began.elapsed();
                 let mut tally = tally.lock().unwrap();
                 match answer {
-                    Ok(response) if response.status().is_success() => {
+                    Ok(status) if (200..300).contains(&status) => {
                         tally
                             .latencies_us
                             .push(elapsed.as_micros().min(u32::MAX as u128) as u32);

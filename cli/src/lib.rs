@@ -2,6 +2,7 @@
 //! and dispatches.
 
 pub mod bench;
+mod bench_client;
 pub mod dlq;
 pub mod queue;
 pub mod send;
