@@ -306,25 +306,34 @@ fn write_object(out: &mut String, mut entries: Vec<(&str, Entry<'_>)>) {
     out.push('}');
 }
 
-/// A JSON string exactly as serde_json writes it (non-ASCII unescaped).
+/// `text` as a JSON string exactly as serde_json writes it (non-ASCII unescaped). Runs that
+/// need no escape (nearly all of a record) are copied whole.
 fn write_string(out: &mut String, text: &str) {
     use std::fmt::Write as _;
     out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let mut plain = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..0x20 => "",
+            _ => continue,
+        };
+        // Every byte matched above is ASCII, so `at` is a char boundary.
+        out.push_str(&text[plain..at]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{:04x}", byte);
+        } else {
+            out.push_str(escape);
         }
+        plain = at + 1;
     }
+    out.push_str(&text[plain..]);
     out.push('"');
 }
 
@@ -356,5 +365,19 @@ mod tests {
         })
         .to_string();
         assert_eq!(canonical_json(&record), expected);
+    }
+
+    /// Every ASCII character, alone and between multi-byte text, escapes as serde_json's.
+    #[test]
+    fn strings_escape_as_serde_json_does() {
+        let mut texts: Vec<String> = (0u8..0x80).map(|b| char::from(b).to_string()).collect();
+        texts.push((0u8..0x80).map(char::from).collect());
+        texts.extend((0u8..0x80).map(|b| format!("中{}é😀", char::from(b))));
+        texts.push(String::new());
+        for text in texts {
+            let mut out = String::new();
+            write_string(&mut out, &text);
+            assert_eq!(out, serde_json::to_string(&text).unwrap(), "{text:?}");
+        }
     }
 }
