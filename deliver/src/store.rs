@@ -370,7 +370,7 @@ impl Outbox {
         self: &Arc<Self>,
         shop_no: &str,
         limit: usize,
-        skip: HashSet<TradeKey>,
+        skip: Arc<HashSet<TradeKey>>,
     ) -> Result<Vec<Ready>> {
         let _in_flight = InFlight::new(&self.in_flight);
         let (outbox, shop_no) = (Arc::clone(self), shop_no.to_owned());

@@ -2,9 +2,9 @@
 //! order, 50 per call, and writes back what WDT said; a timer moves due retries back into
 //! the ready queues.
 //!
-//! A shop's task has at most one call in flight, so a tid is never pushed twice at once and
-//! its versions reach WDT in order. Shops never wait for each other: a paused or failing
-//! shop only stalls its own task.
+//! A shop's task keeps up to `calls_per_shop` calls in flight, each with trades no other
+//! call holds, so a tid is never pushed twice at once and its versions reach WDT in order.
+//! Shops never wait for each other: a paused or failing shop only stalls its own task.
 
 use crate::classify::{Classifier, Verdict};
 use crate::clock::Clock;
@@ -278,21 +278,37 @@ impl Delivery {
         let mut calls: JoinSet<(Option<tokio::time::Instant>, Option<String>)> = JoinSet::new();
         // The trades of the calls in flight, by call.
         let mut held: HashMap<tokio::task::Id, Vec<TradeKey>> = HashMap::new();
-        let mut busy: HashSet<TradeKey> = HashSet::new();
+        // Shared with the store reads, which skip these; copied only when changed while a
+        // read still holds it.
+        let mut busy: Arc<HashSet<TradeKey>> = Arc::default();
         // After a failure: no new call before this instant (and why, when paused).
         let mut hold: Option<(tokio::time::Instant, Option<String>)> = None;
         let mut window = 1;
+        // With a backlog (the last read filled a whole batch) and every call slot taken,
+        // the next batch is read while the calls are out, so a slot that frees up is
+        // refilled without waiting on the store. Dropped after a failure: the retry must
+        // take the head of the queue again.
+        let mut ahead: Option<tokio::task::JoinHandle<crate::store::Result<Vec<Ready>>>> = None;
+        let mut backlog = false;
         loop {
             if *stop.borrow() {
                 break;
             }
             if hold.is_none() {
                 while calls.len() < window {
-                    let batch = match self
-                        .outbox
-                        .ready_async(&shop, self.batch_size, busy.clone())
-                        .await
-                    {
+                    let read = match ahead.take() {
+                        Some(task) => task.await.unwrap_or_else(|e| {
+                            Err(crate::store::StoreError::Corrupt(format!(
+                                "ready read task failed: {e}"
+                            )))
+                        }),
+                        None => {
+                            self.outbox
+                                .ready_async(&shop, self.batch_size, Arc::clone(&busy))
+                                .await
+                        }
+                    };
+                    let batch = match read {
                         Ok(batch) => batch,
                         Err(error) => {
                             tracing::error!(shop_no = %shop, %error, "cannot read ready trades");
@@ -300,17 +316,26 @@ impl Delivery {
                             break;
                         }
                     };
+                    backlog = batch.len() >= self.batch_size;
                     if batch.is_empty() {
                         break;
                     }
                     let keys: Vec<TradeKey> = batch.iter().map(|r| r.key.clone()).collect();
-                    busy.extend(keys.iter().cloned());
+                    Arc::make_mut(&mut busy).extend(keys.iter().cloned());
                     let (this, call_shop) = (Arc::clone(&self), shop.clone());
                     let handle = calls.spawn(async move {
                         let (settlements, pause) = this.push(&call_shop, batch).await;
                         (this.write_back(&call_shop, settlements).await, pause)
                     });
                     held.insert(handle.id(), keys);
+                }
+                if backlog && ahead.is_none() && calls.len() >= window {
+                    let (outbox, shop, busy) =
+                        (Arc::clone(&self.outbox), shop.clone(), Arc::clone(&busy));
+                    let limit = self.batch_size;
+                    ahead = Some(tokio::spawn(async move {
+                        outbox.ready_async(&shop, limit, busy).await
+                    }));
                 }
             }
             if calls.is_empty() {
@@ -353,6 +378,7 @@ impl Delivery {
                     if let Some((retry, pause)) = outcome {
                         if retry.is_some() || pause.is_some() {
                             window = 1;
+                            ahead = None;
                         } else if hold.is_none() {
                             window = self.calls_per_shop;
                         }
@@ -364,8 +390,11 @@ impl Delivery {
                             hold = Some(later(hold, until, Some(reason)));
                         }
                     }
-                    for key in held.remove(&id).unwrap_or_default() {
-                        busy.remove(&key);
+                    if let Some(keys) = held.remove(&id) {
+                        let busy = Arc::make_mut(&mut busy);
+                        for key in keys {
+                            busy.remove(&key);
+                        }
                     }
                 }
                 () = wake.notified(), if room => {}
