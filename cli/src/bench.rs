@@ -53,6 +53,12 @@ pub struct BenchArgs {
     /// Data directory for deliver (default: a fresh temporary directory).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Async runtime threads of the bench and of each service it starts (the services'
+    /// `TOKIO_WORKER_THREADS`); 0 leaves tokio's default of one per core. The three
+    /// services and the bench share the machine, so by default each gets one: with one per
+    /// core each, they delivered ~5% fewer callbacks/s (BENCHMARKS.md).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -65,9 +71,17 @@ struct Service {
 }
 
 impl Service {
-    fn start(bin_dir: &Path, name: &'static str, env: &[(&str, String)]) -> anyhow::Result<Self> {
+    fn start(
+        bin_dir: &Path,
+        name: &'static str,
+        threads: usize,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let path = bin_dir.join(name);
         let mut command = Command::new(&path);
+        if threads > 0 {
+            command.env("TOKIO_WORKER_THREADS", threads.to_string());
+        }
         command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -170,6 +184,7 @@ impl Stages {
         let deliver = Service::start(
             &bin_dir,
             "deliver",
+            args.threads,
             &[
                 ("DELIVER_GRPC_ADDR", deliver_grpc.to_string()),
                 ("DELIVER_METRICS_ADDR", "off".into()),
@@ -186,6 +201,7 @@ impl Stages {
         let transform = Service::start(
             &bin_dir,
             "transform",
+            args.threads,
             &[
                 ("TRANSFORM_GRPC_ADDR", transform_grpc.to_string()),
                 ("TRANSFORM_METRICS_ADDR", "off".into()),
@@ -195,6 +211,7 @@ impl Stages {
         let ingest = Service::start(
             &bin_dir,
             "ingest",
+            args.threads,
             &[
                 ("INGEST_HTTP_ADDR", http.to_string()),
                 ("INGEST_GRPC_ADDR", ingest_grpc.to_string()),

@@ -69,6 +69,16 @@ async fn purge(args: PurgeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl Cli {
+    /// Async runtime threads the command asks for; `None` is tokio's default (one per core).
+    pub fn worker_threads(&self) -> Option<usize> {
+        match &self.command {
+            Command::Bench(args) if args.threads > 0 => Some(args.threads),
+            _ => None,
+        }
+    }
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let format = LogFormat::from_name(&cli.log_format).unwrap_or_default();

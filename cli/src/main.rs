@@ -10,8 +10,11 @@ use wdtpipe::Cli;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    wdtpipe::run(cli).await
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.worker_threads() {
+        runtime.worker_threads(threads);
+    }
+    runtime.enable_all().build()?.block_on(wdtpipe::run(cli))
 }
