@@ -56,7 +56,7 @@ pub struct BenchArgs {
     /// Async runtime threads of the bench and of each service it starts (the services'
     /// `TOKIO_WORKER_THREADS`); 0 leaves tokio's default of one per core. The three
     /// services and the bench share the machine, so by default each gets one: with one per
-    /// core each, they delivered ~5% fewer callbacks/s (BENCHMARKS.md).
+    /// core each, they delivered ~7% fewer callbacks/s (BENCHMARKS.md).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Print the report as JSON.
