@@ -183,6 +183,23 @@ pub struct WriterStats {
     pub flushing: std::time::Duration,
 }
 
+/// A ready-queue read under way on a blocking thread ([`Outbox::ready_async`]).
+#[derive(Debug)]
+pub struct ReadyRead(tokio::task::JoinHandle<Result<Vec<Ready>>>);
+
+impl std::future::Future for ReadyRead {
+    type Output = Result<Vec<Ready>>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
+            joined.map_err(|e| StoreError::Corrupt(format!("ready read task failed: {e}")))?
+        })
+    }
+}
+
 /// Counts one operation as in flight until dropped.
 struct InFlight(Arc<AtomicUsize>);
 
@@ -365,18 +382,20 @@ impl Outbox {
     }
 
     /// [`Outbox::ready`] on a blocking thread, so the async runtime never waits on disk.
-    /// Trades in `skip` (already being pushed) are passed over.
-    pub async fn ready_async(
+    /// Trades in `skip` (already being pushed) are passed over. The read starts at once;
+    /// awaiting the answer gets its batch, dropping it lets the read finish unheard.
+    pub fn ready_async(
         self: &Arc<Self>,
         shop_no: &str,
         limit: usize,
         skip: Arc<HashSet<TradeKey>>,
-    ) -> Result<Vec<Ready>> {
-        let _in_flight = InFlight::new(&self.in_flight);
+    ) -> ReadyRead {
+        let in_flight = InFlight::new(&self.in_flight);
         let (outbox, shop_no) = (Arc::clone(self), shop_no.to_owned());
-        tokio::task::spawn_blocking(move || outbox.ready_skipping(&shop_no, limit, &skip))
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("ready read task failed: {e}")))?
+        ReadyRead(tokio::task::spawn_blocking(move || {
+            let _in_flight = in_flight;
+            outbox.ready_skipping(&shop_no, limit, &skip)
+        }))
     }
 
     /// Store operations started and not yet finished. Tests that drive a paused clock wait

@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::config::RetryPolicy;
 use crate::keys::TradeKey;
 use crate::metrics::DeliverMetrics;
-use crate::store::{Outbox, Outcome, Ready, Settlement};
+use crate::store::{Outbox, Outcome, Ready, ReadyRead, Settlement};
 use crate::wdt::{Reply, WdtApi};
 use rand::Rng;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -288,7 +288,7 @@ impl Delivery {
         // the next batch is read while the calls are out, so a slot that frees up is
         // refilled without waiting on the store. Dropped after a failure: the retry must
         // take the head of the queue again.
-        let mut ahead: Option<tokio::task::JoinHandle<crate::store::Result<Vec<Ready>>>> = None;
+        let mut ahead: Option<ReadyRead> = None;
         let mut backlog = false;
         loop {
             if *stop.borrow() {
@@ -297,18 +297,12 @@ impl Delivery {
             if hold.is_none() {
                 while calls.len() < window {
                     let read = match ahead.take() {
-                        Some(task) => task.await.unwrap_or_else(|e| {
-                            Err(crate::store::StoreError::Corrupt(format!(
-                                "ready read task failed: {e}"
-                            )))
-                        }),
-                        None => {
-                            self.outbox
-                                .ready_async(&shop, self.batch_size, Arc::clone(&busy))
-                                .await
-                        }
+                        Some(read) => read,
+                        None => self
+                            .outbox
+                            .ready_async(&shop, self.batch_size, Arc::clone(&busy)),
                     };
-                    let batch = match read {
+                    let batch = match read.await {
                         Ok(batch) => batch,
                         Err(error) => {
                             tracing::error!(shop_no = %shop, %error, "cannot read ready trades");
@@ -330,12 +324,11 @@ impl Delivery {
                     held.insert(handle.id(), keys);
                 }
                 if backlog && ahead.is_none() && calls.len() >= window {
-                    let (outbox, shop, busy) =
-                        (Arc::clone(&self.outbox), shop.clone(), Arc::clone(&busy));
-                    let limit = self.batch_size;
-                    ahead = Some(tokio::spawn(async move {
-                        outbox.ready_async(&shop, limit, busy).await
-                    }));
+                    ahead = Some(self.outbox.ready_async(
+                        &shop,
+                        self.batch_size,
+                        Arc::clone(&busy),
+                    ));
                 }
             }
             if calls.is_empty() {
