@@ -59,6 +59,65 @@ pub struct Ready {
     pub attempts: u32,
 }
 
+/// A trade as the shop loop reads it from the ready queue: its trade still encoded, because
+/// decoding is the costliest part of a read and the loop's reads follow one another. The
+/// call that pushes the trade opens it ([`ReadyItem::open`]), alongside other calls.
+#[derive(Debug, Clone)]
+pub struct ReadyItem {
+    pub key: TradeKey,
+    /// Where the trade sits in its shop's ready queue (the `q/` key): a tid has one place
+    /// while it waits, so the loop passes over the trades of its calls in flight by it.
+    pub queue_seq: u64,
+    /// Sequence number of the version read (compared again when settling).
+    pub seq: u64,
+    /// `PendingVersion.trade`: an encoded `TradeOrder`.
+    pub encoded_trade: Vec<u8>,
+    pub record_id: String,
+    pub received_at_ms: i64,
+    pub first_attempt_at_ms: i64,
+    pub attempts: u32,
+}
+
+impl ReadyItem {
+    /// Decodes the trade.
+    pub fn open(self) -> Result<Ready> {
+        Ok(Ready {
+            trade: decode(&self.encoded_trade)?,
+            key: self.key,
+            seq: self.seq,
+            record_id: self.record_id,
+            received_at_ms: self.received_at_ms,
+            first_attempt_at_ms: self.first_attempt_at_ms,
+            attempts: self.attempts,
+        })
+    }
+}
+
+/// The fields of an [`OutboxEntry`] a ready read uses, under the same tags: decoding it
+/// passes over the rest (the attempt history, the texts) without allocating them.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EntryHead {
+    #[prost(message, optional, tag = "3")]
+    pending: Option<PendingHead>,
+    #[prost(uint32, tag = "6")]
+    attempts: u32,
+    #[prost(int64, tag = "17")]
+    first_attempt_at_ms: i64,
+}
+
+/// The fields of a [`PendingVersion`] a ready read uses, under the same tags.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PendingHead {
+    #[prost(uint64, tag = "1")]
+    seq: u64,
+    #[prost(string, tag = "2")]
+    record_id: String,
+    #[prost(int64, tag = "3")]
+    received_at_ms: i64,
+    #[prost(bytes = "vec", tag = "4")]
+    trade: Vec<u8>,
+}
+
 /// What became of one pushed trade.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -185,10 +244,10 @@ pub struct WriterStats {
 
 /// A ready-queue read under way on a blocking thread ([`Outbox::ready_async`]).
 #[derive(Debug)]
-pub struct ReadyRead(tokio::task::JoinHandle<Result<Vec<Ready>>>);
+pub struct ReadyRead(tokio::task::JoinHandle<Result<Vec<ReadyItem>>>);
 
 impl std::future::Future for ReadyRead {
-    type Output = Result<Vec<Ready>>;
+    type Output = Result<Vec<ReadyItem>>;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
@@ -381,14 +440,14 @@ impl Outbox {
         Ok(counts)
     }
 
-    /// [`Outbox::ready`] on a blocking thread, so the async runtime never waits on disk.
-    /// Trades in `skip` (already being pushed) are passed over. The read starts at once;
-    /// awaiting the answer gets its batch, dropping it lets the read finish unheard.
+    /// [`Outbox::ready_skipping`] on a blocking thread, so the async runtime never waits on
+    /// disk. The read starts at once; awaiting the answer gets its batch, dropping it lets
+    /// the read finish unheard.
     pub fn ready_async(
         self: &Arc<Self>,
         shop_no: &str,
         limit: usize,
-        skip: Arc<HashSet<TradeKey>>,
+        skip: Arc<HashSet<u64>>,
     ) -> ReadyRead {
         let in_flight = InFlight::new(&self.in_flight);
         let (outbox, shop_no) = (Arc::clone(self), shop_no.to_owned());
@@ -406,40 +465,52 @@ impl Outbox {
 
     /// Up to `limit` trades at the head of a shop's ready queue, oldest first.
     pub fn ready(&self, shop_no: &str, limit: usize) -> Result<Vec<Ready>> {
-        self.ready_skipping(shop_no, limit, &HashSet::new())
+        self.ready_skipping(shop_no, limit, &HashSet::new())?
+            .into_iter()
+            .map(ReadyItem::open)
+            .collect()
     }
 
-    /// [`Outbox::ready`], passing over the trades in `skip`.
+    /// Up to `limit` trades at the head of a shop's ready queue, oldest first, passing over
+    /// the queue places in `skip` (trades already being pushed); trades left encoded.
     pub fn ready_skipping(
         &self,
         shop_no: &str,
         limit: usize,
-        skip: &HashSet<TradeKey>,
-    ) -> Result<Vec<Ready>> {
+        skip: &HashSet<u64>,
+    ) -> Result<Vec<ReadyItem>> {
+        let prefix = keys::ready_prefix(shop_no);
         let mut out = Vec::with_capacity(limit.min(64));
-        for item in self.tree.scan_prefix(keys::ready_prefix(shop_no)) {
+        for item in self.tree.scan_prefix(&prefix) {
             if out.len() >= limit {
                 break;
             }
-            let (_, tid) = item?;
+            let (queue_key, tid) = item?;
+            let queue_seq = queue_key
+                .get(prefix.len()..)
+                .and_then(|seq| <[u8; 8]>::try_from(seq).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| StoreError::Corrupt("ready queue key".into()))?;
+            if skip.contains(&queue_seq) {
+                continue;
+            }
             let tid =
                 std::str::from_utf8(&tid).map_err(|_| StoreError::Corrupt("queued tid".into()))?;
             let key = TradeKey::new(tid, shop_no);
-            if skip.contains(&key) {
-                continue;
-            }
-            let Some(entry) = self.entry(&key)? else {
+            let Some(entry) = self.tree.get(key.entry_key())? else {
                 tracing::warn!(tid, shop_no, "queue item without entry; skipped");
                 continue;
             };
+            let entry: EntryHead = decode(&entry)?;
             let Some(pending) = entry.pending else {
                 tracing::warn!(tid, shop_no, "queue item without pending version; skipped");
                 continue;
             };
-            out.push(Ready {
+            out.push(ReadyItem {
                 key,
+                queue_seq,
                 seq: pending.seq,
-                trade: pending_trade(&pending)?,
+                encoded_trade: pending.trade,
                 record_id: pending.record_id,
                 received_at_ms: pending.received_at_ms,
                 first_attempt_at_ms: entry.first_attempt_at_ms,
@@ -1355,4 +1426,53 @@ fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32
         purged += 1;
     }
     Ok(purged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wdtpipe_proto::v1::Attempt;
+
+    /// The ready read's partial view reads the same tags as the full entry.
+    #[test]
+    fn entry_head_reads_what_the_entry_holds() {
+        let trade = TradeOrder {
+            tid: "T1".into(),
+            shop_no: "S1".into(),
+            paid: "12.5".into(),
+            ..TradeOrder::default()
+        };
+        let entry = OutboxEntry {
+            tid: "T1".into(),
+            shop_no: "S1".into(),
+            pending: Some(PendingVersion {
+                seq: 42,
+                record_id: "r1".into(),
+                received_at_ms: 1_700,
+                trade: trade.encode_to_vec(),
+                transformed_at_ms: 1_701,
+                enqueued_at_ms: 1_702,
+                request_id: "req".into(),
+            }),
+            queue_seq: 40,
+            attempts: 3,
+            last_error: "HTTP 503".into(),
+            history: vec![Attempt::default(); 2],
+            record_id: "r1".into(),
+            first_attempt_at_ms: 1_800,
+            ..OutboxEntry::default()
+        };
+        let head: EntryHead = decode(&entry.encode_to_vec()).unwrap();
+        assert_eq!((head.attempts, head.first_attempt_at_ms), (3, 1_800));
+        let pending = head.pending.unwrap();
+        assert_eq!(
+            (
+                pending.seq,
+                pending.record_id.as_str(),
+                pending.received_at_ms
+            ),
+            (42, "r1", 1_700)
+        );
+        assert_eq!(decode::<TradeOrder>(&pending.trade).unwrap(), trade);
+    }
 }

@@ -9,9 +9,8 @@
 use crate::classify::{Classifier, Verdict};
 use crate::clock::Clock;
 use crate::config::RetryPolicy;
-use crate::keys::TradeKey;
 use crate::metrics::DeliverMetrics;
-use crate::store::{Outbox, Outcome, Ready, ReadyRead, Settlement};
+use crate::store::{Outbox, Outcome, Ready, ReadyItem, ReadyRead, Settlement};
 use crate::wdt::{Reply, WdtApi};
 use rand::Rng;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -276,11 +275,11 @@ impl Delivery {
         // the next call while earlier ones wait on WDT or on the outbox's group commit. It
         // answers when to retry after a transient failure, and why the shop is paused.
         let mut calls: JoinSet<(Option<tokio::time::Instant>, Option<String>)> = JoinSet::new();
-        // The trades of the calls in flight, by call.
-        let mut held: HashMap<tokio::task::Id, Vec<TradeKey>> = HashMap::new();
+        // The queue places of the trades of the calls in flight, by call.
+        let mut held: HashMap<tokio::task::Id, Vec<u64>> = HashMap::new();
         // Shared with the store reads, which skip these; copied only when changed while a
         // read still holds it.
-        let mut busy: Arc<HashSet<TradeKey>> = Arc::default();
+        let mut busy: Arc<HashSet<u64>> = Arc::default();
         // After a failure: no new call before this instant (and why, when paused).
         let mut hold: Option<(tokio::time::Instant, Option<String>)> = None;
         let mut window = 1;
@@ -314,14 +313,22 @@ impl Delivery {
                     if batch.is_empty() {
                         break;
                     }
-                    let keys: Vec<TradeKey> = batch.iter().map(|r| r.key.clone()).collect();
-                    Arc::make_mut(&mut busy).extend(keys.iter().cloned());
+                    let places: Vec<u64> = batch.iter().map(|r| r.queue_seq).collect();
+                    Arc::make_mut(&mut busy).extend(places.iter().copied());
                     let (this, call_shop) = (Arc::clone(&self), shop.clone());
                     let handle = calls.spawn(async move {
+                        let batch = match batch.into_iter().map(ReadyItem::open).collect() {
+                            Ok(batch) => batch,
+                            Err(error) => {
+                                tracing::error!(shop_no = %call_shop, %error, "cannot read ready trades");
+                                tokio::time::sleep(STORE_ERROR_PAUSE).await;
+                                return (None, None);
+                            }
+                        };
                         let (settlements, pause) = this.push(&call_shop, batch).await;
                         (this.write_back(&call_shop, settlements).await, pause)
                     });
-                    held.insert(handle.id(), keys);
+                    held.insert(handle.id(), places);
                 }
                 if backlog && ahead.is_none() && calls.len() >= window {
                     ahead = Some(self.outbox.ready_async(
@@ -383,10 +390,10 @@ impl Delivery {
                             hold = Some(later(hold, until, Some(reason)));
                         }
                     }
-                    if let Some(keys) = held.remove(&id) {
+                    if let Some(places) = held.remove(&id) {
                         let busy = Arc::make_mut(&mut busy);
-                        for key in keys {
-                            busy.remove(&key);
+                        for place in places {
+                            busy.remove(&place);
                         }
                     }
                 }
