@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod decimal;
+pub mod form;
 pub mod grpc;
 pub mod metrics;
 pub mod rejection;

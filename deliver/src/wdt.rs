@@ -2,8 +2,8 @@
 
 use crate::config::WdtConfig;
 use std::time::Duration;
-use wdtpipe_common::sign;
 use wdtpipe_common::trade_json::trade_list_json;
+use wdtpipe_common::{form, sign};
 use wdtpipe_proto::v1::TradeOrder;
 
 /// What came back from one call.
@@ -124,10 +124,7 @@ impl WdtClient {
     pub async fn trade_push(&self, shop_no: &str, trades: &[&TradeOrder]) -> Reply {
         let timestamp = jiff::Timestamp::now().as_second();
         let form = self.form(shop_no, trades, timestamp);
-        let body = match serde_urlencoded::to_string(&form) {
-            Ok(body) => body,
-            Err(e) => return Reply::Transport(format!("cannot encode form: {e}")),
-        };
+        let body = form::encode(form.iter().map(|(k, v)| (*k, v.as_str())));
         let response = self
             .http
             .post(&self.endpoint)

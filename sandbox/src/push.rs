@@ -20,9 +20,6 @@ pub enum Refusal {
     /// Code 104: the body is not a form.
     #[error("content type must be application/x-www-form-urlencoded")]
     ContentType,
-    /// Code 104: the form could not be decoded.
-    #[error("请求体不是合法的表单 (body is not a valid form)")]
-    BadForm,
     /// Code 104: a required field is missing or empty.
     #[error("缺少参数: {0}")]
     Missing(&'static str),
@@ -70,7 +67,6 @@ impl Refusal {
             Refusal::Sign => 102,
             Refusal::Timestamp => 103,
             Refusal::ContentType
-            | Refusal::BadForm
             | Refusal::Missing(_)
             | Refusal::Switch
             | Refusal::TradeListNotArray
@@ -213,8 +209,9 @@ fn check(
     if !content_type.is_some_and(is_form) {
         return Err(Refusal::ContentType);
     }
-    let fields: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(body).map_err(|_| Refusal::BadForm)?;
+    // Any body reads as a form (bytes that are not UTF-8 become U+FFFD), as WDT's PHP does;
+    // what is missing or malformed is refused field by field below.
+    let fields = wdtpipe_common::form::decode(body);
     let field = |name: &str| {
         fields
             .iter()
