@@ -4,9 +4,16 @@
 //! no escaping whole instead of going byte by byte.
 
 /// Bytes written as themselves; everything else but the space (`+`) becomes `%XX`.
-fn is_unreserved(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'*' | b'-' | b'.' | b'_')
-}
+const UNRESERVED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_');
+        byte += 1;
+    }
+    table
+};
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
@@ -29,7 +36,7 @@ fn escape_into(out: &mut Vec<u8>, text: &[u8]) {
     out.reserve(text.len() + text.len() / 2);
     let mut run = 0;
     for (i, &byte) in text.iter().enumerate() {
-        if is_unreserved(byte) {
+        if UNRESERVED[usize::from(byte)] {
             continue;
         }
         out.extend_from_slice(&text[run..i]);
@@ -64,47 +71,53 @@ pub fn decode(body: &[u8]) -> Vec<(String, String)> {
 }
 
 fn unescape(text: &[u8]) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    let mut run = 0;
-    let mut i = 0;
-    while i < text.len() {
-        match text[i] {
-            b'+' => {
-                out.extend_from_slice(&text[run..i]);
-                out.push(b' ');
-                i += 1;
-                run = i;
-            }
-            b'%' => match (
-                text.get(i + 1).copied().and_then(hex_value),
-                text.get(i + 2).copied().and_then(hex_value),
-            ) {
-                (Some(high), Some(low)) => {
-                    out.extend_from_slice(&text[run..i]);
-                    out.push(high << 4 | low);
-                    i += 3;
-                    run = i;
+    // Never longer than the text: written by index, then cut to length.
+    let mut out = vec![0; text.len()];
+    let (mut read, mut written) = (0, 0);
+    while let Some(&byte) = text.get(read) {
+        out[written] = match byte {
+            b'+' => b' ',
+            b'%' => {
+                let digit =
+                    |at: usize| text.get(at).map_or(INVALID, |&b| HEX_VALUE[usize::from(b)]);
+                let (high, low) = (digit(read + 1), digit(read + 2));
+                if high | low == INVALID {
+                    b'%'
+                } else {
+                    read += 2;
+                    high << 4 | low
                 }
-                _ => i += 1,
-            },
-            _ => i += 1,
-        }
+            }
+            _ => byte,
+        };
+        read += 1;
+        written += 1;
     }
-    out.extend_from_slice(&text[run..]);
+    out.truncate(written);
     match String::from_utf8(out) {
         Ok(text) => text,
         Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
     }
 }
 
-fn hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
+const INVALID: u8 = 0xFF;
+
+/// The value of each byte as a hex digit, [`INVALID`] when it is none.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
