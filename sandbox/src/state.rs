@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use wdtpipe_common::decimal::{Dec, parse_decimal};
 
 /// How many calls the log keeps; older ones are forgotten first.
@@ -55,36 +55,43 @@ pub struct CallRecord {
 /// Accepted trades and the bounded call log.
 #[derive(Debug, Default)]
 pub(crate) struct Store {
-    trades: BTreeMap<(String, String), AcceptedTrade>,
+    /// By shop, then tid: hashed, because a backlog run looks up and inserts a million tids
+    /// (a sorted map of `(shop, tid)` pairs cost a string comparison per level for each).
+    trades: HashMap<String, HashMap<String, AcceptedTrade>>,
     calls: VecDeque<CallRecord>,
 }
 
 impl Store {
     /// When each accepted tid was first accepted.
     pub(crate) fn first_accepted(&self) -> Vec<(String, i64)> {
-        self.trades
-            .values()
+        self.all()
             .map(|t| (t.tid.clone(), t.first_accepted_ms))
             .collect()
     }
 
     /// How many (shop_no, tid) pairs were accepted.
     pub(crate) fn trade_count(&self) -> usize {
-        self.trades.len()
+        self.trades.values().map(HashMap::len).sum()
     }
 
     /// Every accepted trade, sorted by `(shop_no, tid)`.
     pub(crate) fn trades(&self) -> Vec<AcceptedTrade> {
-        self.trades.values().cloned().collect()
+        let mut trades: Vec<AcceptedTrade> = self.all().cloned().collect();
+        trades.sort_unstable_by(|a, b| (&a.shop_no, &a.tid).cmp(&(&b.shop_no, &b.tid)));
+        trades
     }
 
     /// The trade with this tid; when several shops pushed it, the most recently accepted.
     pub(crate) fn trade(&self, tid: &str) -> Option<AcceptedTrade> {
         self.trades
             .values()
-            .filter(|t| t.tid == tid)
+            .filter_map(|shop| shop.get(tid))
             .max_by_key(|t| t.last_accepted_ms)
             .cloned()
+    }
+
+    fn all(&self) -> impl Iterator<Item = &AcceptedTrade> {
+        self.trades.values().flat_map(HashMap::values)
     }
 
     /// The call log, oldest first.
@@ -110,7 +117,7 @@ impl Store {
     /// before: a line's `num` and `price` are fixed by the first accepted version holding
     /// its `oid`.
     pub(crate) fn conflict(&self, shop_no: &str, tid: &str, trade: &Value) -> Option<String> {
-        let existing = self.trades.get(&(shop_no.to_owned(), tid.to_owned()))?;
+        let existing = self.trades.get(shop_no)?.get(tid)?;
         let mut fixed: HashMap<&str, (Option<Dec>, Option<Dec>)> = HashMap::new();
         for version in &existing.history {
             for line in lines(version) {
@@ -138,8 +145,12 @@ impl Store {
         lean: bool,
     ) -> (u64, u64) {
         let (mut new_count, mut chg_count) = (0, 0);
+        let shop = match self.trades.get_mut(shop_no) {
+            Some(shop) => shop,
+            None => self.trades.entry(shop_no.to_owned()).or_default(),
+        };
         for (tid, trade) in trades {
-            match self.trades.get_mut(&(shop_no.to_owned(), tid.clone())) {
+            match shop.get_mut(&tid) {
                 Some(existing) => {
                     existing.versions += 1;
                     if !lean {
@@ -164,7 +175,7 @@ impl Store {
                         first_accepted_ms: now_ms,
                         last_accepted_ms: now_ms,
                     };
-                    self.trades.insert((shop_no.to_owned(), tid), accepted);
+                    shop.insert(tid, accepted);
                     new_count += 1;
                 }
             }
@@ -218,6 +229,41 @@ mod tests {
         let trade = store.trade("T1").unwrap();
         assert_eq!((trade.versions, trade.history.len()), (2, 2));
         assert_eq!((trade.first_accepted_ms, trade.last_accepted_ms), (1, 2));
+    }
+
+    /// The listing is sorted by shop, then tid, whatever the order of acceptance.
+    #[test]
+    fn trades_are_listed_by_shop_then_tid() {
+        let mut store = Store::default();
+        store.accept("S2", vec![("T1".into(), Value::Null)], 1, true);
+        store.accept(
+            "S1",
+            vec![("T2".into(), Value::Null), ("T10".into(), Value::Null)],
+            2,
+            true,
+        );
+        store.accept("S1", vec![("T1".into(), Value::Null)], 3, true);
+        let listed: Vec<(String, String)> = store
+            .trades()
+            .into_iter()
+            .map(|t| (t.shop_no, t.tid))
+            .collect();
+        let pair = |shop: &str, tid: &str| (shop.to_owned(), tid.to_owned());
+        assert_eq!(
+            listed,
+            [
+                pair("S1", "T1"),
+                pair("S1", "T10"),
+                pair("S1", "T2"),
+                pair("S2", "T1")
+            ]
+        );
+        assert_eq!(store.trade_count(), 4);
+        assert_eq!(
+            store.trade("T1").unwrap().shop_no,
+            "S1",
+            "the latest accepted"
+        );
     }
 
     /// The call log keeps only the newest calls.
