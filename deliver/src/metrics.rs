@@ -18,6 +18,11 @@ pub struct DeliverMetrics {
     pub wdt_calls: Family<Labels, Counter>,
     /// WDT call latency.
     pub wdt_seconds: Histogram,
+    /// How long a shop's loop waited for its next batch to be read (reads follow one
+    /// another, so this bounds how fast calls start).
+    pub ready_wait_seconds: Histogram,
+    /// How long a call took to write its results back (queue + group commit + fsync).
+    pub write_back_seconds: Histogram,
     /// Trades delivered, scheduled for a retry, dead-lettered.
     pub delivered: Counter,
     pub retries: Counter,
@@ -43,6 +48,8 @@ impl DeliverMetrics {
             dedupe_hits: Counter::default(),
             wdt_calls: Family::default(),
             wdt_seconds: latency_histogram(),
+            ready_wait_seconds: latency_histogram(),
+            write_back_seconds: latency_histogram(),
             delivered: Counter::default(),
             retries: Counter::default(),
             dead_letters: Counter::default(),
@@ -79,6 +86,16 @@ impl DeliverMetrics {
             "wdtpipe_deliver_wdt_call_seconds",
             "trade_push call latency",
             m.wdt_seconds.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_ready_wait_seconds",
+            "Time a shop's loop waited for its next batch to be read from the outbox",
+            m.ready_wait_seconds.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_write_back_seconds",
+            "Time a trade_push call took to write its results back, fsync included",
+            m.write_back_seconds.clone(),
         );
         registry.register(
             "wdtpipe_deliver_delivered_trades",

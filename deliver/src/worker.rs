@@ -301,6 +301,7 @@ impl Delivery {
                             .outbox
                             .ready_async(&shop, self.batch_size, Arc::clone(&busy)),
                     };
+                    let waiting = tokio::time::Instant::now();
                     let batch = match read.await {
                         Ok(batch) => batch,
                         Err(error) => {
@@ -309,6 +310,9 @@ impl Delivery {
                             break;
                         }
                     };
+                    self.metrics
+                        .ready_wait_seconds
+                        .observe(waiting.elapsed().as_secs_f64());
                     backlog = batch.len() >= self.batch_size;
                     if batch.is_empty() {
                         break;
@@ -420,7 +424,12 @@ impl Delivery {
                 _ => None,
             })
             .min();
-        if let Err(error) = self.outbox.settle(settlements, self.clock.now_ms()).await {
+        let writing = tokio::time::Instant::now();
+        let settled = self.outbox.settle(settlements, self.clock.now_ms()).await;
+        self.metrics
+            .write_back_seconds
+            .observe(writing.elapsed().as_secs_f64());
+        if let Err(error) = settled {
             tracing::error!(shop_no = %shop, %error, "cannot record delivery results; the trades will be pushed again");
             tokio::time::sleep(STORE_ERROR_PAUSE).await;
         }

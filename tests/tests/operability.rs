@@ -322,6 +322,9 @@ async fn metrics_parse_and_move() {
     assert!(get(&deliver, "wdtpipe_deliver_dedupe_hits_total") >= 1.0);
     assert_eq!(get(&deliver, "wdtpipe_deliver_outbox_queued_trades"), 0.0);
     assert!(deliver.contains_key("wdtpipe_deliver_oldest_queued_age_seconds"));
+    // Each delivering call read its batch and wrote its results back.
+    assert!(get(&deliver, "wdtpipe_deliver_ready_wait_seconds_count") >= 1.0);
+    assert!(get(&deliver, "wdtpipe_deliver_write_back_seconds_count") >= 1.0);
     // The writer's load: it committed (and fsynced) the enqueues and settlements above.
     assert!(get(&deliver, "wdtpipe_deliver_outbox_flushes") >= 2.0);
     let busy = get(&deliver, "wdtpipe_deliver_outbox_writer_busy_seconds");
