@@ -620,27 +620,23 @@ impl Outbox {
     /// retrying trade).
     pub fn oldest_waiting(&self) -> Result<BTreeMap<String, i64>> {
         let mut oldest: BTreeMap<String, i64> = BTreeMap::new();
-        let mut note = |entry: &OutboxEntry| {
-            if let Some(p) = &entry.pending {
-                let at = oldest
-                    .entry(entry.shop_no.clone())
-                    .or_insert(p.received_at_ms);
-                *at = (*at).min(p.received_at_ms);
-            }
+        let mut note = |shop_no: String, received_at_ms: i64| {
+            let at = oldest.entry(shop_no).or_insert(received_at_ms);
+            *at = (*at).min(received_at_ms);
         };
+        // A shop's queue head is its oldest ready trade; the read carries when it came.
         for shop in self.shops_with_ready_work()? {
-            if let Some(ready) = self.ready(&shop, 1)?.into_iter().next()
-                && let Some(entry) = self.entry(&ready.key)?
-            {
-                note(&entry);
+            if let Some(head) = self.ready_skipping(&shop, 1, &HashSet::new())?.pop() {
+                note(shop, head.received_at_ms);
             }
         }
         for item in self.tree.scan_prefix(keys::WAITING) {
             let (_, pair) = item?;
             if let Some(key) = TradeKey::decode_pair(&pair)
                 && let Some(entry) = self.entry(&key)?
+                && let Some(pending) = entry.pending
             {
-                note(&entry);
+                note(entry.shop_no, pending.received_at_ms);
             }
         }
         Ok(oldest)

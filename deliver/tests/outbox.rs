@@ -469,3 +469,40 @@ async fn a_drained_burst_leaves_nothing_behind() {
         "after the window the record is new again"
     );
 }
+
+/// Each shop's oldest waiting trade: the head of its ready queue, or an older retrying trade.
+#[tokio::test]
+async fn oldest_waiting_per_shop() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    let received = |id: &str, at: i64, trades| EnqueueRecord {
+        received_at_ms: at,
+        ..record(id, trades)
+    };
+    outbox
+        .enqueue(
+            vec![
+                received("r1", 100, vec![trade("A", "S1", "1")]),
+                received("r2", 200, vec![trade("B", "S1", "1")]),
+                received("r3", 300, vec![trade("C", "S2", "1")]),
+                received("r4", 400, vec![trade("D", "S2", "1")]),
+            ],
+            String::new(),
+            10,
+        )
+        .await
+        .unwrap();
+    let oldest = outbox.oldest_waiting().unwrap();
+    assert_eq!(
+        oldest.into_iter().collect::<Vec<_>>(),
+        [("S1".to_owned(), 100), ("S2".to_owned(), 300)]
+    );
+    // S2's head goes to the retry queue: D heads the ready queue, C still waits.
+    let head = outbox.ready("S2", 1).unwrap().remove(0);
+    outbox
+        .settle(vec![settle(head, Outcome::Retry { due_ms: 5_000 })], 20)
+        .await
+        .unwrap();
+    assert_eq!(tids(&outbox.ready("S2", 10).unwrap()), ["D"]);
+    assert_eq!(outbox.oldest_waiting().unwrap()["S2"], 300);
+}
