@@ -1,7 +1,7 @@
 //! `application/x-www-form-urlencoded`, the body of every WDT call, written and read the way
 //! the WHATWG URL standard (and so `serde_urlencoded`) does, byte for byte. A `trade_push`
-//! body carries up to 50 trades of JSON, so both directions copy the runs of bytes that need
-//! no escaping whole instead of going byte by byte.
+//! body carries up to 50 trades of JSON, so escaping copies the runs of bytes that need none
+//! whole, and both directions look bytes up in tables rather than matching them.
 
 /// Bytes written as themselves; everything else but the space (`+`) becomes `%XX`.
 const UNRESERVED: [bool; 256] = {
