@@ -55,8 +55,8 @@ pub struct BenchArgs {
     pub data_dir: Option<PathBuf>,
     /// Async runtime threads of the bench and of each service it starts (the services'
     /// `TOKIO_WORKER_THREADS`); 0 leaves tokio's default of one per core. The three
-    /// services and the bench share the machine, so by default each gets one: with one per
-    /// core each, they delivered ~7% fewer callbacks/s (BENCHMARKS.md).
+    /// services and the bench share the machine, so by default each gets one, which each
+    /// runs as tokio's current-thread scheduler (BENCHMARKS.md).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Print the report as JSON.

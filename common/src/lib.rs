@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod rejection;
 pub mod request;
+pub mod runtime;
 pub mod shutdown;
 pub mod sign;
 pub mod telemetry;

@@ -5,8 +5,11 @@ use wdtpipe_deliver::cli::Args;
 
 // The system allocator, unlike the other services: with mimalloc, sled's allocation pattern
 // held 20–40 MB more resident memory (BENCHMARKS.md), more than the drain speed it bought.
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    wdtpipe_common::runtime::build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     wdtpipe_common::telemetry::init(args.log_format());
     let config = args.into_config()?;

@@ -9,8 +9,11 @@ use wdtpipe_ingest::cli::Args;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    wdtpipe_common::runtime::build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     wdtpipe_common::telemetry::init(args.log_format());
     let config = args.into_config()?;

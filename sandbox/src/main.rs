@@ -10,8 +10,11 @@ use wdtpipe_sandbox::{Cli, Sandbox, serve};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    wdtpipe_common::runtime::build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(LogFormat::Text);
     let listener = tokio::net::TcpListener::bind(&cli.addr).await?;
