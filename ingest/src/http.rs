@@ -12,6 +12,7 @@ use crate::config::Limits;
 use crate::error::IngestError;
 use crate::forward::{Forwarder, Origin};
 use crate::limits::check_shape;
+use crate::plain::parse_plain;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -152,8 +153,14 @@ async fn accept(
     if let Some(verifier) = &state.edge.verifier {
         verifier.verify(headers, &bytes, jiff::Timestamp::now().as_second())?;
     }
-    check_shape(&bytes, limits.json_depth, limits.string_bytes)?;
-    let records = parse_body(&bytes)?;
+    // Nearly every body is plain and read in one pass; the rest take the full parser.
+    let records = match parse_plain(&bytes, limits.json_depth, limits.string_bytes) {
+        Some(records) => records,
+        None => {
+            check_shape(&bytes, limits.json_depth, limits.string_bytes)?;
+            parse_body(&bytes)?
+        }
+    };
     if records.len() > limits.records {
         return Err(IngestError::TooManyRecords {
             count: records.len(),

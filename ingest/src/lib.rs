@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod plain;
 pub mod record;
 
 use crate::config::IngestConfig;
