@@ -108,7 +108,11 @@ impl Service {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
     }
 
-    fn stop(mut self) -> anyhow::Result<()> {
+    /// Sends SIGTERM and waits for the service to exit. The wait yields to the runtime: a
+    /// service drains its connections before exiting, and the bench's own gRPC connections
+    /// to it must be able to answer that (on the one-thread runtime, a blocking wait would
+    /// hold them until the deadline).
+    async fn stop(mut self) -> anyhow::Result<()> {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -120,7 +124,7 @@ impl Service {
                 }
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         bail!("{} did not stop within 30 s of SIGTERM", self.name)
     }
@@ -254,10 +258,10 @@ impl Stages {
             .into_inner())
     }
 
-    fn stop(self) -> anyhow::Result<()> {
-        self.ingest.stop()?;
-        self.transform.stop()?;
-        self.deliver.stop()
+    async fn stop(self) -> anyhow::Result<()> {
+        self.ingest.stop().await?;
+        self.transform.stop().await?;
+        self.deliver.stop().await
     }
 }
 
@@ -575,7 +579,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "outbox_writer_while_draining": writer_while_draining,
             "outbox_after_drain": {"queued_trades": drained.queued_trades, "queued_bytes": drained.queued_bytes},
         });
-        stages.stop()?;
+        stages.stop().await?;
         report
     } else {
         let sandbox = start_sandbox(sandbox_listener).await;
@@ -640,7 +644,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "outbox_writer": writer_load(&before, &after, elapsed),
             "trades_per_wdt_call": trades_per_call,
         });
-        stages.stop()?;
+        stages.stop().await?;
         report
     };
     print_report(&report, args.json)
