@@ -5,6 +5,7 @@
 
 mod config;
 mod http;
+mod json;
 mod push;
 mod state;
 mod validate;

@@ -4,10 +4,10 @@
 
 use crate::Sandbox;
 use crate::config::Faults;
+use crate::json::Json;
 use crate::state::CallRecord;
 use crate::validate::validate_trade;
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -222,10 +222,10 @@ fn check(
     if let Some(switch) = field("switch").and_then(read_switch) {
         draft.switch = switch;
     }
-    let trade_list: Option<Vec<Value>> = field("trade_list")
-        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+    let trade_list: Option<Vec<Json<'_>>> = field("trade_list")
+        .and_then(|text| Json::parse(text).ok())
         .and_then(|value| match value {
-            Value::Array(trades) => Some(trades),
+            Json::Array(trades) => Some(trades),
             _ => None,
         });
     if let Some(trades) = &trade_list {
@@ -325,7 +325,7 @@ fn check(
             Some(format!("tid {tid} 重复"))
         } else {
             lines(trade)
-                .filter_map(|line| line.get("oid").and_then(Value::as_str))
+                .filter_map(|line| line.get("oid").and_then(Json::as_str))
                 .find(|oid| !seen_oids.insert(*oid))
                 .map(|oid| format!("oid {oid} 重复"))
         };
@@ -349,9 +349,17 @@ fn check(
         if !errors.is_empty() {
             return Err(Refusal::Trades(errors.message()));
         }
+        // A lean store keeps counts only: the trade is not converted for it.
         let accepted = trades
-            .into_iter()
-            .map(|trade| (tid_of(&trade).to_owned(), trade))
+            .iter()
+            .map(|trade| {
+                let kept = if config.lean {
+                    serde_json::Value::Null
+                } else {
+                    trade.to_value()
+                };
+                (tid_of(trade).to_owned(), kept)
+            })
             .collect();
         let (new_count, chg_count) = store.accept(&draft.shop_no, accepted, now_ms, config.lean);
         Ok(Answer::Wdt(WdtAnswer {
@@ -414,14 +422,14 @@ fn read_switch(text: &str) -> Option<u8> {
 }
 
 /// The trade's tid, or empty when it has none usable.
-fn tid_of(trade: &Value) -> &str {
-    trade.get("tid").and_then(Value::as_str).unwrap_or_default()
+fn tid_of<'a>(trade: &'a Json<'_>) -> &'a str {
+    trade.get("tid").and_then(Json::as_str).unwrap_or_default()
 }
 
-fn lines(trade: &Value) -> impl Iterator<Item = &Value> {
+fn lines<'a, 'j>(trade: &'a Json<'j>) -> impl Iterator<Item = &'a Json<'j>> {
     trade
         .get("order_list")
-        .and_then(Value::as_array)
+        .and_then(Json::as_array)
         .into_iter()
         .flatten()
 }

@@ -1,5 +1,6 @@
 //! What the sandbox remembers: the accepted trades per `(shop_no, tid)` and the call log.
 
+use crate::json::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -116,8 +117,13 @@ impl Store {
     /// The first rule a new version of `(shop_no, tid)` breaks against what was accepted
     /// before: a line's `num` and `price` are fixed by the first accepted version holding
     /// its `oid`.
-    pub(crate) fn conflict(&self, shop_no: &str, tid: &str, trade: &Value) -> Option<String> {
+    pub(crate) fn conflict(&self, shop_no: &str, tid: &str, trade: &Json<'_>) -> Option<String> {
         let existing = self.trades.get(shop_no)?.get(tid)?;
+        if existing.history.is_empty() {
+            return None;
+        }
+        let trade = trade.to_value();
+        let trade = &trade;
         let mut fixed: HashMap<&str, (Option<Dec>, Option<Dec>)> = HashMap::new();
         for version in &existing.history {
             for line in lines(version) {
@@ -208,6 +214,11 @@ mod tests {
         json!({"tid": "T1", "order_list": [{"oid": "O1", "num": num, "price": price}]})
     }
 
+    /// `Store::conflict` on a trade given as a `Value`, read back as `trade_push` reads it.
+    fn conflict(store: &Store, shop_no: &str, trade: &Value) -> Option<String> {
+        store.conflict(shop_no, "T1", &Json::parse(&trade.to_string()).unwrap())
+    }
+
     /// A second version counts as a change, keeps history, and num/price are compared by value.
     #[test]
     fn versions_and_fixed_lines() {
@@ -216,10 +227,10 @@ mod tests {
             store.accept("S", vec![("T1".into(), version("2", "10.5"))], 1, false),
             (1, 0)
         );
-        assert_eq!(store.conflict("S", "T1", &version("2.00", "10.50")), None);
-        assert_eq!(store.conflict("OTHER", "T1", &version("3", "10.5")), None);
+        assert_eq!(conflict(&store, "S", &version("2.00", "10.50")), None);
+        assert_eq!(conflict(&store, "OTHER", &version("3", "10.5")), None);
         assert_eq!(
-            store.conflict("S", "T1", &version("3", "10.5")).as_deref(),
+            conflict(&store, "S", &version("3", "10.5")).as_deref(),
             Some("oid O1: num/price 不能修改")
         );
         assert_eq!(

@@ -1,7 +1,7 @@
 //! The per-trade rules of `trade_push.php`: required fields, enums, money text, sizes and
 //! (optionally) the paid identity. Each check answers the first rule a trade breaks.
 
-use serde_json::{Map, Value};
+use crate::json::{Json, Object};
 use wdtpipe_common::decimal::{Dec, is_decimal_text, parse_decimal};
 
 /// `trade_status` and line `status`.
@@ -13,10 +13,8 @@ const REFUND_STATUS: &[i64] = &[0, 1, 2, 3, 4, 5];
 pub(crate) const MAX_LINES: usize = 200;
 const ZERO_TIME: &str = "0000-00-00 00:00:00";
 
-type Object = Map<String, Value>;
-
 /// Checks one trade of `trade_list`; `Err` holds the first rule it breaks.
-pub(crate) fn validate_trade(trade: &Value, check_paid_identity: bool) -> Result<(), String> {
+pub(crate) fn validate_trade(trade: &Json<'_>, check_paid_identity: bool) -> Result<(), String> {
     let Some(t) = trade.as_object() else {
         return Err("订单必须是JSON对象 (trade must be an object)".to_owned());
     };
@@ -40,13 +38,13 @@ pub(crate) fn validate_trade(trade: &Value, check_paid_identity: bool) -> Result
     }
     let lines = match present(t, "order_list") {
         None => return Err("order_list 不能为空".to_owned()),
-        Some(Value::Array(lines)) if lines.is_empty() => {
+        Some(Json::Array(lines)) if lines.is_empty() => {
             return Err("order_list 不能为空".to_owned());
         }
-        Some(Value::Array(lines)) if lines.len() > MAX_LINES => {
+        Some(Json::Array(lines)) if lines.len() > MAX_LINES => {
             return Err(format!("order_list 超过{MAX_LINES}条"));
         }
-        Some(Value::Array(lines)) => lines,
+        Some(Json::Array(lines)) => lines,
         Some(_) => return Err("order_list 必须是JSON数组".to_owned()),
     };
     let mut lines_total = Dec::ZERO;
@@ -54,7 +52,7 @@ pub(crate) fn validate_trade(trade: &Value, check_paid_identity: bool) -> Result
         let line_total = validate_line(line).map_err(|error| {
             match line
                 .get("oid")
-                .and_then(Value::as_str)
+                .and_then(Json::as_str)
                 .filter(|oid| !oid.is_empty())
             {
                 Some(oid) => format!("oid {oid}: {error}"),
@@ -81,7 +79,7 @@ pub(crate) fn validate_trade(trade: &Value, check_paid_identity: bool) -> Result
 }
 
 /// Checks one line; answers `price·num + adjust_amount − discount − share_discount`.
-fn validate_line(line: &Value) -> Result<Dec, String> {
+fn validate_line(line: &Json<'_>) -> Result<Dec, String> {
     let Some(l) = line.as_object() else {
         return Err("明细必须是JSON对象 (line must be an object)".to_owned());
     };
@@ -116,23 +114,23 @@ fn out_of_range() -> String {
 }
 
 /// The value of `key`, treating `null` as absent.
-fn present<'a>(o: &'a Object, key: &str) -> Option<&'a Value> {
+fn present<'a, 'j>(o: &'a Object<'j>, key: &str) -> Option<&'a Json<'j>> {
     o.get(key).filter(|v| !v.is_null())
 }
 
 /// A text field that may be absent or empty; present, it must be a JSON string.
-fn optional_text<'a>(o: &'a Object, key: &str) -> Result<Option<&'a str>, String> {
+fn optional_text<'a>(o: &'a Object<'_>, key: &str) -> Result<Option<&'a str>, String> {
     match present(o, key) {
         None => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Json::String(s)) if s.is_empty() => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s)),
         Some(_) => Err(format!("{key} 必须是字符串")),
     }
 }
 
 /// A non-empty JSON string of at most `max_chars` code points.
 fn required_text<'a>(
-    o: &'a Object,
+    o: &'a Object<'_>,
     key: &str,
     max_chars: Option<usize>,
 ) -> Result<&'a str, String> {
@@ -143,12 +141,12 @@ fn required_text<'a>(
     }
 }
 
-fn required_enum(o: &Object, key: &str, allowed: &[i64]) -> Result<i64, String> {
+fn required_enum(o: &Object<'_>, key: &str, allowed: &[i64]) -> Result<i64, String> {
     optional_enum(o, key, allowed)?.ok_or_else(|| format!("{key} 不能为空"))
 }
 
 /// An enum field: a JSON integer (never a string) from `allowed`.
-fn optional_enum(o: &Object, key: &str, allowed: &[i64]) -> Result<Option<i64>, String> {
+fn optional_enum(o: &Object<'_>, key: &str, allowed: &[i64]) -> Result<Option<i64>, String> {
     let Some(value) = present(o, key) else {
         return Ok(None);
     };
@@ -163,11 +161,11 @@ fn optional_enum(o: &Object, key: &str, allowed: &[i64]) -> Result<Option<i64>, 
 }
 
 /// A required money or quantity field: a JSON string `-?[0-9]+(\.[0-9]{1,4})?`.
-fn money(o: &Object, key: &str) -> Result<Dec, String> {
+fn money(o: &Object<'_>, key: &str) -> Result<Dec, String> {
     let text = match present(o, key) {
         None => return Err(format!("{key} 不能为空")),
-        Some(Value::String(s)) if s.is_empty() => return Err(format!("{key} 不能为空")),
-        Some(Value::String(s)) => s,
+        Some(Json::String(s)) if s.is_empty() => return Err(format!("{key} 不能为空")),
+        Some(Json::String(s)) => s.as_ref(),
         Some(_) => return Err(format!("{key} 必须是字符串形式的数字")),
     };
     if !is_money_text(text) {
@@ -181,14 +179,14 @@ fn is_money_text(text: &str) -> bool {
     is_decimal_text(text) && text.split_once('.').is_none_or(|(_, frac)| frac.len() <= 4)
 }
 
-fn required_time(o: &Object, key: &str) -> Result<(), String> {
+fn required_time(o: &Object<'_>, key: &str) -> Result<(), String> {
     match optional_text(o, key)? {
         None => Err(format!("{key} 不能为空")),
         Some(text) => check_time(key, text),
     }
 }
 
-fn optional_time(o: &Object, key: &str) -> Result<(), String> {
+fn optional_time(o: &Object<'_>, key: &str) -> Result<(), String> {
     match optional_text(o, key)? {
         None => Ok(()),
         Some(text) => check_time(key, text),
@@ -227,7 +225,12 @@ fn is_wdt_time(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// Checks a trade built as a `Value`, read back the way `trade_push` reads it.
+    fn check(t: &Value, check_paid_identity: bool) -> Result<(), String> {
+        validate_trade(&Json::parse(&t.to_string()).unwrap(), check_paid_identity)
+    }
 
     fn trade() -> Value {
         json!({
@@ -259,14 +262,14 @@ mod tests {
     }
 
     fn error(t: &Value) -> String {
-        validate_trade(t, true).unwrap_err()
+        check(t, true).unwrap_err()
     }
 
     /// The reference trade passes, with and without the paid identity.
     #[test]
     fn valid_trade_passes() {
-        assert_eq!(validate_trade(&trade(), false), Ok(()));
-        assert_eq!(validate_trade(&trade(), true), Ok(()));
+        assert_eq!(check(&trade(), false), Ok(()));
+        assert_eq!(check(&trade(), true), Ok(()));
     }
 
     /// Required text fields refuse absence, emptiness, null and non-strings.
@@ -290,7 +293,7 @@ mod tests {
     /// Lengths count code points: 40 CJK characters fit a tid, 41 do not.
     #[test]
     fn lengths_count_code_points() {
-        assert!(validate_trade(&with(&["tid"], json!("订".repeat(40))), true).is_ok());
+        assert!(check(&with(&["tid"], json!("订".repeat(40))), true).is_ok());
         assert_eq!(
             error(&with(&["tid"], json!("订".repeat(41)))),
             "tid 超过40个字符"
@@ -331,7 +334,7 @@ mod tests {
         );
         let mut t = trade();
         t.as_object_mut().unwrap().remove("pay_status");
-        assert!(validate_trade(&t, true).is_ok());
+        assert!(check(&t, true).is_ok());
     }
 
     /// Money is a JSON string with at most four decimal places.
@@ -362,7 +365,7 @@ mod tests {
     /// Times are `YYYY-MM-DD HH:MM:SS` or the zero time.
     #[test]
     fn times() {
-        assert!(validate_trade(&with(&["pay_time"], json!(ZERO_TIME)), true).is_ok());
+        assert!(check(&with(&["pay_time"], json!(ZERO_TIME)), true).is_ok());
         assert!(
             error(&with(&["pay_time"], json!("2024-05-01T10:01:00")))
                 .starts_with("pay_time 格式错误")
@@ -386,7 +389,7 @@ mod tests {
             "goods_no",
             json!("GN"),
         );
-        assert!(validate_trade(&goods_no_only, true).is_ok());
+        assert!(check(&goods_no_only, true).is_ok());
         assert_eq!(
             error(&with(&["order_list"], json!([]))),
             "order_list 不能为空"
@@ -413,7 +416,7 @@ mod tests {
     #[test]
     fn paid_identity() {
         let t = with(&["paid"], json!("24.01"));
-        assert!(validate_trade(&t, false).is_ok());
+        assert!(check(&t, false).is_ok());
         assert_eq!(error(&t), "paid 与订单金额不符 (expected 24)");
     }
 
