@@ -174,10 +174,48 @@ pub struct Expired {
     pub more: bool,
 }
 
+/// A record as the writer takes it: its trades already encoded, on the caller's thread, so
+/// that the single writer, which every enqueue and settlement waits on, neither encodes
+/// them nor frees the decoded request.
+struct RecordToWrite {
+    record_id: String,
+    received_at_ms: i64,
+    source: String,
+    transformed_at_ms: i64,
+    traceparent: String,
+    trades: Vec<TradeToWrite>,
+}
+
+struct TradeToWrite {
+    key: TradeKey,
+    /// The `TradeOrder`, encoded.
+    encoded: Vec<u8>,
+}
+
+impl From<EnqueueRecord> for RecordToWrite {
+    fn from(record: EnqueueRecord) -> Self {
+        Self {
+            trades: record
+                .trades
+                .iter()
+                .map(|trade| TradeToWrite {
+                    key: TradeKey::new(&trade.tid, &trade.shop_no),
+                    encoded: trade.encode_to_vec(),
+                })
+                .collect(),
+            record_id: record.record_id,
+            received_at_ms: record.received_at_ms,
+            source: record.source,
+            transformed_at_ms: record.transformed_at_ms,
+            traceparent: record.traceparent,
+        }
+    }
+}
+
 /// A write the writer thread applies.
 enum Op {
     Enqueue {
-        records: Vec<EnqueueRecord>,
+        records: Vec<RecordToWrite>,
         idempotency_key: String,
         request_id: String,
     },
@@ -368,7 +406,7 @@ impl Outbox {
         now_ms: i64,
     ) -> Result<Enqueued> {
         let op = Op::Enqueue {
-            records,
+            records: records.into_iter().map(RecordToWrite::from).collect(),
             idempotency_key,
             request_id,
         };
@@ -955,7 +993,7 @@ impl Writer {
 fn enqueue(
     txn: &mut Txn<'_>,
     next_seq: &mut u64,
-    records: Vec<EnqueueRecord>,
+    records: Vec<RecordToWrite>,
     idempotency_key: &str,
     request_id: &str,
     now_ms: i64,
@@ -980,11 +1018,10 @@ fn enqueue(
         if duplicate {
             continue;
         }
-        let tids: Vec<String> = record.trades.iter().map(|t| t.tid.clone()).collect();
-        for trade in record.trades {
+        let tids: Vec<String> = record.trades.iter().map(|t| t.key.tid.clone()).collect();
+        for TradeToWrite { key, encoded } in record.trades {
             let seq = *next_seq;
             *next_seq += 1;
-            let key = TradeKey::new(&trade.tid, &trade.shop_no);
             let entry_key = key.entry_key();
             let mut entry: OutboxEntry = txn.get_msg(&entry_key)?.unwrap_or_else(|| OutboxEntry {
                 tid: key.tid.clone(),
@@ -997,7 +1034,7 @@ fn enqueue(
                 seq,
                 record_id: record.record_id.clone(),
                 received_at_ms: record.received_at_ms,
-                trade: trade.encode_to_vec(),
+                trade: encoded,
                 transformed_at_ms: record.transformed_at_ms,
                 enqueued_at_ms: now_ms,
                 request_id: request_id.to_owned(),

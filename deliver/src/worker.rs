@@ -458,10 +458,17 @@ impl Delivery {
             let now = self.clock.now_ms();
             let attempt = attempt_of(now, &reply, &verdict);
             self.metrics.wdt_call(&attempt.outcome, attempt.code);
-            let settle = |ready: Ready, outcome: Outcome| Settlement {
-                ready,
-                attempt: attempt.clone(),
-                outcome,
+            // Only a dead letter keeps the trade: the others are freed here, not on the
+            // outbox writer, which every enqueue and settlement waits on.
+            let settle = |mut ready: Ready, outcome: Outcome| {
+                if !matches!(outcome, Outcome::Dead { .. }) {
+                    ready.trade = TradeOrder::default();
+                }
+                Settlement {
+                    ready,
+                    attempt: attempt.clone(),
+                    outcome,
+                }
             };
             match verdict {
                 Verdict::Delivered {
