@@ -119,11 +119,11 @@ impl Store {
     /// its `oid`.
     pub(crate) fn conflict(&self, shop_no: &str, tid: &str, trade: &Json<'_>) -> Option<String> {
         let existing = self.trades.get(shop_no)?.get(tid)?;
+        // A lean store keeps no versions, so there is nothing to compare against.
         if existing.history.is_empty() {
             return None;
         }
         let trade = trade.to_value();
-        let trade = &trade;
         let mut fixed: HashMap<&str, (Option<Dec>, Option<Dec>)> = HashMap::new();
         for version in &existing.history {
             for line in lines(version) {
@@ -134,7 +134,7 @@ impl Store {
                 }
             }
         }
-        lines(trade).find_map(|line| {
+        lines(&trade).find_map(|line| {
             let oid = line.get("oid").and_then(Value::as_str)?;
             let (num, price) = fixed.get(oid)?;
             (*num != amount(line, "num") || *price != amount(line, "price"))
