@@ -27,9 +27,11 @@ pub const HISTORY_LIMIT: usize = 20;
 const GROUP_LIMIT: usize = 4096;
 /// sled page cache used when none is configured. sled's own count of cached bytes runs well
 /// under what the process holds (at 64 senders deliver peaked at ~80 MB RSS with a 32 MiB
-/// cache, 63–67 MB with 16 MiB, 57 MB with 12 MiB), and the small cache measured no slower,
-/// the queue's working set being its recent writes.
-pub const DEFAULT_CACHE_BYTES: u64 = 12 * 1024 * 1024;
+/// cache, 63–67 MB with 16 MiB, 57 MB with 12 MiB, 47 MB with 6 MiB). The small cache is
+/// also the faster one: the queue's working set is its recent writes, and draining a large
+/// backlog went from ~20,000 to ~24,000–26,000 trades/s going from 12 to 6 MiB
+/// (BENCHMARKS.md).
+pub const DEFAULT_CACHE_BYTES: u64 = 6 * 1024 * 1024;
 /// Expiry index keys looked at in one sweep step (keeps each commit small).
 const EXPIRE_LIMIT: usize = 1_000;
 
