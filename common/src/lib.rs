@@ -6,6 +6,7 @@ pub mod config;
 pub mod decimal;
 pub mod form;
 pub mod grpc;
+pub mod json;
 pub mod metrics;
 pub mod rejection;
 pub mod request;

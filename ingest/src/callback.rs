@@ -10,6 +10,7 @@ use crate::record::{DETAILS_KEY, Fields, KUAIDI100_KEY};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::fmt;
+use wdtpipe_common::json::BorrowedStr;
 use wdtpipe_common::rejection::rejection;
 use wdtpipe_proto::v1::{Kuaidi100Data, RecordRejection, StockoutDetail, StockoutRecord};
 
@@ -278,47 +279,7 @@ fn parse_raw<'a, T: Deserialize<'a>>(value: &'a RawValue) -> Result<T, CallbackE
 struct RawObject<'a>(Vec<(Key<'a>, &'a RawValue)>);
 
 /// An object key, borrowed from the body unless it holds escapes.
-struct Key<'a>(std::borrow::Cow<'a, str>);
-
-impl Key<'_> {
-    fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for Key<'_> {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl fmt::Display for Key<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_borrowed_str<E: serde::de::Error>(
-                self,
-                v: &'de str,
-            ) -> Result<Self::Value, E> {
-                Ok(Key(std::borrow::Cow::Borrowed(v)))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
+type Key<'a> = BorrowedStr<'a>;
 
 impl<'a> RawObject<'a> {
     fn last(&self, key: &str) -> Option<&'a RawValue> {
