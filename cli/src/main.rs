@@ -12,15 +12,5 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // One thread: tokio's current-thread scheduler (see `wdtpipe_common::runtime`).
-    let mut runtime = match cli.worker_threads() {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(threads) => {
-            let mut runtime = tokio::runtime::Builder::new_multi_thread();
-            runtime.worker_threads(threads);
-            runtime
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
-    runtime.enable_all().build()?.block_on(wdtpipe::run(cli))
+    wdtpipe_common::runtime::with_threads(cli.worker_threads())?.block_on(wdtpipe::run(cli))
 }

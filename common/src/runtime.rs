@@ -11,10 +11,20 @@ pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
     let threads = std::env::var("TOKIO_WORKER_THREADS")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok());
-    let mut builder = if threads == Some(1) {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
+    with_threads(threads)
+}
+
+/// Builds the runtime for `threads` async threads: one is tokio's current-thread scheduler,
+/// more its work-stealing one with that many workers, `None` tokio's default.
+pub fn with_threads(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
     };
     builder.enable_all().build()
 }
