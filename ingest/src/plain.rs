@@ -148,42 +148,40 @@ impl<'a> Reader<'a> {
     /// An object's members after its `{`, up to and including its `}`. Each value is read
     /// by `member`, given the key; a later duplicate key overwrites, as in the full parser.
     fn members(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        self.skip_ws();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            self.skip_ws();
-            self.expect(b'"')?;
-            let key = self.string()?;
-            self.skip_ws();
-            self.expect(b':')?;
-            self.skip_ws();
-            member(self, key)?;
-            self.skip_ws();
-            match self.next()? {
-                b',' => {}
-                b'}' => return Some(()),
-                _ => return None,
-            }
-        }
+        self.separated(b'}', |reader| {
+            reader.expect(b'"')?;
+            let key = reader.string()?;
+            reader.skip_ws();
+            reader.expect(b':')?;
+            reader.skip_ws();
+            member(reader, key)
+        })
     }
 
     /// An array's items after its `[`, up to and including its `]`.
-    fn items(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+    fn items(&mut self, item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.separated(b']', item)
+    }
+
+    /// Comma-separated elements, each read by `element`, up to and including `close`; none
+    /// at all is fine, a trailing comma is not.
+    fn separated(
+        &mut self,
+        close: u8,
+        mut element: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
         self.skip_ws();
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.at += 1;
             return Some(());
         }
         loop {
             self.skip_ws();
-            item(self)?;
+            element(self)?;
             self.skip_ws();
             match self.next()? {
                 b',' => {}
-                b']' => return Some(()),
+                byte if byte == close => return Some(()),
                 _ => return None,
             }
         }
