@@ -3,8 +3,13 @@
 use clap::Parser;
 use wdtpipe_deliver::cli::Args;
 
-// The system allocator, unlike the other services: with mimalloc, sled's allocation pattern
-// held 20–40 MB more resident memory (BENCHMARKS.md), more than the drain speed it bought.
+// mimalloc, as in the other services. glibc's malloc and free were about a fifth of deliver's
+// CPU (sled copies and frees tree nodes on every write). mimalloc holds more resident memory:
+// about 52–59 MB at 64 senders against glibc's 43 MB, inside the 64 MB budget since the sled
+// cache went down to 6 MiB. BENCHMARKS.md has the alternated runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     wdtpipe_common::runtime::build()?.block_on(run())
 }

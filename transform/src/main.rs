@@ -5,7 +5,7 @@ use wdtpipe_transform::cli::Args;
 
 // Under load glibc's malloc took about a quarter of the CPU (perf: `_int_malloc`,
 // `malloc_consolidate`, `unlink_chunk`); mimalloc's per-thread free lists avoid that. See
-// BENCHMARKS.md (deliver keeps the system allocator: see its main.rs).
+// BENCHMARKS.md.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
