@@ -87,6 +87,12 @@ pub fn shop_of_ready_key(key: &[u8]) -> Option<String> {
     Some(shop.to_owned())
 }
 
+/// `(shop, queue place)` of a ready-queue key.
+pub fn parse_ready_key(key: &[u8]) -> Option<(&str, u64)> {
+    let (shop, seq) = split_str16(key.strip_prefix(READY)?)?;
+    Some((shop, u64::from_be_bytes(seq.try_into().ok()?)))
+}
+
 pub fn waiting_key(due_ms: i64, seq: u64) -> Vec<u8> {
     let mut out = WAITING.to_vec();
     out.extend_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
@@ -164,6 +170,8 @@ mod tests {
             shop_of_ready_key(&ready_key("S1", 3)).as_deref(),
             Some("S1")
         );
+        assert_eq!(parse_ready_key(&ready_key("S1", 3)), Some(("S1", 3)));
+        assert_eq!(parse_ready_key(b"q/\0\x02S1\0"), None);
         assert!(
             TradeKey::new("T1", "A")
                 .entry_key()

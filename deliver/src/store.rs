@@ -5,10 +5,14 @@
 //! caller: group commit, so concurrent enqueues share one flush, and a caller that got an
 //! answer knows its data is on disk. Having one writer also makes each command's
 //! read-modify-write free of races. Reads (status, the worker's next batch) go to sled
-//! directly; they see committed state.
+//! directly and see committed state, except the worker's reads of short ready queues: the
+//! writer keeps a copy of those in memory, updated after each commit (the `mirror` module).
+
+mod mirror;
 
 use crate::config::Retention;
 use crate::keys::{self, TradeKey};
+use mirror::ReadyMirror;
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
@@ -82,6 +86,22 @@ pub struct ReadyItem {
 }
 
 impl ReadyItem {
+    /// What the queue place `queue_seq` holding `key` offers, given the key's encoded
+    /// entry: its pending version, or `None` when no version waits (a read passes over it).
+    fn of_entry(key: TradeKey, queue_seq: u64, entry: &[u8]) -> Result<Option<Self>> {
+        let entry: EntryHead = decode(entry)?;
+        Ok(entry.pending.map(|pending| Self {
+            key,
+            queue_seq,
+            seq: pending.seq,
+            encoded_trade: pending.trade,
+            record_id: pending.record_id,
+            received_at_ms: pending.received_at_ms,
+            first_attempt_at_ms: entry.first_attempt_at_ms,
+            attempts: entry.attempts,
+        }))
+    }
+
     /// Decodes the trade.
     pub fn open(self) -> Result<Ready> {
         Ok(Ready {
@@ -261,6 +281,8 @@ pub struct Outbox {
     totals: Arc<Mutex<Tally>>,
     /// What the writer has done since open.
     load: Arc<WriterLoad>,
+    /// Copies of the short ready queues, kept by the writer.
+    mirror: Arc<ReadyMirror>,
 }
 
 /// The writer thread's work since the outbox was opened, kept as it goes.
@@ -283,9 +305,16 @@ pub struct WriterStats {
     pub flushing: std::time::Duration,
 }
 
-/// A ready-queue read under way on a blocking thread ([`Outbox::ready_async`]).
+/// A ready-queue read ([`Outbox::ready_async`]): answered from memory, or under way on a
+/// blocking thread.
 #[derive(Debug)]
-pub struct ReadyRead(tokio::task::JoinHandle<Result<Vec<ReadyItem>>>);
+pub struct ReadyRead(ReadyReadInner);
+
+#[derive(Debug)]
+enum ReadyReadInner {
+    Copied(Option<Vec<ReadyItem>>),
+    Reading(tokio::task::JoinHandle<Result<Vec<ReadyItem>>>),
+}
 
 impl std::future::Future for ReadyRead {
     type Output = Result<Vec<ReadyItem>>;
@@ -294,9 +323,16 @@ impl std::future::Future for ReadyRead {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
-            joined.map_err(|e| StoreError::Corrupt(format!("ready read task failed: {e}")))?
-        })
+        match &mut self.0 {
+            ReadyReadInner::Copied(items) => {
+                std::task::Poll::Ready(items.take().ok_or_else(|| {
+                    StoreError::Corrupt("ready read polled after it answered".into())
+                }))
+            }
+            ReadyReadInner::Reading(handle) => std::pin::Pin::new(handle).poll(cx).map(|joined| {
+                joined.map_err(|e| StoreError::Corrupt(format!("ready read task failed: {e}")))?
+            }),
+        }
     }
 }
 
@@ -349,7 +385,9 @@ impl Outbox {
         let (tx, rx) = mpsc::channel();
         let totals = Arc::new(Mutex::new(count_queued(&tree)?));
         let load = Arc::new(WriterLoad::default());
+        let mirror = Arc::new(ReadyMirror::default());
         let writer = Writer {
+            mirror: Arc::clone(&mirror),
             db: db.clone(),
             tree: tree.clone(),
             next_seq,
@@ -370,6 +408,7 @@ impl Outbox {
             in_flight: Arc::new(AtomicUsize::new(0)),
             load,
             totals,
+            mirror,
         })
     }
 
@@ -481,21 +520,32 @@ impl Outbox {
         Ok(counts)
     }
 
-    /// [`Outbox::ready_skipping`] on a blocking thread, so the async runtime never waits on
-    /// disk. The read starts at once; awaiting the answer gets its batch, dropping it lets
-    /// the read finish unheard.
+    /// [`Outbox::ready_skipping`] without waiting on disk: answered at once from the copy of
+    /// the shop's queue in memory when it has one (see the `mirror` module), otherwise read
+    /// on a blocking thread. The read starts at once; awaiting the answer gets its batch,
+    /// dropping it lets the read finish unheard.
     pub fn ready_async(
         self: &Arc<Self>,
         shop_no: &str,
         limit: usize,
         skip: Arc<HashSet<u64>>,
     ) -> ReadyRead {
+        if let Some(items) = self.mirror.read(shop_no, limit, &skip) {
+            return ReadyRead(ReadyReadInner::Copied(Some(items)));
+        }
         let in_flight = InFlight::new(&self.in_flight);
         let (outbox, shop_no) = (Arc::clone(self), shop_no.to_owned());
-        ReadyRead(tokio::task::spawn_blocking(move || {
-            let _in_flight = in_flight;
-            outbox.ready_skipping(&shop_no, limit, &skip)
-        }))
+        ReadyRead(ReadyReadInner::Reading(tokio::task::spawn_blocking(
+            move || {
+                let _in_flight = in_flight;
+                outbox.ready_skipping(&shop_no, limit, &skip)
+            },
+        )))
+    }
+
+    /// Shops whose ready queue [`Outbox::ready_async`] answers from memory.
+    pub fn mirrored_shops(&self) -> BTreeSet<String> {
+        self.mirror.shops()
     }
 
     /// Store operations started and not yet finished. Tests that drive a paused clock wait
@@ -542,21 +592,12 @@ impl Outbox {
                 tracing::warn!(tid, shop_no, "queue item without entry; skipped");
                 continue;
             };
-            let entry: EntryHead = decode(&entry)?;
-            let Some(pending) = entry.pending else {
-                tracing::warn!(tid, shop_no, "queue item without pending version; skipped");
-                continue;
-            };
-            out.push(ReadyItem {
-                key,
-                queue_seq,
-                seq: pending.seq,
-                encoded_trade: pending.trade,
-                record_id: pending.record_id,
-                received_at_ms: pending.received_at_ms,
-                first_attempt_at_ms: entry.first_attempt_at_ms,
-                attempts: entry.attempts,
-            });
+            match ReadyItem::of_entry(key, queue_seq, &entry)? {
+                Some(item) => out.push(item),
+                None => {
+                    tracing::warn!(tid, shop_no, "queue item without pending version; skipped");
+                }
+            }
         }
         Ok(out)
     }
@@ -759,7 +800,7 @@ fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
 /// Pending writes of a group commit, read through before sled, and how they change what
 /// is queued.
 #[derive(Default)]
-struct Overlay(BTreeMap<Vec<u8>, Option<Vec<u8>>>, Tally);
+struct Overlay(mirror::Writes, Tally);
 
 /// Trades waiting to be delivered and the bytes their payloads take.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -879,6 +920,7 @@ struct Writer {
     totals: Arc<Mutex<Tally>>,
     load: Arc<WriterLoad>,
     cursors: SweepCursors,
+    mirror: Arc<ReadyMirror>,
 }
 
 impl Writer {
@@ -908,9 +950,10 @@ impl Writer {
                 (command.reply, result)
             })
             .collect();
-        let change = overlay.1.clone();
         let failure = if !overlay.0.is_empty() || self.next_seq != seq_before {
-            self.write(overlay, seq_before).err().map(|e| e.to_string())
+            self.write(&overlay, seq_before)
+                .err()
+                .map(|e| e.to_string())
         } else {
             None
         };
@@ -918,10 +961,15 @@ impl Writer {
             self.totals
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .merge(&change);
+                .merge(&overlay.1);
+            self.mirror.apply(&self.tree, &overlay.0, |shop| {
+                let totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
+                totals.shops.get(shop).map_or(0, |queue| queue.ready)
+            });
         }
         if let Some(message) = &failure {
             tracing::error!(error = %message, "outbox commit failed");
+            self.mirror.clear();
         }
         for (reply, result) in answers {
             let result = match &failure {
@@ -932,12 +980,12 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, overlay: Overlay, seq_before: u64) -> Result<()> {
+    fn write(&mut self, overlay: &Overlay, seq_before: u64) -> Result<()> {
         let mut batch = sled::Batch::default();
-        for (key, value) in overlay.0 {
+        for (key, value) in &overlay.0 {
             match value {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
+                Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+                None => batch.remove(key.as_slice()),
             }
         }
         if self.next_seq != seq_before {
