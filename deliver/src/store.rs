@@ -388,6 +388,7 @@ impl Outbox {
         let mirror = Arc::new(ReadyMirror::default());
         let writer = Writer {
             mirror: Arc::clone(&mirror),
+            recent: RecentEntries::default(),
             db: db.clone(),
             tree: tree.clone(),
             next_seq,
@@ -875,20 +876,20 @@ impl Share {
 /// merging when the command fails, so a failed command leaves nothing behind.
 struct Txn<'a> {
     tree: &'a sled::Tree,
+    recent: &'a RecentEntries,
     group: &'a Overlay,
     own: Overlay,
 }
 
 impl Txn<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.own.0.get(key).or_else(|| self.group.0.get(key)) {
-            return Ok(v.clone());
-        }
-        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
-    }
-
     fn get_msg<M: Message + Default>(&self, key: &[u8]) -> Result<Option<M>> {
-        self.get(key)?.map(|v| decode(&v)).transpose()
+        if let Some(v) = self.own.0.get(key).or_else(|| self.group.0.get(key)) {
+            return v.as_deref().map(decode).transpose();
+        }
+        if let Some(v) = self.recent.get(key) {
+            return decode(v).map(Some);
+        }
+        self.tree.get(key)?.map(|v| decode(&v)).transpose()
     }
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -912,9 +913,59 @@ impl Txn<'_> {
     }
 }
 
+/// The entries (`t/` keys) the writer wrote last, as committed: a settlement reads back the
+/// entry its enqueue wrote moments before, and finds it here instead of in sled. Shares the
+/// values' memory with the batch handed to sled.
+#[derive(Default)]
+struct RecentEntries {
+    /// Each key's value and when it was written (a count of writes).
+    values: std::collections::HashMap<Vec<u8>, (sled::IVec, u64)>,
+    /// Keys in the order written, with when.
+    order: std::collections::VecDeque<(Vec<u8>, u64)>,
+    writes: u64,
+}
+
+impl RecentEntries {
+    /// Entries kept at most (each ~0.3–2 KB).
+    const LIMIT: usize = 1_024;
+
+    fn get(&self, key: &[u8]) -> Option<&sled::IVec> {
+        self.values.get(key).map(|(value, _)| value)
+    }
+
+    fn put(&mut self, key: &[u8], value: sled::IVec) {
+        self.writes += 1;
+        self.values.insert(key.to_vec(), (value, self.writes));
+        self.order.push_back((key.to_vec(), self.writes));
+        while self.order.len() > Self::LIMIT {
+            let Some((oldest, written)) = self.order.pop_front() else {
+                break;
+            };
+            // Dropped unless written again since.
+            if self
+                .values
+                .get(&oldest)
+                .is_some_and(|(_, at)| *at == written)
+            {
+                self.values.remove(&oldest);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        self.values.remove(key);
+    }
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.order.clear();
+    }
+}
+
 struct Writer {
     db: sled::Db,
     tree: sled::Tree,
+    recent: RecentEntries,
     next_seq: u64,
     retention: Retention,
     totals: Arc<Mutex<Tally>>,
@@ -969,7 +1020,9 @@ impl Writer {
         }
         if let Some(message) = &failure {
             tracing::error!(error = %message, "outbox commit failed");
+            // What sled holds after a failed commit is not known here: read it again.
             self.mirror.clear();
+            self.recent.clear();
         }
         for (reply, result) in answers {
             let result = match &failure {
@@ -983,9 +1036,21 @@ impl Writer {
     fn write(&mut self, overlay: &Overlay, seq_before: u64) -> Result<()> {
         let mut batch = sled::Batch::default();
         for (key, value) in &overlay.0 {
+            let entry = key.starts_with(keys::ENTRY);
             match value {
-                Some(value) => batch.insert(key.as_slice(), value.as_slice()),
-                None => batch.remove(key.as_slice()),
+                Some(value) => {
+                    let value = sled::IVec::from(value.as_slice());
+                    if entry {
+                        self.recent.put(key, value.clone());
+                    }
+                    batch.insert(key.as_slice(), value);
+                }
+                None => {
+                    if entry {
+                        self.recent.remove(key);
+                    }
+                    batch.remove(key.as_slice());
+                }
             }
         }
         if self.next_seq != seq_before {
@@ -1004,6 +1069,7 @@ impl Writer {
     fn apply(&mut self, op: Op, now_ms: i64, group: &mut Overlay) -> Result<Done> {
         let mut txn = Txn {
             tree: &self.tree,
+            recent: &self.recent,
             group,
             own: Overlay::default(),
         };
@@ -1516,6 +1582,32 @@ fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32
 mod tests {
     use super::*;
     use wdtpipe_proto::v1::Attempt;
+
+    /// The writer's recent entries keep the last `LIMIT` written, the latest value of each,
+    /// and forget a removed one.
+    #[test]
+    fn recent_entries_keep_the_latest_writes() {
+        let mut recent = RecentEntries::default();
+        let key = |n: usize| format!("t/{n}").into_bytes();
+        recent.put(&key(0), sled::IVec::from(&b"old"[..]));
+        for n in 1..RecentEntries::LIMIT {
+            recent.put(&key(n), sled::IVec::from(&b"v"[..]));
+        }
+        // Written again: survives the eviction of its first write.
+        recent.put(&key(0), sled::IVec::from(&b"new"[..]));
+        recent.put(&key(RecentEntries::LIMIT), sled::IVec::from(&b"v"[..]));
+        assert_eq!(
+            recent.get(&key(0)).map(|v| v.to_vec()),
+            Some(b"new".to_vec())
+        );
+        assert!(recent.get(&key(1)).is_none(), "the oldest write is evicted");
+        assert!(recent.get(&key(RecentEntries::LIMIT)).is_some());
+        assert!(recent.values.len() <= RecentEntries::LIMIT);
+        recent.remove(&key(0));
+        assert!(recent.get(&key(0)).is_none());
+        recent.clear();
+        assert!(recent.get(&key(2)).is_none());
+    }
 
     /// The ready read's partial view reads the same tags as the full entry.
     #[test]
