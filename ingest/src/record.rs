@@ -12,8 +12,8 @@ use wdtpipe_proto::v1::{Kuaidi100Data, StockoutDetail, StockoutRecord};
 pub trait Fields {
     /// The text field stored under a JSON key, if the schema has one.
     fn field_mut(&mut self, key: &str) -> Option<&mut String>;
-    /// Every text field with its JSON key, in schema order.
-    fn fields(&self) -> Vec<(&'static str, &str)>;
+    /// Every non-empty text field with its JSON key, keys in byte order.
+    fn sorted_fields(&self) -> impl Iterator<Item = (&'static str, &str)>;
     /// Keys the schema does not know, with their JSON text.
     fn extra_mut(&mut self) -> &mut HashMap<String, String>;
 }
@@ -27,8 +27,18 @@ macro_rules! field_table {
                     _ => None,
                 }
             }
-            fn fields(&self) -> Vec<(&'static str, &str)> {
-                vec![$(($key, self.$field.as_str())),*]
+            fn sorted_fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
+                static ORDER: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+                let fields = [$(($key, self.$field.as_str())),*];
+                let order = ORDER.get_or_init(|| {
+                    let mut order: Vec<usize> = (0..fields.len()).collect();
+                    order.sort_unstable_by(|&a, &b| fields[a].0.as_bytes().cmp(fields[b].0.as_bytes()));
+                    order
+                });
+                order
+                    .iter()
+                    .map(move |&i| fields[i])
+                    .filter(|(_, value)| !value.is_empty())
             }
             fn extra_mut(&mut self) -> &mut HashMap<String, String> {
                 &mut self.extra
@@ -243,14 +253,14 @@ field_table! {
 /// sorted by byte order, non-empty text fields only.
 pub fn canonical_json(record: &StockoutRecord) -> String {
     let mut out = String::with_capacity(4096);
-    let mut entries = text_entries(record.fields(), &record.extra);
+    let mut others = extra_entries(&record.extra);
     if !record.details_list.is_empty() {
-        entries.push((DETAILS_KEY, Entry::Lines(&record.details_list)));
+        others.push((DETAILS_KEY, Entry::Lines(&record.details_list)));
     }
     if let Some(kuaidi) = &record.kuaidi100_data {
-        entries.push((KUAIDI100_KEY, Entry::Kuaidi(kuaidi)));
+        others.push((KUAIDI100_KEY, Entry::Kuaidi(kuaidi)));
     }
-    write_object(&mut out, entries);
+    write_object(&mut out, record.sorted_fields(), others);
     out
 }
 
@@ -265,25 +275,46 @@ enum Entry<'a> {
     Kuaidi(&'a Kuaidi100Data),
 }
 
-fn text_entries<'a>(
-    fields: Vec<(&'static str, &'a str)>,
-    extra: &'a HashMap<String, String>,
-) -> Vec<(&'a str, Entry<'a>)> {
-    fields
-        .into_iter()
-        .chain(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+/// The non-empty keys the schema does not know (rare), unsorted.
+fn extra_entries(extra: &HashMap<String, String>) -> Vec<(&str, Entry<'_>)> {
+    extra
+        .iter()
         .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k, Entry::Text(v)))
+        .map(|(k, v)| (k.as_str(), Entry::Text(v)))
         .collect()
 }
 
-fn write_object(out: &mut String, mut entries: Vec<(&str, Entry<'_>)>) {
-    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+/// Writes an object of the schema's fields (already in key order) and `others`, merged in
+/// key order.
+fn write_object<'a>(
+    out: &mut String,
+    fields: impl Iterator<Item = (&'static str, &'a str)>,
+    mut others: Vec<(&'a str, Entry<'a>)>,
+) {
+    others.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut fields = fields.peekable();
+    let mut others = others.into_iter().peekable();
     out.push('{');
-    for (i, (key, value)) in entries.into_iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    loop {
+        let field_first = match (fields.peek(), others.peek()) {
+            (Some((field, _)), Some((other, _))) => field.as_bytes() <= other.as_bytes(),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let (key, value) = if field_first {
+            fields
+                .next()
+                .map(|(key, text)| (key as &'a str, Entry::Text(text)))
+        } else {
+            others.next()
+        }
+        .expect("peeked");
+        if !first {
             out.push(',');
         }
+        first = false;
         write_string(out, key);
         out.push(':');
         match value {
@@ -294,17 +325,36 @@ fn write_object(out: &mut String, mut entries: Vec<(&str, Entry<'_>)>) {
                     if n > 0 {
                         out.push(',');
                     }
-                    write_object(out, text_entries(line.fields(), &line.extra));
+                    write_object(out, line.sorted_fields(), extra_entries(&line.extra));
                 }
                 out.push(']');
             }
             Entry::Kuaidi(kuaidi) => {
-                write_object(out, text_entries(kuaidi.fields(), &kuaidi.extra))
+                write_object(out, kuaidi.sorted_fields(), extra_entries(&kuaidi.extra))
             }
         }
     }
     out.push('}');
 }
+
+/// How each byte is written inside a JSON string: 0 as itself, `u` as `\u00XX`, any other
+/// byte `c` as `\c` (serde_json's escapes).
+const ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = b'u';
+        byte += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
 
 /// `text` as a JSON string exactly as serde_json writes it (non-ASCII unescaped). Runs that
 /// need no escape (nearly all of a record) are copied whole.
@@ -312,24 +362,18 @@ fn write_string(out: &mut String, text: &str) {
     use std::fmt::Write as _;
     out.push('"');
     let mut plain = 0;
-    for (at, byte) in text.bytes().enumerate() {
-        let escape = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..0x20 => "",
-            _ => continue,
-        };
-        // Every byte matched above is ASCII, so `at` is a char boundary.
+    for (at, &byte) in text.as_bytes().iter().enumerate() {
+        let escape = ESCAPE[usize::from(byte)];
+        if escape == 0 {
+            continue;
+        }
+        // Every escaped byte is ASCII, so `at` is a char boundary.
         out.push_str(&text[plain..at]);
-        if escape.is_empty() {
+        if escape == b'u' {
             let _ = write!(out, "\\u{:04x}", byte);
         } else {
-            out.push_str(escape);
+            out.push('\\');
+            out.push(char::from(escape));
         }
         plain = at + 1;
     }
@@ -378,6 +422,94 @@ mod tests {
             let mut out = String::new();
             write_string(&mut out, &text);
             assert_eq!(out, serde_json::to_string(&text).unwrap(), "{text:?}");
+        }
+    }
+
+    /// Keys of every table, known and unknown, that the generated records below draw from.
+    const KEYS: [&str; 12] = [
+        "tid",
+        "paid",
+        "shop_no",
+        "md5_str",
+        "src_tid",
+        "num",
+        "nu",
+        "com",
+        "routeInfo",
+        "a",
+        "zz_extra",
+        "Tid",
+    ];
+
+    fn set<T: Fields>(message: &mut T, key: &str, value: &str) {
+        match message.field_mut(key) {
+            Some(field) => *field = value.to_owned(),
+            None => {
+                message.extra_mut().insert(key.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    fn object(pairs: &[(usize, String)]) -> serde_json::Map<String, serde_json::Value> {
+        pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (KEYS[*k].to_owned(), serde_json::Value::from(v.as_str())))
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// Any record (schema fields, unknown keys, lines, tracking data, texts to escape)
+        /// has the canonical form serde_json writes for the same non-empty texts.
+        #[test]
+        fn any_record_has_serde_jsons_canonical_form(
+            top in proptest::collection::vec((0..KEYS.len(), "[a-z\\\\\"\u{0}-\u{1f}中]{0,6}"), 0..10),
+            lines in proptest::collection::vec(
+                proptest::collection::vec((0..KEYS.len(), "[a-z\"中]{0,4}"), 0..5), 0..3),
+            kuaidi in proptest::option::of(
+                proptest::collection::vec((0..KEYS.len(), "[a-z\"中]{0,4}"), 0..5)),
+        ) {
+            // A key set twice keeps its last value, as in the expected object.
+            let mut record = StockoutRecord::default();
+            for (k, v) in &top {
+                set(&mut record, KEYS[*k], v);
+            }
+            let mut expected = serde_json::Map::new();
+            let last: std::collections::BTreeMap<usize, String> = top.iter().cloned().collect();
+            expected.extend(object(&last.into_iter().collect::<Vec<_>>()));
+            if !lines.is_empty() {
+                let mut values = Vec::new();
+                for pairs in &lines {
+                    let mut line = StockoutDetail::default();
+                    for (k, v) in pairs {
+                        set(&mut line, KEYS[*k], v);
+                    }
+                    let last: std::collections::BTreeMap<usize, String> =
+                        pairs.iter().cloned().collect();
+                    values.push(serde_json::Value::Object(object(
+                        &last.into_iter().collect::<Vec<_>>(),
+                    )));
+                    record.details_list.push(line);
+                }
+                expected.insert(DETAILS_KEY.into(), serde_json::Value::Array(values));
+            }
+            if let Some(pairs) = &kuaidi {
+                let mut data = Kuaidi100Data::default();
+                for (k, v) in pairs {
+                    set(&mut data, KEYS[*k], v);
+                }
+                let last: std::collections::BTreeMap<usize, String> =
+                    pairs.iter().cloned().collect();
+                expected.insert(
+                    KUAIDI100_KEY.into(),
+                    serde_json::Value::Object(object(&last.into_iter().collect::<Vec<_>>())),
+                );
+                record.kuaidi100_data = Some(data);
+            }
+            proptest::prop_assert_eq!(
+                canonical_json(&record),
+                serde_json::Value::Object(expected).to_string()
+            );
         }
     }
 }
