@@ -77,13 +77,14 @@ fn downstream(status: Status) -> Status {
 /// partial failure converges.
 fn split_by_shard(records: Vec<EnqueueRecord>, shards: usize) -> Vec<Vec<EnqueueRecord>> {
     let mut per_shard: Vec<Vec<EnqueueRecord>> = (0..shards).map(|_| Vec::new()).collect();
-    for record in records {
+    for mut record in records {
         let mut parts: Vec<Vec<TradeOrder>> = (0..shards).map(|_| Vec::new()).collect();
-        for trade in &record.trades {
-            parts[shard_of(&trade.tid, shards)].push(trade.clone());
+        for trade in std::mem::take(&mut record.trades) {
+            parts[shard_of(&trade.tid, shards)].push(trade);
         }
         for (shard, trades) in parts.into_iter().enumerate() {
             if !trades.is_empty() {
+                // `record` holds no trades now: each part copies only its header.
                 per_shard[shard].push(EnqueueRecord {
                     trades,
                     ..record.clone()
@@ -242,5 +243,67 @@ impl Transform for TransformService {
                 .map(|trades| ConvertedRecord { trades })
                 .collect(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trade(tid: &str) -> TradeOrder {
+        TradeOrder {
+            tid: tid.into(),
+            ..TradeOrder::default()
+        }
+    }
+
+    /// Each shard gets the trades whose tid hashes to it, under a copy of the record's
+    /// header; a shard with none of a record's trades does not get the record.
+    #[test]
+    fn records_split_by_the_shard_of_each_tid() {
+        let tids: Vec<String> = (0..40).map(|n| format!("T{n}")).collect();
+        let record = EnqueueRecord {
+            record_id: "r1".into(),
+            source: "s".into(),
+            trades: tids.iter().map(|t| trade(t)).collect(),
+            ..EnqueueRecord::default()
+        };
+        let single = EnqueueRecord {
+            record_id: "r2".into(),
+            trades: vec![trade("T0")],
+            ..EnqueueRecord::default()
+        };
+        let split = split_by_shard(vec![record, single], 3);
+        assert_eq!(split.len(), 3);
+        let mut seen = Vec::new();
+        for (shard, records) in split.iter().enumerate() {
+            for record in records {
+                assert!(record.record_id == "r1" || record.record_id == "r2");
+                if record.record_id == "r1" {
+                    assert_eq!(record.source, "s");
+                }
+                for trade in &record.trades {
+                    assert_eq!(shard_of(&trade.tid, 3), shard);
+                    seen.push((record.record_id.clone(), trade.tid.clone()));
+                }
+            }
+        }
+        seen.sort();
+        let mut expected: Vec<(String, String)> =
+            tids.iter().map(|t| ("r1".to_owned(), t.clone())).collect();
+        expected.push(("r2".into(), "T0".into()));
+        expected.sort();
+        assert_eq!(seen, expected);
+        let r2_parts = split
+            .iter()
+            .flatten()
+            .filter(|r| r.record_id == "r2")
+            .count();
+        assert_eq!(r2_parts, 1);
+        assert_eq!(
+            split_by_shard(vec![EnqueueRecord::default()], 2),
+            vec![Vec::<EnqueueRecord>::new(), Vec::new()],
+            "a record without trades goes nowhere"
+        );
     }
 }
