@@ -872,8 +872,9 @@ impl Share {
     }
 }
 
-/// One command's view: its own writes over the group's, over the tree. Dropped without
-/// merging when the command fails, so a failed command leaves nothing behind.
+/// One command's view: its own writes over the group's, over the tree (the entries the
+/// writer wrote last read from [`RecentEntries`], which holds them as committed). Dropped
+/// without merging when the command fails, so a failed command leaves nothing behind.
 struct Txn<'a> {
     tree: &'a sled::Tree,
     recent: &'a RecentEntries,
