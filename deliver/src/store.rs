@@ -578,16 +578,11 @@ impl Outbox {
                 break;
             }
             let (queue_key, tid) = item?;
-            let queue_seq = queue_key
-                .get(prefix.len()..)
-                .and_then(|seq| <[u8; 8]>::try_from(seq).ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| StoreError::Corrupt("ready queue key".into()))?;
+            let (_, queue_seq) = parse_queue_key(&queue_key)?;
             if skip.contains(&queue_seq) {
                 continue;
             }
-            let tid =
-                std::str::from_utf8(&tid).map_err(|_| StoreError::Corrupt("queued tid".into()))?;
+            let tid = queued_tid(&tid)?;
             let key = TradeKey::new(tid, shop_no);
             let Some(entry) = self.tree.get(key.entry_key())? else {
                 tracing::warn!(tid, shop_no, "queue item without entry; skipped");
@@ -792,6 +787,16 @@ fn count_queued(tree: &sled::Tree) -> Result<Tally> {
 /// The trade of a waiting version (stored encoded, see `PendingVersion.trade`).
 pub fn pending_trade(pending: &PendingVersion) -> Result<TradeOrder> {
     decode(&pending.trade)
+}
+
+/// `(shop, queue place)` of a ready-queue (`q/`) key.
+fn parse_queue_key(key: &[u8]) -> Result<(&str, u64)> {
+    keys::parse_ready_key(key).ok_or_else(|| StoreError::Corrupt("ready queue key".into()))
+}
+
+/// The tid a ready-queue place holds (the `q/` key's value).
+fn queued_tid(value: &[u8]) -> Result<&str> {
+    std::str::from_utf8(value).map_err(|_| StoreError::Corrupt("queued tid".into()))
 }
 
 fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {

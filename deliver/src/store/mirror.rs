@@ -17,7 +17,7 @@
 //! [`TOTAL_LIMIT`], is dropped. A backlog is therefore read from sled, and its shop gets a
 //! copy again once it has drained.
 
-use super::{ReadyItem, Result, StoreError};
+use super::{ReadyItem, Result, StoreError, parse_queue_key, queued_tid};
 use crate::keys::{self, TradeKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
@@ -90,9 +90,7 @@ impl ReadyMirror {
 
     /// Drops every copy (after a failed commit).
     pub(super) fn clear(&self) {
-        let mut copies = self.lock();
-        copies.shops.clear();
-        copies.places = 0;
+        self.lock().clear();
     }
 
     /// Brings the copies up to date with a commit that is on disk: `writes` are its keys,
@@ -102,8 +100,7 @@ impl ReadyMirror {
         let mut copies = self.lock();
         if let Err(error) = copies.apply(tree, writes, ready) {
             tracing::warn!(%error, "ready queues are read from the outbox again");
-            copies.shops.clear();
-            copies.places = 0;
+            copies.clear();
         }
     }
 
@@ -113,6 +110,11 @@ impl ReadyMirror {
 }
 
 impl Copies {
+    fn clear(&mut self) {
+        self.shops.clear();
+        self.places = 0;
+    }
+
     fn apply(
         &mut self,
         tree: &sled::Tree,
@@ -123,8 +125,7 @@ impl Copies {
         let mut placed = Vec::new();
         // Places leaving a queue.
         for (key, value) in prefixed(writes, keys::READY) {
-            let (shop, place) = keys::parse_ready_key(key)
-                .ok_or_else(|| StoreError::Corrupt("ready queue key".into()))?;
+            let (shop, place) = parse_queue_key(key)?;
             touched.insert(shop);
             match value {
                 None => self.remove(shop, place),
@@ -156,9 +157,7 @@ impl Copies {
             if !self.shops.contains_key(shop) {
                 continue;
             }
-            let tid =
-                std::str::from_utf8(tid).map_err(|_| StoreError::Corrupt("queued tid".into()))?;
-            let trade = TradeKey::new(tid, shop);
+            let trade = TradeKey::new(queued_tid(tid)?, shop);
             let entry_key = trade.entry_key();
             let item = match writes.get(&entry_key) {
                 Some(Some(entry)) => ReadyItem::of_entry(trade, place, entry)?,
@@ -192,10 +191,8 @@ impl Copies {
         let mut copy = ShopCopy::default();
         for item in tree.scan_prefix(&prefix) {
             let (key, tid) = item?;
-            let (_, place) = keys::parse_ready_key(&key)
-                .ok_or_else(|| StoreError::Corrupt("ready queue key".into()))?;
-            let tid =
-                std::str::from_utf8(&tid).map_err(|_| StoreError::Corrupt("queued tid".into()))?;
+            let (_, place) = parse_queue_key(&key)?;
+            let tid = queued_tid(&tid)?;
             let trade = TradeKey::new(tid, shop);
             let Some(entry) = tree.get(trade.entry_key())? else {
                 continue;
