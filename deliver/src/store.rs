@@ -19,6 +19,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use wdtpipe_proto::v1::{
     Attempt, DeadLetter, DeadLetterFilter, DeliveryState, EnqueueRecord, EnqueueResult,
@@ -48,6 +49,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("outbox is closed")]
     Closed,
+    #[error(
+        "the outbox at {0} is in use: another process (or another outbox in this one) holds its lock"
+    )]
+    InUse(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -300,9 +305,9 @@ pub struct WriterStats {
     /// Group commits flushed to disk (one fsync each).
     pub flushes: u64,
     /// Time spent applying and flushing group commits.
-    pub busy: std::time::Duration,
+    pub busy: Duration,
     /// The part of `busy` spent in `flush` (fsync).
-    pub flushing: std::time::Duration,
+    pub flushing: Duration,
 }
 
 /// A ready-queue read ([`Outbox::ready_async`]): answered from memory, or under way on a
@@ -368,11 +373,7 @@ impl Outbox {
     /// `cache_bytes` bounds sled's page cache (its default, 1 GiB, is more than a service
     /// should hold in memory).
     pub fn open_with(dir: &Path, retention: Retention, cache_bytes: u64) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .cache_capacity(cache_bytes)
-            .open()?;
+        let db = open_db(dir, cache_bytes)?;
         let tree = db.open_tree("outbox")?;
         let next_seq = match tree.get(keys::SEQ)? {
             Some(v) => u64::from_be_bytes(
@@ -732,7 +733,7 @@ impl Outbox {
 
     /// What the writer thread has done since the outbox was opened.
     pub fn writer_stats(&self) -> WriterStats {
-        let nanos = |n: &AtomicU64| std::time::Duration::from_nanos(n.load(Ordering::Relaxed));
+        let nanos = |n: &AtomicU64| Duration::from_nanos(n.load(Ordering::Relaxed));
         WriterStats {
             flushes: self.load.flushes.load(Ordering::Relaxed),
             busy: nanos(&self.load.busy_nanos),
@@ -767,7 +768,40 @@ impl Drop for Outbox {
     }
 }
 
-fn add_nanos(total: &AtomicU64, elapsed: std::time::Duration) {
+/// How long opening waits for the directory's lock before saying the outbox is in use.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Opens sled in `dir`, waiting up to [`LOCK_WAIT`] for its lock.
+///
+/// sled releases the lock when the last of its threads lets go of the database file, which
+/// can be a moment after the `Db` is dropped (its I/O pool may still be finishing a write).
+/// Reopening at once in the same process (a restart, a test) would fail without the wait.
+/// A lock held longer than that belongs to a live outbox, and opening says so.
+fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
+    let config = sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::HighThroughput)
+        .cache_capacity(cache_bytes);
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e)) if is_lock_held(&e) => {
+                if Instant::now() >= deadline {
+                    return Err(StoreError::InUse(dir.display().to_string()));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            opened => return Ok(opened?),
+        }
+    }
+}
+
+/// sled reports a held lock only as an `Other` I/O error with this text.
+fn is_lock_held(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Other && e.to_string().starts_with("could not acquire lock")
+}
+
+fn add_nanos(total: &AtomicU64, elapsed: Duration) {
     total.fetch_add(
         u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
         Ordering::Relaxed,
@@ -990,7 +1024,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             self.commit(group);
             add_nanos(&self.load.busy_nanos, started.elapsed());
         }
@@ -1063,7 +1097,7 @@ impl Writer {
             batch.insert(keys::SEQ, &self.next_seq.to_be_bytes());
         }
         self.tree.apply_batch(batch)?;
-        let flushing = std::time::Instant::now();
+        let flushing = Instant::now();
         self.db.flush()?;
         add_nanos(&self.load.flush_nanos, flushing.elapsed());
         self.load.flushes.fetch_add(1, Ordering::Relaxed);

@@ -2,7 +2,7 @@
 //! retries, dead letters, and durability across reopening.
 
 use wdtpipe_deliver::keys::TradeKey;
-use wdtpipe_deliver::store::{Outbox, Outcome, Ready, Settlement};
+use wdtpipe_deliver::store::{Outbox, Outcome, Ready, Settlement, StoreError};
 use wdtpipe_proto::v1::{Attempt, DeliveryState, EnqueueRecord, TradeOrder};
 
 fn trade(tid: &str, shop: &str, paid: &str) -> TradeOrder {
@@ -249,6 +249,39 @@ async fn reopen_keeps_everything() {
     assert!(ready[100].seq > last_seq);
     assert!(outbox.record("r5").unwrap().is_some());
     assert_eq!(outbox.shops_with_ready_work().unwrap(), ["S"]);
+}
+
+/// A directory another live outbox holds is refused with an error naming it; once that
+/// outbox is closed and dropped, the directory opens again at once, as often as asked.
+#[tokio::test]
+async fn a_held_directory_is_refused_and_a_closed_one_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = Outbox::open(dir.path()).unwrap();
+    let err = Outbox::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::InUse(_)), "{err:?}");
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+    held.close().unwrap();
+    drop(held);
+    for i in 0..20 {
+        let outbox = Outbox::open(dir.path()).unwrap();
+        outbox
+            .enqueue(
+                vec![record(
+                    &format!("r{i}"),
+                    vec![trade(&format!("T{i}"), "S", "1")],
+                )],
+                String::new(),
+                1,
+            )
+            .await
+            .unwrap();
+        outbox.close().unwrap();
+    }
+    let outbox = Outbox::open(dir.path()).unwrap();
+    assert_eq!(outbox.queued_len(), 20);
 }
 
 /// Concurrent enqueues all land (they share group commits).
