@@ -98,6 +98,17 @@ impl Service {
         Ok(Self { name, child })
     }
 
+    /// Fails if the service has already exited (its own error is on stderr, above).
+    fn check_running(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            Some(status) => bail!(
+                "{} exited during startup ({status}); its error is above",
+                self.name
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// Peak resident memory so far (`VmHWM`), in bytes.
     fn peak_rss(&self) -> Option<u64> {
         proc_kib(self.child.id(), "VmHWM:").map(|kib| kib * 1024)
@@ -154,6 +165,8 @@ struct Stages {
     deliver: Service,
     http: String,
     deliver_url: String,
+    /// The gRPC addresses of transform and deliver, checked at startup.
+    grpc: [SocketAddr; 2],
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -228,8 +241,42 @@ impl Stages {
             deliver,
             http: format!("http://{http}"),
             deliver_url: format!("http://{deliver_grpc}"),
+            grpc: [transform_grpc, deliver_grpc],
             _temp: temp,
         })
+    }
+
+    /// Waits until every stage listens and ingest answers `/healthz`, so that the first
+    /// callbacks and stats calls find the whole pipeline up. Fails at once, naming it, if a
+    /// service exits while starting (a port taken, a bad setting).
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for service in [&mut self.ingest, &mut self.transform, &mut self.deliver] {
+                service.check_running()?;
+            }
+            if self.listening().await
+                && reqwest::get(format!("{}/healthz", self.http))
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("the pipeline did not come up within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether transform and deliver accept connections (a request then waits for them).
+    async fn listening(&self) -> bool {
+        for addr in self.grpc {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     fn peak_rss(&self) -> Value {
@@ -517,8 +564,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = if let Some(backlog) = args.backlog {
         // WDT down while the backlog is accepted: nothing listens on its port yet.
         drop(sandbox_listener);
-        let stages = Stages::start(&args, &wdt_url, Some(BACKLOG_RETRY_CAP_MS))?;
-        wait_ready(&stages.http).await?;
+        let mut stages = Stages::start(&args, &wdt_url, Some(BACKLOG_RETRY_CAP_MS))?;
+        stages.wait_ready().await?;
         eprintln!("accepting {backlog} trades with WDT down…");
         let (tally, accept_time) = load(
             format!("{}/v1/callback", stages.http),
@@ -583,8 +630,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         report
     } else {
         let sandbox = start_sandbox(sandbox_listener).await;
-        let stages = Stages::start(&args, &wdt_url, None)?;
-        wait_ready(&stages.http).await?;
+        let mut stages = Stages::start(&args, &wdt_url, None)?;
+        stages.wait_ready().await?;
         let before = stages.stats().await?;
         let queued_probe = {
             let url = stages.deliver_url.clone();
@@ -648,20 +695,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         report
     };
     print_report(&report, args.json)
-}
-
-async fn wait_ready(http: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if reqwest::get(format!("{http}/healthz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("ingest did not come up")
 }
 
 /// How loaded deliver's outbox writer was between two stats readings `elapsed` apart: the
