@@ -23,7 +23,14 @@ fn a_service_that_exits_while_starting_is_named() {
         "echo 'deliver: cannot bind its gRPC address' >&2; exit 3",
     );
     let out = Command::new(env!("CARGO_BIN_EXE_wdtpipe"))
-        .args(["bench", "--concurrency", "1", "--duration", "1", "--bin-dir"])
+        .args([
+            "bench",
+            "--concurrency",
+            "1",
+            "--duration",
+            "1",
+            "--bin-dir",
+        ])
         .arg(bin_dir.path())
         .output()
         .unwrap();
