@@ -51,7 +51,7 @@ pub struct Args {
 /// WDT account settings, shared with `wdtpipe up`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct WdtArgs {
-    /// WDT base URL, e.g. https://api.wangdian.cn/openapi2.
+    /// WDT base URL, e.g. `https://api.wangdian.cn/openapi2`.
     #[arg(long = "wdt-url", env = "WDT_URL")]
     pub url: Option<String>,
     /// WDT seller account (sid).
