@@ -2,7 +2,7 @@
 //! retries, dead letters, and durability across reopening.
 
 use wdtpipe_deliver::keys::TradeKey;
-use wdtpipe_deliver::store::{Outbox, Outcome, Ready, Settlement, StoreError};
+use wdtpipe_deliver::store::{Enqueued, Outbox, Outcome, Ready, Settlement, StoreError};
 use wdtpipe_proto::v1::{Attempt, DeliveryState, EnqueueRecord, TradeOrder};
 
 fn trade(tid: &str, shop: &str, paid: &str) -> TradeOrder {
@@ -22,6 +22,14 @@ fn record(id: &str, trades: Vec<TradeOrder>) -> EnqueueRecord {
         trades,
         ..EnqueueRecord::default()
     }
+}
+
+/// Enqueues one record holding one trade, without an idempotency key.
+async fn enqueue_one(outbox: &Outbox, record_id: &str, trade: TradeOrder, now_ms: i64) -> Enqueued {
+    outbox
+        .enqueue(vec![record(record_id, vec![trade])], String::new(), now_ms)
+        .await
+        .unwrap()
 }
 
 fn attempt() -> Attempt {
@@ -67,14 +75,7 @@ async fn order_latest_wins_and_dedupe() {
         .await
         .unwrap();
     assert_eq!(done.ready_shops.iter().collect::<Vec<_>>(), ["S1", "S2"]);
-    outbox
-        .enqueue(
-            vec![record("r3", vec![trade("A", "S1", "2")])],
-            String::new(),
-            11,
-        )
-        .await
-        .unwrap();
+    enqueue_one(&outbox, "r3", trade("A", "S1", "2"), 11).await;
     let ready = outbox.ready("S1", 10).unwrap();
     assert_eq!(tids(&ready), ["A", "B"], "A keeps its place");
     assert_eq!(
@@ -84,14 +85,7 @@ async fn order_latest_wins_and_dedupe() {
     assert_eq!(tids(&outbox.ready("S2", 10).unwrap()), ["C"]);
     assert_eq!(outbox.ready("S1", 1).unwrap().len(), 1, "the limit holds");
 
-    let again = outbox
-        .enqueue(
-            vec![record("r1", vec![trade("A", "S1", "9")])],
-            String::new(),
-            12,
-        )
-        .await
-        .unwrap();
+    let again = enqueue_one(&outbox, "r1", trade("A", "S1", "9"), 12).await;
     assert!(again.results[0].duplicate);
     assert_eq!(
         outbox.ready("S1", 10).unwrap()[0].trade.paid,
@@ -147,14 +141,7 @@ async fn settling() {
         .unwrap();
     let batch = outbox.ready("S", 10).unwrap();
     // B gets a new version while the batch is "in flight".
-    outbox
-        .enqueue(
-            vec![record("r2", vec![trade("B", "S", "2")])],
-            String::new(),
-            2,
-        )
-        .await
-        .unwrap();
+    enqueue_one(&outbox, "r2", trade("B", "S", "2"), 2).await;
     let mut batch = batch.into_iter();
     let (a, b, c, d) = (
         batch.next().unwrap(),
@@ -217,17 +204,13 @@ async fn reopen_keeps_everything() {
     {
         let outbox = Outbox::open(dir.path()).unwrap();
         for i in 0..100 {
-            outbox
-                .enqueue(
-                    vec![record(
-                        &format!("r{i}"),
-                        vec![trade(&format!("T{i:03}"), "S", "1")],
-                    )],
-                    String::new(),
-                    1,
-                )
-                .await
-                .unwrap();
+            enqueue_one(
+                &outbox,
+                &format!("r{i}"),
+                trade(&format!("T{i:03}"), "S", "1"),
+                1,
+            )
+            .await;
         }
         outbox.close().unwrap();
     }
@@ -237,14 +220,7 @@ async fn reopen_keeps_everything() {
     assert_eq!(ready[0].key.tid, "T000");
     assert_eq!(ready[99].key.tid, "T099");
     let last_seq = ready[99].seq;
-    outbox
-        .enqueue(
-            vec![record("new", vec![trade("N", "S", "1")])],
-            String::new(),
-            2,
-        )
-        .await
-        .unwrap();
+    enqueue_one(&outbox, "new", trade("N", "S", "1"), 2).await;
     let ready = outbox.ready("S", 1000).unwrap();
     assert!(ready[100].seq > last_seq);
     assert!(outbox.record("r5").unwrap().is_some());
@@ -267,17 +243,13 @@ async fn a_held_directory_is_refused_and_a_closed_one_reopens() {
     drop(held);
     for i in 0..20 {
         let outbox = Outbox::open(dir.path()).unwrap();
-        outbox
-            .enqueue(
-                vec![record(
-                    &format!("r{i}"),
-                    vec![trade(&format!("T{i}"), "S", "1")],
-                )],
-                String::new(),
-                1,
-            )
-            .await
-            .unwrap();
+        enqueue_one(
+            &outbox,
+            &format!("r{i}"),
+            trade(&format!("T{i}"), "S", "1"),
+            1,
+        )
+        .await;
         outbox.close().unwrap();
     }
     let outbox = Outbox::open(dir.path()).unwrap();
@@ -293,17 +265,13 @@ async fn concurrent_enqueues_all_land() {
     for i in 0..200 {
         let outbox = outbox.clone();
         tasks.spawn(async move {
-            outbox
-                .enqueue(
-                    vec![record(
-                        &format!("r{i}"),
-                        vec![trade(&format!("T{i}"), &format!("S{}", i % 3), "1")],
-                    )],
-                    String::new(),
-                    1,
-                )
-                .await
-                .unwrap()
+            enqueue_one(
+                &outbox,
+                &format!("r{i}"),
+                trade(&format!("T{i}"), &format!("S{}", i % 3), "1"),
+                1,
+            )
+            .await
         });
     }
     while let Some(done) = tasks.join_next().await {
@@ -349,14 +317,7 @@ async fn replay_and_discard_dead_letters() {
         .settle(ready.into_iter().map(dead).collect(), 100)
         .await
         .unwrap();
-    outbox
-        .enqueue(
-            vec![record("r2", vec![trade("A", "S1", "2")])],
-            String::new(),
-            101,
-        )
-        .await
-        .unwrap();
+    enqueue_one(&outbox, "r2", trade("A", "S1", "2"), 101).await;
 
     let all = DeadLetterFilter {
         all: true,
@@ -459,14 +420,7 @@ async fn a_drained_burst_leaves_nothing_behind() {
 
     let within = outbox.expire(now + 7 * DAY_MS - 1).await.unwrap();
     assert_eq!(within.removed, 0, "nothing expires inside the retention");
-    let again = outbox
-        .enqueue(
-            vec![record("r5", vec![trade("T5", "S1", "2")])],
-            String::new(),
-            now + DAY_MS,
-        )
-        .await
-        .unwrap();
+    let again = enqueue_one(&outbox, "r5", trade("T5", "S1", "2"), now + DAY_MS).await;
     assert!(
         again.results[0].duplicate,
         "inside the window the record is a duplicate"
@@ -489,14 +443,7 @@ async fn a_drained_burst_leaves_nothing_behind() {
     let counts = outbox.key_counts().unwrap();
     assert_eq!(counts.keys().collect::<Vec<_>>(), ["m/"], "{counts:?}");
 
-    let after = outbox
-        .enqueue(
-            vec![record("r5", vec![trade("T5", "S1", "3")])],
-            String::new(),
-            later,
-        )
-        .await
-        .unwrap();
+    let after = enqueue_one(&outbox, "r5", trade("T5", "S1", "3"), later).await;
     assert!(
         !after.results[0].duplicate,
         "after the window the record is new again"
