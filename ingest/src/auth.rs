@@ -5,6 +5,11 @@
 //! space-separated signatures are allowed). Several secrets may be configured at once so a
 //! secret can be rotated without downtime; a signature by any of them is accepted. The
 //! comparison is constant-time, and the timestamp must be within the tolerance of now.
+//!
+//! The work an unsigned sender can cause is bounded: a header with more than
+//! [`MAX_SIGNATURES`] `v1` signatures is refused before any MAC is computed, and the body is
+//! hashed once per secret (never once per secret *and* signature): each secret's MAC is
+//! compared with every candidate.
 
 use axum::http::HeaderMap;
 use base64::Engine as _;
@@ -13,8 +18,17 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::time::Duration;
 use wdtpipe_common::config::Secret;
+use wdtpipe_common::metrics::Counter;
+use wdtpipe_common::sign::constant_time_eq;
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// Most `v1` signatures one `webhook-signature` header may carry. A sender sends one, two
+/// while it rotates its secret; more is refused unread.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// Length of an HMAC-SHA256 tag; a candidate of any other length cannot match.
+const TAG_BYTES: usize = 32;
 
 /// Why a callback's signature was not accepted (HTTP 401).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +41,8 @@ pub enum AuthError {
     TimestampOutsideTolerance(u64),
     #[error("webhook-signature holds no v1 signature")]
     NoSignature,
+    #[error("webhook-signature holds more than {MAX_SIGNATURES} v1 signatures")]
+    TooManySignatures,
     #[error("signature mismatch")]
     SignatureMismatch,
 }
@@ -41,6 +57,9 @@ pub struct BadSecret(pub usize);
 pub struct WebhookVerifier {
     keys: Vec<Vec<u8>>,
     tolerance: Duration,
+    /// MACs computed over a body so far: at most one per secret per callback. Exported as
+    /// `wdtpipe_ingest_signature_macs_total`.
+    macs: Counter,
 }
 
 impl std::fmt::Debug for WebhookVerifier {
@@ -68,7 +87,17 @@ impl WebhookVerifier {
             .enumerate()
             .map(|(i, s)| decode_secret(s.expose()).ok_or(BadSecret(i + 1)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((!keys.is_empty()).then_some(Self { keys, tolerance }))
+        Ok((!keys.is_empty()).then_some(Self {
+            keys,
+            tolerance,
+            macs: Counter::default(),
+        }))
+    }
+
+    /// Counts the MACs this verifier computes into `counter` (a metric).
+    pub fn with_mac_counter(mut self, counter: Counter) -> Self {
+        self.macs = counter;
+        self
     }
 
     /// Checks the headers and body of one callback at `now_secs` (Unix seconds).
@@ -90,30 +119,49 @@ impl WebhookVerifier {
                 self.tolerance.as_secs(),
             ));
         }
-        let candidates: Vec<Vec<u8>> = signatures
-            .split_whitespace()
-            .filter_map(|s| s.strip_prefix("v1,"))
-            .filter_map(|s| STANDARD.decode(s).ok())
-            .collect();
+        let candidates = candidates(signatures)?;
         if candidates.is_empty() {
             return Err(AuthError::NoSignature);
         }
+        let mut matched = false;
         for key in &self.keys {
+            let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+            mac.update(id.as_bytes());
+            mac.update(b".");
+            mac.update(timestamp.as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            self.macs.inc();
+            let tag = mac.finalize().into_bytes();
+            // Every candidate is compared, matched or not, in constant time each.
             for candidate in &candidates {
-                let mut mac =
-                    HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
-                mac.update(id.as_bytes());
-                mac.update(b".");
-                mac.update(timestamp.as_bytes());
-                mac.update(b".");
-                mac.update(body);
-                if mac.verify_slice(candidate).is_ok() {
-                    return Ok(());
-                }
+                matched |= constant_time_eq(&tag, candidate);
+            }
+            if matched {
+                return Ok(());
             }
         }
         Err(AuthError::SignatureMismatch)
     }
+}
+
+/// The `v1` signatures of a `webhook-signature` header, decoded; entries of other versions
+/// and ones that cannot be an HMAC-SHA256 tag are left out. More than [`MAX_SIGNATURES`]
+/// `v1` entries is an error, found before anything is decoded.
+fn candidates(header: &str) -> Result<Vec<[u8; TAG_BYTES]>, AuthError> {
+    let v1: Vec<&str> = header
+        .split_whitespace()
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .take(MAX_SIGNATURES + 1)
+        .collect();
+    if v1.len() > MAX_SIGNATURES {
+        return Err(AuthError::TooManySignatures);
+    }
+    Ok(v1
+        .into_iter()
+        .filter_map(|s| STANDARD.decode(s).ok())
+        .filter_map(|bytes| <[u8; TAG_BYTES]>::try_from(bytes.as_slice()).ok())
+        .collect())
 }
 
 /// Signs a body the way a Standard Webhooks sender does: the `webhook-signature` value.
@@ -206,6 +254,36 @@ mod tests {
             other.verify(&headers("id", now, &by_old), b"x", now),
             Err(AuthError::SignatureMismatch)
         );
+    }
+
+    /// Bogus signatures cost at most one MAC per secret; more than eight cost none.
+    #[test]
+    fn work_is_bounded_by_the_secrets() {
+        let secrets = ["whsec_a2V5LW9uZQ==", "whsec_a2V5LXR3bw==", SECRET];
+        let v = verifier(&secrets);
+        let now = 1_700_000_000;
+        let bogus = |n: usize| vec!["v1,".to_owned() + &STANDARD.encode([7u8; 32]); n].join(" ");
+        let body = vec![b'x'; 64 * 1024];
+        assert_eq!(
+            v.verify(&headers("id", now, &bogus(200)), &body, now),
+            Err(AuthError::TooManySignatures)
+        );
+        assert_eq!(v.macs.get(), 0);
+        assert_eq!(
+            v.verify(&headers("id", now, &bogus(MAX_SIGNATURES)), &body, now),
+            Err(AuthError::SignatureMismatch)
+        );
+        assert_eq!(v.macs.get(), 3, "one per secret");
+        // Candidates that cannot be a tag (wrong length, not base64) are no signature.
+        assert_eq!(
+            v.verify(&headers("id", now, "v1,AAAA v1,!!"), &body, now),
+            Err(AuthError::NoSignature)
+        );
+        assert_eq!(v.macs.get(), 3);
+        // Signatures of other versions do not count towards the cap.
+        let good = sign(SECRET, "id", now, &body).unwrap();
+        let header = format!("{} {good}", vec!["v2,abc"; 50].join(" "));
+        assert_eq!(v.verify(&headers("id", now, &header), &body, now), Ok(()));
     }
 
     #[test]

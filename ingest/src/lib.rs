@@ -52,7 +52,7 @@ pub async fn serve(
     let channel = rpc::lazy_channel(&config.transform_url, timeouts, &config.tls)?;
     let mut registry = wdtpipe_common::metrics::MetricsRegistry::default();
     let metrics = std::sync::Arc::new(metrics::IngestMetrics::new(&mut registry));
-    let forwarder = Forwarder::new(channel.clone(), metrics);
+    let forwarder = Forwarder::new(channel.clone(), std::sync::Arc::clone(&metrics));
 
     let stop = Stop::spawn(shutdown);
 
@@ -79,7 +79,8 @@ pub async fn serve(
     let verifier = auth::WebhookVerifier::new(
         &config.webhook_secrets,
         Duration::from_secs(config.webhook_tolerance_secs),
-    )?;
+    )?
+    .map(|verifier| verifier.with_mac_counter(metrics.signature_macs.clone()));
     let edge = http::Edge {
         limits: config.limits,
         verifier,

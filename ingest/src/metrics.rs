@@ -14,6 +14,9 @@ pub struct IngestMetrics {
     /// Records accepted, and those acknowledged as duplicates.
     pub records: Counter,
     pub duplicates: Counter,
+    /// HMACs computed over callback bodies to check sender signatures (at most one per
+    /// configured secret per callback, whatever the sender puts in its header).
+    pub signature_macs: Counter,
 }
 
 impl IngestMetrics {
@@ -24,6 +27,7 @@ impl IngestMetrics {
             transform_seconds: latency_histogram(),
             records: Counter::default(),
             duplicates: Counter::default(),
+            signature_macs: Counter::default(),
         };
         registry.register(
             "wdtpipe_ingest_requests",
@@ -49,6 +53,11 @@ impl IngestMetrics {
             "wdtpipe_ingest_duplicate_records",
             "Records acknowledged as duplicates (dedupe hits)",
             m.duplicates.clone(),
+        );
+        registry.register(
+            "wdtpipe_ingest_signature_macs",
+            "HMACs computed over callback bodies to check sender signatures",
+            m.signature_macs.clone(),
         );
         m
     }

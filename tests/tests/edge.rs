@@ -123,6 +123,94 @@ async fn sender_signatures() {
     sandbox.stop().await;
 }
 
+/// The MACs ingest has computed over callback bodies, read from its `/metrics`.
+async fn signature_macs(pipeline: &Pipeline) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", pipeline.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("wdtpipe_ingest_signature_macs_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no signature MAC counter in:\n{text}"))
+}
+
+/// An unsigned sender cannot make ingest hash a big body many times: with 8 secrets, a
+/// 4 MiB body with 200 bogus signatures is refused before any MAC is computed, and one with
+/// 8 bogus signatures costs one MAC per secret, not one per secret and signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bogus_signatures_cost_one_mac_per_secret() {
+    let secrets: Vec<Secret> = (0..8u8)
+        .map(|i| {
+            use base64::Engine as _;
+            let key = format!("secret-key-number-{i}-0123456789");
+            Secret::new(format!(
+                "whsec_{}",
+                base64::engine::general_purpose::STANDARD.encode(key)
+            ))
+        })
+        .collect();
+    let (sandbox, pipeline) = with_sandbox(PipelineOptions {
+        webhook_secrets: secrets.clone(),
+        ..PipelineOptions::default()
+    })
+    .await;
+    let limit = Limits::default().body_bytes;
+    let mut body = br#"{"tid":"T-BIG","pad":""#.to_vec();
+    body.resize(limit - 2, b'x');
+    body.extend_from_slice(br#""}"#);
+    assert_eq!(body.len(), limit);
+    let bogus = |n: usize| {
+        (0..n)
+            .map(|i| {
+                use base64::Engine as _;
+                let tag = [u8::try_from(i % 251).unwrap(); 32];
+                format!(
+                    "v1,{}",
+                    base64::engine::general_purpose::STANDARD.encode(tag)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let headers = |signatures: String| {
+        vec![
+            ("webhook-id".to_owned(), "msg-bogus".to_owned()),
+            ("webhook-timestamp".to_owned(), now().to_string()),
+            ("webhook-signature".to_owned(), signatures),
+        ]
+    };
+
+    let (status, answer) = post(&pipeline, &body, &headers(bogus(200))).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(
+        answer["message"],
+        "unauthorized: webhook-signature holds more than 8 v1 signatures"
+    );
+    assert_eq!(signature_macs(&pipeline).await, 0, "refused unread");
+
+    let (status, answer) = post(&pipeline, &body, &headers(bogus(8))).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(answer["message"], "unauthorized: signature mismatch");
+    assert_eq!(signature_macs(&pipeline).await, 8, "one MAC per secret");
+
+    // A real signature by the last secret among 7 bogus ones is still accepted, for the
+    // same 8 MACs.
+    let small = fixture("01-").body;
+    let last = secrets.last().unwrap().expose();
+    let good = sign(last, "msg-good", now(), &small).unwrap();
+    let mixed = format!("{} {good}", bogus(7));
+    let mut h = headers(mixed);
+    h[0].1 = "msg-good".to_owned();
+    let (status, answer) = post(&pipeline, &small, &h).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(signature_macs(&pipeline).await, 16);
+    pipeline.shutdown().await;
+    sandbox.stop().await;
+}
+
 /// Every limit answers with its status code and a JSON error, and the service still
 /// accepts a valid callback afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
