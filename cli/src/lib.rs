@@ -18,9 +18,9 @@ use wdtpipe_common::telemetry::{self, LogFormat};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Log format: text or json.
-    #[arg(long, global = true, env = "LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format.
+    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -81,7 +81,7 @@ impl Cli {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let format = LogFormat::from_name(&cli.log_format).unwrap_or_default();
+    let format = cli.log_format;
     match cli.command {
         Command::Up(args) => {
             telemetry::init(format);

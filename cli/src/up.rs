@@ -3,56 +3,28 @@
 
 use anyhow::Context;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use tokio::net::TcpListener;
-use wdtpipe_common::config::Secret;
+use wdtpipe_common::grpc::GrpcTls;
 use wdtpipe_common::shutdown::Stop;
-use wdtpipe_deliver::cli::WdtArgs;
-use wdtpipe_deliver::config::DeliverConfig;
-use wdtpipe_ingest::config::IngestConfig;
 use wdtpipe_sandbox::{Sandbox, SandboxConfig};
-use wdtpipe_transform::config::TransformConfig;
-use wdtpipe_transform::scheme::Scheme;
 
+/// `up` takes every setting of the three stages, declared once by each stage (flag,
+/// environment variable and config file: `--ingest-config`/`INGEST_CONFIG`, …), and the
+/// shared ones. Only the wiring between the stages is its own: transform is found at the
+/// address it bound for `TRANSFORM_GRPC_ADDR`, deliver at `DELIVER_GRPC_ADDR`.
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
-    /// HTTP address for callbacks.
-    #[arg(long, env = "INGEST_HTTP_ADDR", default_value = "127.0.0.1:8080")]
-    pub http_addr: SocketAddr,
-    /// Ingest gRPC address.
-    #[arg(long, env = "INGEST_GRPC_ADDR", default_value = "127.0.0.1:50051")]
-    pub ingest_grpc_addr: SocketAddr,
-    /// Transform gRPC address.
-    #[arg(long, env = "TRANSFORM_GRPC_ADDR", default_value = "127.0.0.1:50052")]
-    pub transform_grpc_addr: SocketAddr,
-    /// Deliver gRPC address.
-    #[arg(long, env = "DELIVER_GRPC_ADDR", default_value = "127.0.0.1:50053")]
-    pub deliver_grpc_addr: SocketAddr,
-    /// Transform's Prometheus /metrics address.
-    #[arg(long, env = "TRANSFORM_METRICS_ADDR", default_value = "127.0.0.1:9102")]
-    pub transform_metrics_addr: SocketAddr,
-    /// Deliver's Prometheus /metrics address.
-    #[arg(long, env = "DELIVER_METRICS_ADDR", default_value = "127.0.0.1:9103")]
-    pub deliver_metrics_addr: SocketAddr,
+    #[command(flatten)]
+    pub ingest: wdtpipe_ingest::cli::Settings,
+    #[command(flatten)]
+    pub transform: wdtpipe_transform::cli::Settings,
+    #[command(flatten)]
+    pub deliver: wdtpipe_deliver::cli::Settings,
+    #[command(flatten)]
+    pub tls: GrpcTls,
     /// WDT sandbox address (used only when WDT_URL is not set).
     #[arg(long, env = "SANDBOX_ADDR", default_value = "127.0.0.1:8090")]
     pub sandbox_addr: SocketAddr,
-    /// Data directory; the outbox lives in `<DATA_DIR>/outbox`.
-    #[arg(long, env = "DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Target WDT shop for every trade (default: each record's shop_no).
-    #[arg(long, env = "WDT_SHOP_NO")]
-    pub shop_no: Option<String>,
-    /// Standard Webhooks secrets (whsec_…), comma-separated; callbacks must be signed when set.
-    #[arg(
-        long,
-        env = "INGEST_WEBHOOK_SECRETS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub webhook_secrets: Vec<String>,
-    #[command(flatten)]
-    pub wdt: WdtArgs,
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -65,27 +37,60 @@ fn addr_of(listener: &TcpListener) -> anyhow::Result<SocketAddr> {
     Ok(listener.local_addr()?)
 }
 
+/// Binds an optional address (a metrics endpoint that may be `off`).
+async fn bind_optional(
+    addr: Option<SocketAddr>,
+    what: &str,
+) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        Some(addr) => Ok(Some(bind(addr, what).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The URL of a bound metrics endpoint, or `off`.
+fn metrics_url(listener: &Option<TcpListener>) -> anyhow::Result<String> {
+    Ok(match listener {
+        Some(listener) => format!("http://{}/metrics", addr_of(listener)?),
+        None => "off".to_owned(),
+    })
+}
+
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    let http = bind(args.http_addr, "ingest HTTP").await?;
-    let ingest_grpc = bind(args.ingest_grpc_addr, "ingest gRPC").await?;
-    let transform_grpc = bind(args.transform_grpc_addr, "transform gRPC").await?;
-    let deliver_grpc = bind(args.deliver_grpc_addr, "deliver gRPC").await?;
-    let transform_metrics = bind(args.transform_metrics_addr, "transform metrics").await?;
-    let deliver_metrics = bind(args.deliver_metrics_addr, "deliver metrics").await?;
-    let (transform_metrics_addr, deliver_metrics_addr) =
-        (addr_of(&transform_metrics)?, addr_of(&deliver_metrics)?);
+    let UpArgs {
+        ingest,
+        transform,
+        deliver,
+        tls,
+        sandbox_addr,
+    } = args;
+    let mut ingest = ingest.into_config(tls.clone())?;
+    let mut transform = transform.into_config(tls.clone())?;
+    let mut deliver = deliver.into_config(tls)?;
+
+    let http = bind(ingest.http_addr, "ingest HTTP").await?;
+    let ingest_grpc = bind(ingest.grpc_addr, "ingest gRPC").await?;
+    let transform_grpc = bind(transform.grpc_addr, "transform gRPC").await?;
+    let deliver_grpc = bind(deliver.grpc_addr, "deliver gRPC").await?;
+    let transform_metrics = bind_optional(transform.metrics_addr, "transform metrics").await?;
+    let deliver_metrics = bind_optional(deliver.metrics_addr, "deliver metrics").await?;
+    let (transform_metrics_url, deliver_metrics_url) = (
+        metrics_url(&transform_metrics)?,
+        metrics_url(&deliver_metrics)?,
+    );
     let (http_addr, ingest_addr) = (addr_of(&http)?, addr_of(&ingest_grpc)?);
     let (transform_addr, deliver_addr) = (addr_of(&transform_grpc)?, addr_of(&deliver_grpc)?);
 
+    // The wiring: each stage calls the next at the address it bound, over TLS when a CA is
+    // configured (the URL's scheme is switched by the channel).
     let (trigger, stop) = Stop::manual();
     let stopped = || stop.stopped();
+    (ingest.http_addr, ingest.grpc_addr) = (http_addr, ingest_addr);
+    ingest.transform_url = format!("http://{transform_addr}");
+    transform.grpc_addr = transform_addr;
+    transform.deliver_urls = vec![format!("http://{deliver_addr}")];
+    deliver.grpc_addr = deliver_addr;
 
-    let mut deliver = DeliverConfig {
-        grpc_addr: deliver_addr,
-        data_dir: args.data_dir.clone(),
-        ..DeliverConfig::default()
-    };
-    args.wdt.apply(&mut deliver);
     let mut tasks = tokio::task::JoinSet::new();
     let sandbox_line = if deliver.wdt.url.is_empty() {
         let defaults = SandboxConfig::default();
@@ -98,7 +103,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         deliver.wdt.sid.clone_from(&sandbox_config.sid);
         deliver.wdt.appkey.clone_from(&sandbox_config.appkey);
         deliver.wdt.appsecret = sandbox_config.appsecret.clone().into();
-        let listener = bind(args.sandbox_addr, "the WDT sandbox").await?;
+        let listener = bind(sandbox_addr, "the WDT sandbox").await?;
         let sandbox_addr = addr_of(&listener)?;
         deliver.wdt.url = format!("http://{sandbox_addr}/openapi2");
         let shutdown = stopped();
@@ -116,30 +121,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     deliver.validate()?;
 
-    let transform = TransformConfig {
-        grpc_addr: transform_addr,
-        metrics_addr: Some(transform_metrics_addr),
-        deliver_urls: vec![format!("http://{deliver_addr}")],
-        scheme: Scheme::with_shop(args.shop_no.clone()),
-        ..TransformConfig::default()
-    };
-    let ingest = IngestConfig {
-        http_addr,
-        grpc_addr: ingest_addr,
-        transform_url: format!("http://{transform_addr}"),
-        webhook_secrets: args
-            .webhook_secrets
-            .iter()
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| Secret::new(s.trim()))
-            .collect(),
-        ..IngestConfig::default()
-    };
     let signatures = match ingest.webhook_secrets.len() {
         0 => "off (set INGEST_WEBHOOK_SECRETS to require Standard Webhooks signatures)".to_owned(),
         n => format!("ON ({n} secret(s); unsigned callbacks get 401)"),
     };
     let outbox_dir = deliver.data_dir.join("outbox");
+    let target_shop = transform
+        .scheme
+        .shop_no
+        .clone()
+        .unwrap_or_else(|| "each record's shop_no".to_owned());
+    let admin = if deliver.admin_token.is_empty() {
+        "open (set ADMIN_TOKEN to require a token for dlq replay/discard and purge)"
+    } else {
+        "ADMIN_TOKEN required for dlq replay/discard and purge"
+    };
 
     let shutdown = stopped();
     tasks.spawn(async move {
@@ -147,7 +143,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             deliver,
             wdtpipe_deliver::Listeners {
                 grpc: deliver_grpc,
-                metrics: Some(deliver_metrics),
+                metrics: deliver_metrics,
             },
             shutdown,
         )
@@ -160,7 +156,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             transform,
             wdtpipe_transform::Listeners {
                 grpc: transform_grpc,
-                metrics: Some(transform_metrics),
+                metrics: transform_metrics,
             },
             shutdown,
         )
@@ -178,17 +174,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "wdt-pipeline is up\n\
                   \x20 callbacks    POST http://{http_addr}/v1/callback   (health: /healthz, metrics: /metrics)\n\
          \x20 ingest gRPC  {ingest_addr}\n\
-                  \x20 transform    {transform_addr}   (metrics: http://{transform_metrics_addr}/metrics)\n\
-                  \x20 deliver      {deliver_addr}   (outbox: {}, metrics: http://{deliver_metrics_addr}/metrics)\n\
+                  \x20 transform    {transform_addr}   (metrics: {transform_metrics_url})\n\
+                  \x20 deliver      {deliver_addr}   (outbox: {}, metrics: {deliver_metrics_url})\n\
          \x20 WDT          {sandbox_line}\n\
-         \x20 target shop  {}\n\
+         \x20 target shop  {target_shop}\n\
          \x20 sender signatures  {signatures}\n\
+         \x20 admin calls  {admin}\n\
          try:\n\
          \x20 curl -sS -X POST http://{http_addr}/v1/callback -H 'Content-Type: application/json' --data-binary @tests/fixtures/callbacks/01-basic.json\n\
          \x20 cargo run -q -p wdtpipe -- status T0001 --deliver http://{deliver_addr}\n\
          Ctrl-C stops every stage (in-flight requests finish, the outbox is flushed).",
         outbox_dir.display(),
-        args.shop_no.as_deref().unwrap_or("each record's shop_no"),
     );
 
     let mut first_error = None;
@@ -218,4 +214,40 @@ fn flatten(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow
 
 fn non_empty_or(value: &str, default: &str) -> String {
     if value.is_empty() { default } else { value }.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use std::collections::BTreeSet;
+    use wdtpipe_common::cli::flags_and_envs;
+
+    /// The settings `up` decides itself: where each stage finds the next.
+    const WIRING: [&str; 2] = ["TRANSFORM_URL", "DELIVER_URL"];
+
+    /// Every setting of ingest, transform and deliver (flag and environment variable) is
+    /// taken by `wdtpipe up`, wiring aside: a setting added to a stage cannot be forgotten
+    /// in `up` again.
+    #[test]
+    fn up_takes_every_setting_of_every_stage() {
+        let stages: BTreeSet<(String, String)> = [
+            wdtpipe_ingest::cli::Args::command(),
+            wdtpipe_transform::cli::Args::command(),
+            wdtpipe_deliver::cli::Args::command(),
+        ]
+        .iter()
+        .flat_map(flags_and_envs)
+        .filter(|(_, env)| !WIRING.contains(&env.as_str()))
+        .collect();
+        assert!(stages.len() > 20, "{stages:?}");
+        let cli = crate::Cli::command();
+        cli.clone().debug_assert();
+        let up = cli.find_subcommand("up").expect("an up subcommand");
+        let taken: BTreeSet<(String, String)> = flags_and_envs(up)
+            .into_iter()
+            .chain(flags_and_envs(&cli))
+            .collect();
+        let missing: Vec<_> = stages.difference(&taken).collect();
+        assert!(missing.is_empty(), "`wdtpipe up` does not take {missing:?}");
+    }
 }

@@ -51,6 +51,7 @@ impl Default for ClientTimeouts {
 /// and then speaks TLS to the next stage.
 #[derive(Debug, Clone, Default, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields, default)]
+#[command(next_help_heading = "gRPC TLS")]
 pub struct GrpcTls {
     /// PEM certificate chain this service's gRPC server presents.
     #[arg(long = "grpc-tls-cert", env = "GRPC_TLS_CERT")]

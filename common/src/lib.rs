@@ -2,6 +2,7 @@
 //! the shutdown signal, gRPC plumbing (health, reflection, rejection details), the WDT md5
 //! signer, exact decimals, China-time normalisation and the WDT trade JSON form.
 
+pub mod cli;
 pub mod config;
 pub mod decimal;
 pub mod form;

@@ -4,25 +4,14 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Log line format (`LOG_FORMAT`): a value other than `text` or `json` is refused at start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
     /// One JSON object per line.
     Json,
-}
-
-impl LogFormat {
-    /// Reads `text` or `json`.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name.to_ascii_lowercase().as_str() {
-            "text" => Some(LogFormat::Text),
-            "json" => Some(LogFormat::Json),
-            _ => None,
-        }
-    }
 }
 
 /// Installs the global subscriber. Safe to call more than once (later calls are no-ops).

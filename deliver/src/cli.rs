@@ -1,55 +1,55 @@
-//! Command-line flags and environment variables of the `deliver` binary, layered over an
-//! optional TOML config file.
+//! Command-line flags and environment variables of deliver, layered over an optional TOML
+//! config file. [`Settings`] is taken by the `deliver` binary and by `wdtpipe up` alike.
 
 use crate::config::DeliverConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use wdtpipe_common::config::{ConfigError, Secret, load_file, set};
-use wdtpipe_common::telemetry::LogFormat;
+use wdtpipe_common::cli::SharedArgs;
+use wdtpipe_common::config::{ConfigError, Secret, load_file, optional_addr, set};
+use wdtpipe_common::grpc::{GrpcTls, merge_tls};
 
-/// Settings of `deliver`; each flag also reads the environment variable named beside it.
-#[derive(Debug, Clone, Default, clap::Parser)]
-#[command(
-    name = "deliver",
-    version,
-    about = "wdt-pipeline deliver stage: durable outbox and WDT trade_push"
-)]
-pub struct Args {
+/// Deliver's settings; each flag also reads the environment variable named beside it.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(id = "deliver_settings")]
+#[command(next_help_heading = "Deliver")]
+pub struct Settings {
     /// TOML file with `DeliverConfig` fields; environment and flags override it.
     #[arg(long, env = "DELIVER_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// gRPC listen address.
+    pub deliver_config: Option<PathBuf>,
+    /// Deliver's gRPC listen address [default: 127.0.0.1:50053].
     #[arg(long, env = "DELIVER_GRPC_ADDR")]
-    pub grpc_addr: Option<SocketAddr>,
-    /// Prometheus /metrics address ("off" for none).
+    pub deliver_grpc_addr: Option<SocketAddr>,
+    /// Deliver's Prometheus /metrics address, "off" for none [default: 127.0.0.1:9103].
     #[arg(long, env = "DELIVER_METRICS_ADDR")]
-    pub metrics_addr: Option<String>,
-    /// This shard's name in status and stats (e.g. the pod name).
+    pub deliver_metrics_addr: Option<String>,
+    /// This shard's name in status and stats, e.g. the pod name [default: its gRPC address].
     #[arg(long, env = "DELIVER_SHARD")]
     pub shard: Option<String>,
-    /// Data directory; the outbox lives in `<DATA_DIR>/outbox`.
+    /// Data directory; the outbox lives in `<DATA_DIR>/outbox` [default: ./data].
     #[arg(long, env = "DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub wdt: WdtArgs,
-    /// Bearer token required by Replay, Discard and Purge.
+    /// Bearer token required by the admin RPCs (Replay, Discard, Purge). Required when the
+    /// gRPC address is not loopback.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Refuse new batches (503 to senders) while this many trades wait.
+    /// Serve the admin RPCs without a token on a non-loopback address: anyone who reaches the
+    /// port can then replay, discard and purge.
+    #[arg(long, env = "DELIVER_INSECURE_NO_ADMIN_TOKEN")]
+    pub insecure_no_admin_token: bool,
+    /// Refuse new batches (503 to senders) while this many trades wait [default: 2000000].
     #[arg(long, env = "DELIVER_HIGH_WATER_TRADES")]
     pub high_water_trades: Option<u64>,
-    /// Refuse new batches while the waiting payloads take this many bytes.
+    /// Refuse new batches while the waiting payloads take this many bytes
+    /// [default: 4294967296].
     #[arg(long, env = "DELIVER_HIGH_WATER_BYTES")]
     pub high_water_bytes: Option<u64>,
-    #[command(flatten)]
-    pub tls: wdtpipe_common::grpc::GrpcTls,
-    /// Log format: text or json.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
 }
 
-/// WDT account settings, shared with `wdtpipe up`.
+/// The WDT account deliver pushes to.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "WDT account")]
 pub struct WdtArgs {
     /// WDT base URL, e.g. `https://api.wangdian.cn/openapi2`.
     #[arg(long = "wdt-url", env = "WDT_URL")]
@@ -63,7 +63,7 @@ pub struct WdtArgs {
     /// WDT interface secret (appsecret); never logged.
     #[arg(long = "wdt-appsecret", env = "WDT_APPSECRET", hide_env_values = true)]
     pub appsecret: Option<String>,
-    /// trade_push `switch`: 1 strict (default), 0 non-strict.
+    /// trade_push `switch`: 1 strict, 0 non-strict [default: 1].
     #[arg(long = "wdt-switch", env = "WDT_SWITCH")]
     pub switch: Option<u8>,
 }
@@ -79,26 +79,57 @@ impl WdtArgs {
     }
 }
 
-impl Args {
-    pub fn log_format(&self) -> LogFormat {
-        LogFormat::from_name(&self.log_format).unwrap_or_default()
-    }
-
-    /// File, then environment, then flags.
-    pub fn into_config(self) -> Result<DeliverConfig, ConfigError> {
-        let mut config: DeliverConfig = load_file(self.config.as_deref())?;
-        set(&mut config.grpc_addr, self.grpc_addr);
+impl Settings {
+    /// File, then environment, then flags; `tls` (given by flag or environment) over the
+    /// file's. Not validated: `wdtpipe up` fills in the sandbox's account first.
+    pub fn into_config(self, tls: GrpcTls) -> Result<DeliverConfig, ConfigError> {
+        let mut config: DeliverConfig = load_file(self.deliver_config.as_deref())?;
+        set(&mut config.grpc_addr, self.deliver_grpc_addr);
         set(&mut config.shard, self.shard);
-        if let Some(addr) = self.metrics_addr {
-            config.metrics_addr =
-                wdtpipe_common::config::optional_addr("DELIVER_METRICS_ADDR", &addr)?;
+        if let Some(addr) = self.deliver_metrics_addr {
+            config.metrics_addr = optional_addr("DELIVER_METRICS_ADDR", &addr)?;
         }
         set(&mut config.data_dir, self.data_dir);
-        wdtpipe_common::grpc::merge_tls(&mut config.tls, self.tls);
+        merge_tls(&mut config.tls, tls);
         self.wdt.apply(&mut config);
         set(&mut config.admin_token, self.admin_token.map(Secret::from));
+        config.insecure_no_admin_token |= self.insecure_no_admin_token;
         set(&mut config.high_water_trades, self.high_water_trades);
         set(&mut config.high_water_bytes, self.high_water_bytes);
+        Ok(config)
+    }
+}
+
+/// The `deliver` binary's command line: its settings and the shared ones.
+#[derive(Debug, Clone, Default, clap::Parser)]
+#[command(
+    name = "deliver",
+    version,
+    about = "wdt-pipeline deliver stage: durable outbox and WDT trade_push"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(flatten)]
+    pub shared: SharedArgs,
+}
+
+impl Args {
+    /// The short names the binary takes besides the prefixed ones.
+    pub const ALIASES: &'static [(&'static str, &'static str)] = &[
+        ("deliver_config", "config"),
+        ("deliver_grpc_addr", "grpc-addr"),
+        ("deliver_metrics_addr", "metrics-addr"),
+    ];
+
+    /// Parses the process's arguments.
+    pub fn parse_process() -> Self {
+        wdtpipe_common::cli::parse_with_aliases(Self::ALIASES)
+    }
+
+    /// The settings, checked.
+    pub fn into_config(self) -> Result<DeliverConfig, ConfigError> {
+        let config = self.settings.into_config(self.shared.tls)?;
         config.validate()?;
         Ok(config)
     }

@@ -45,8 +45,12 @@ pub struct DeliverConfig {
     /// ... or while their payloads take this many bytes.
     pub high_water_bytes: u64,
     /// Bearer token required by the mutating admin RPCs (Replay, Discard, Purge); empty:
-    /// none required (`ADMIN_TOKEN`).
+    /// none required (`ADMIN_TOKEN`). Required when `grpc_addr` is not loopback, unless
+    /// `insecure_no_admin_token` says otherwise.
     pub admin_token: Secret,
+    /// Let a deliver on a non-loopback address serve the admin RPCs without a token
+    /// (`DELIVER_INSECURE_NO_ADMIN_TOKEN`, `--insecure-no-admin-token`).
+    pub insecure_no_admin_token: bool,
     /// gRPC TLS: this server's certificate.
     pub tls: GrpcTls,
 }
@@ -70,6 +74,7 @@ impl Default for DeliverConfig {
             high_water_trades: 2_000_000,
             high_water_bytes: 4 * 1024 * 1024 * 1024,
             admin_token: Secret::default(),
+            insecure_no_admin_token: false,
             tls: GrpcTls::default(),
         }
     }
@@ -206,10 +211,33 @@ impl DeliverConfig {
                 reason: "must be between 1 and 50".into(),
             });
         }
+        self.check_admin_token(self.grpc_addr)?;
         if !(1..=16).contains(&self.calls_per_shop) {
             return Err(Invalid {
                 name: "calls_per_shop",
                 reason: "must be between 1 and 16".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses to serve the admin RPCs without a token on `addr` when it is not loopback
+    /// (unless `insecure_no_admin_token` says so). `serve` checks the address it actually
+    /// listens on, too.
+    pub fn check_admin_token(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(), wdtpipe_common::config::ConfigError> {
+        if self.admin_token.is_empty() && !addr.ip().is_loopback() && !self.insecure_no_admin_token
+        {
+            return Err(wdtpipe_common::config::ConfigError::Invalid {
+                name: "ADMIN_TOKEN",
+                reason: format!(
+                    "must be set because deliver's gRPC address {addr} is not loopback: \
+                     without it anyone who reaches that port can replay, discard and purge. \
+                     Set ADMIN_TOKEN, listen on loopback, or pass --insecure-no-admin-token \
+                     (DELIVER_INSECURE_NO_ADMIN_TOKEN=true) to accept that"
+                ),
             });
         }
         Ok(())

@@ -24,6 +24,8 @@ pub enum DeliverError {
     Tls(#[from] wdtpipe_common::grpc::TlsError),
     #[error("cannot open the outbox: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("cannot read the gRPC listener's address: {0}")]
+    Listener(std::io::Error),
 }
 
 impl From<DeliverError> for Status {

@@ -38,6 +38,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DeliverError> {
     config.validate()?;
+    // The address actually bound, which may differ from `grpc_addr` (a test's port 0, or
+    // listeners made by the caller).
+    config.check_admin_token(
+        listeners
+            .grpc
+            .local_addr()
+            .map_err(DeliverError::Listener)?,
+    )?;
     let dir = config.data_dir.join("outbox");
     std::fs::create_dir_all(&dir)
         .map_err(|e| DeliverError::Store(store::StoreError::Sled(e.into())))?;

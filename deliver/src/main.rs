@@ -1,6 +1,5 @@
 //! The `deliver` binary: parse settings, start tracing, bind, serve until SIGINT/SIGTERM.
 
-use clap::Parser;
 use wdtpipe_deliver::cli::Args;
 
 // mimalloc, as in the other services. glibc's malloc and free were about a fifth of deliver's
@@ -15,8 +14,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let args = Args::parse();
-    wdtpipe_common::telemetry::init(args.log_format());
+    let args = Args::parse_process();
+    wdtpipe_common::telemetry::init(args.shared.log_format);
     let config = args.into_config()?;
     let listeners = wdtpipe_deliver::Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
     wdtpipe_deliver::serve(

@@ -1,39 +1,34 @@
-//! Command-line flags and environment variables of the `ingest` binary.
+//! Command-line flags and environment variables of ingest, layered over an optional TOML
+//! config file. [`Settings`] is taken by the `ingest` binary and by `wdtpipe up` alike.
 
 use crate::config::IngestConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use wdtpipe_common::cli::SharedArgs;
 use wdtpipe_common::config::{ConfigError, Secret, load_file, set};
-use wdtpipe_common::grpc::merge_tls;
-use wdtpipe_common::telemetry::LogFormat;
+use wdtpipe_common::grpc::{GrpcTls, merge_tls};
 
-/// Settings of `ingest`; each flag also reads the environment variable named beside it.
-#[derive(Debug, Clone, Default, clap::Parser)]
-#[command(
-    name = "ingest",
-    version,
-    about = "wdt-pipeline ingest stage: HTTP callbacks and gRPC Ingest"
-)]
-pub struct Args {
+/// Ingest's settings; each flag also reads the environment variable named beside it.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(id = "ingest_settings")]
+#[command(next_help_heading = "Ingest")]
+pub struct Settings {
     /// TOML file with `IngestConfig` fields; environment and flags override it.
     #[arg(long, env = "INGEST_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// HTTP listen address for callbacks.
+    pub ingest_config: Option<PathBuf>,
+    /// HTTP listen address for callbacks [default: 127.0.0.1:8080].
     #[arg(long, env = "INGEST_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
-    /// gRPC listen address for internal clients.
+    /// Ingest's gRPC listen address for internal clients [default: 127.0.0.1:50051].
     #[arg(long, env = "INGEST_GRPC_ADDR")]
-    pub grpc_addr: Option<SocketAddr>,
-    /// The transform service.
-    #[arg(long, env = "TRANSFORM_URL")]
-    pub transform_url: Option<String>,
-    /// Largest callback body, in bytes.
+    pub ingest_grpc_addr: Option<SocketAddr>,
+    /// Largest callback body, in bytes [default: 4194304].
     #[arg(long, env = "INGEST_BODY_LIMIT_BYTES")]
     pub body_limit_bytes: Option<usize>,
-    /// Most records in one callback.
+    /// Most records in one callback [default: 1000].
     #[arg(long, env = "INGEST_MAX_RECORDS")]
     pub max_records: Option<usize>,
-    /// Most callbacks handled at once.
+    /// Most callbacks handled at once, then 503 [default: 1024].
     #[arg(long, env = "INGEST_MAX_CONCURRENT")]
     pub max_concurrent: Option<usize>,
     /// Standard Webhooks secrets (whsec_…), comma-separated; signatures are required when set.
@@ -44,35 +39,64 @@ pub struct Args {
         hide_env_values = true
     )]
     pub webhook_secrets: Option<Vec<String>>,
-    #[command(flatten)]
-    pub tls: wdtpipe_common::grpc::GrpcTls,
-    /// Log format: text or json.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
 }
 
-impl Args {
-    pub fn log_format(&self) -> LogFormat {
-        LogFormat::from_name(&self.log_format).unwrap_or_default()
-    }
-
-    /// File, then environment, then flags.
-    pub fn into_config(self) -> Result<IngestConfig, ConfigError> {
-        let mut config: IngestConfig = load_file(self.config.as_deref())?;
+impl Settings {
+    /// File, then environment, then flags; `tls` (given by flag or environment) over the
+    /// file's.
+    pub fn into_config(self, tls: GrpcTls) -> Result<IngestConfig, ConfigError> {
+        let mut config: IngestConfig = load_file(self.ingest_config.as_deref())?;
         set(&mut config.http_addr, self.http_addr);
-        set(&mut config.grpc_addr, self.grpc_addr);
-        set(&mut config.transform_url, self.transform_url);
-        merge_tls(&mut config.tls, self.tls);
+        set(&mut config.grpc_addr, self.ingest_grpc_addr);
+        merge_tls(&mut config.tls, tls);
         set(&mut config.limits.body_bytes, self.body_limit_bytes);
         set(&mut config.limits.records, self.max_records);
         set(&mut config.limits.concurrent_requests, self.max_concurrent);
         if let Some(secrets) = self.webhook_secrets {
             config.webhook_secrets = secrets
                 .into_iter()
-                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
                 .map(Secret::new)
                 .collect();
         }
+        Ok(config)
+    }
+}
+
+/// The `ingest` binary's command line: its settings, the shared ones, and where transform is
+/// (which `wdtpipe up` decides itself).
+#[derive(Debug, Clone, Default, clap::Parser)]
+#[command(
+    name = "ingest",
+    version,
+    about = "wdt-pipeline ingest stage: HTTP callbacks and gRPC Ingest"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(flatten)]
+    pub shared: SharedArgs,
+    /// The transform service [default: http://127.0.0.1:50052].
+    #[arg(long, env = "TRANSFORM_URL")]
+    pub transform_url: Option<String>,
+}
+
+impl Args {
+    /// The short names the binary takes besides the prefixed ones.
+    pub const ALIASES: &'static [(&'static str, &'static str)] = &[
+        ("ingest_config", "config"),
+        ("ingest_grpc_addr", "grpc-addr"),
+    ];
+
+    /// Parses the process's arguments.
+    pub fn parse_process() -> Self {
+        wdtpipe_common::cli::parse_with_aliases(Self::ALIASES)
+    }
+
+    pub fn into_config(self) -> Result<IngestConfig, ConfigError> {
+        let mut config = self.settings.into_config(self.shared.tls)?;
+        set(&mut config.transform_url, self.transform_url);
         Ok(config)
     }
 }

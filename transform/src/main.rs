@@ -1,6 +1,5 @@
 //! The `transform` binary: parse settings, start tracing, bind, serve until SIGINT/SIGTERM.
 
-use clap::Parser;
 use wdtpipe_transform::cli::Args;
 
 // Under load glibc's malloc took about a quarter of the CPU (perf: `_int_malloc`,
@@ -14,8 +13,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let args = Args::parse();
-    wdtpipe_common::telemetry::init(args.log_format());
+    let args = Args::parse_process();
+    wdtpipe_common::telemetry::init(args.shared.log_format);
     let config = args.into_config()?;
     let listeners =
         wdtpipe_transform::Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
