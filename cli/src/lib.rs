@@ -5,6 +5,7 @@ pub mod bench;
 mod bench_client;
 pub mod dlq;
 pub mod queue;
+pub mod scheme;
 pub mod send;
 pub mod status;
 pub mod target;
@@ -40,6 +41,8 @@ pub enum Command {
     Dlq(dlq::DlqArgs),
     /// Take waiting trades of a shop (or one tid) out of the queue into the dead-letter store.
     Purge(PurgeArgs),
+    /// Integration schemes: the ones a running transform serves.
+    Scheme(scheme::SchemeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,5 +96,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::Dlq(args) => dlq::run(args).await,
         Command::Purge(args) => purge(args).await,
+        Command::Scheme(args) => scheme::run(args).await,
     }
 }

@@ -95,15 +95,25 @@ fn when(ms: i64) -> String {
     }
 }
 
+/// `id@version`, or what an outbox written before schemes existed means.
+fn scheme_label(scheme: &str) -> &str {
+    if scheme.is_empty() {
+        "default@builtin"
+    } else {
+        scheme
+    }
+}
+
 /// A source record's path.
 pub fn render_record(r: &RecordInfo) -> String {
     format!(
-        "record {}\n  received by ingest  {}   (source {}, request {})\n  mapped by transform {}\n  on disk at deliver  {}   (shard {})\n  trades              {}\n{}\n",
+        "record {}\n  received by ingest  {}   (source {}, request {})\n  mapped by transform {}   (scheme {})\n  on disk at deliver  {}   (shard {})\n  trades              {}\n{}\n",
         r.record_id,
         when(r.received_at_ms),
         r.source,
         r.request_id,
         when(r.transformed_at_ms),
+        scheme_label(&r.scheme),
         when(r.enqueued_at_ms),
         r.shard,
         r.tids.join(", "),
@@ -118,7 +128,7 @@ pub fn render_record(r: &RecordInfo) -> String {
 /// A human-readable block for one tid in one shop: its path, then every attempt.
 pub fn render(t: &TradeStatus) -> String {
     let mut out = format!(
-        "tid {}  shop {}  state {}  (shard {})\n  path of the latest version (of {})\n    received by ingest  {}   (record {}, request {})\n    mapped by transform {}\n    on disk at deliver  {}\n",
+        "tid {}  shop {}  state {}  (shard {})\n  path of the latest version (of {})\n    received by ingest  {}   (record {}, request {})\n    mapped by transform {}   (scheme {})\n    on disk at deliver  {}\n",
         t.tid,
         t.shop_no,
         state_name(t.state),
@@ -132,6 +142,7 @@ pub fn render(t: &TradeStatus) -> String {
             &t.request_id
         },
         when(t.transformed_at_ms),
+        scheme_label(&t.scheme),
         when(t.enqueued_at_ms),
     );
     if t.delivered_at_ms > 0 {
@@ -184,7 +195,7 @@ fn record_json(r: &RecordInfo) -> serde_json::Value {
         "record_id": r.record_id, "source": r.source, "request_id": r.request_id,
         "traceparent": r.traceparent, "received_at_ms": r.received_at_ms,
         "transformed_at_ms": r.transformed_at_ms, "enqueued_at_ms": r.enqueued_at_ms,
-        "tids": r.tids, "shard": r.shard,
+        "tids": r.tids, "shard": r.shard, "scheme": scheme_label(&r.scheme),
     })
 }
 
@@ -195,6 +206,7 @@ fn status_json(t: &TradeStatus) -> serde_json::Value {
         "shard": t.shard,
         "state": state_name(t.state),
         "record_id": t.record_id,
+        "scheme": scheme_label(&t.scheme),
         "request_id": t.request_id,
         "received_at_ms": t.received_at_ms,
         "transformed_at_ms": t.transformed_at_ms,

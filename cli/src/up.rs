@@ -91,6 +91,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     transform.deliver_urls = vec![format!("http://{deliver_addr}")];
     deliver.grpc_addr = deliver_addr;
 
+    // SIGHUP reloads SCHEMES_DIR. Listen from now on, so a signal sent as soon as the
+    // addresses are printed does not end the process before transform is listening for it.
+    let _hangup = wdtpipe_transform::catalog::hangup_signal();
     let mut tasks = tokio::task::JoinSet::new();
     let sandbox_line = if deliver.wdt.url.is_empty() {
         let defaults = SandboxConfig::default();

@@ -429,3 +429,59 @@ fn up_refuses_an_open_admin_port_and_takes_metrics_off() {
         up.banner
     );
 }
+
+/// `kill -HUP` reloads `SCHEMES_DIR` at once: with the directory poll set to ten minutes in
+/// the transform config file (`TRANSFORM_CONFIG`), an edited scheme serves right after the
+/// signal.
+#[test]
+fn up_reloads_schemes_on_sighup() {
+    let data = tempfile::tempdir().unwrap();
+    let schemes = tempfile::tempdir().unwrap();
+    let file = schemes.path().join("mall.toml");
+    std::fs::write(&file, "id = \"mall\"\n").unwrap();
+    let config = data.path().join("transform.toml");
+    std::fs::write(&config, "schemes_poll_ms = 600000\n").unwrap();
+    let mut env = up_env(data.path(), "http://127.0.0.1:9/openapi2");
+    env.push(("SCHEMES_DIR", schemes.path().display().to_string()));
+    env.push(("TRANSFORM_CONFIG", config.display().to_string()));
+    let up = Up::start_with(&env);
+    let transform = format!("http://{}", up.printed("transform    "));
+    let list = || {
+        assert_ok(
+            &run(
+                &[],
+                &["scheme", "list", "--transform", &transform, "--json"],
+            ),
+            "scheme list",
+        )
+    };
+    let rules = |out: &str| -> u64 {
+        let answer: serde_json::Value = serde_json::from_str(out).unwrap();
+        answer["schemes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "mall")
+            .map(|s| s["trade_rules"].as_u64().unwrap())
+            .unwrap()
+    };
+    assert_eq!(rules(&list()), 0);
+    std::fs::write(
+        &file,
+        "id = \"mall\"\n[trade]\nseller_memo = { value = \"m\" }\n",
+    )
+    .unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &up.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + STARTUP;
+    while rules(&list()) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload the schemes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -9,6 +9,7 @@ pub mod form;
 pub mod grpc;
 pub mod json;
 pub mod metrics;
+pub mod record;
 pub mod rejection;
 pub mod request;
 pub mod runtime;

@@ -259,6 +259,7 @@ impl Deliver for DeliverService {
                 enqueued_at_ms: meta.accepted_at_ms,
                 tids: meta.tids,
                 shard: self.shard.clone(),
+                scheme: meta.scheme,
             }),
             trades: self.statuses(entries)?,
         }))
@@ -448,5 +449,6 @@ fn status_of(
         enqueued_at_ms: entry.enqueued_at_ms,
         request_id: entry.request_id,
         shard: shard.to_owned(),
+        scheme: entry.scheme,
     })
 }

@@ -210,6 +210,8 @@ struct RecordToWrite {
     source: String,
     transformed_at_ms: i64,
     traceparent: String,
+    /// The integration scheme that mapped it, `id@version`.
+    scheme: String,
     trades: Vec<TradeToWrite>,
 }
 
@@ -235,6 +237,7 @@ impl From<EnqueueRecord> for RecordToWrite {
             source: record.source,
             transformed_at_ms: record.transformed_at_ms,
             traceparent: record.traceparent,
+            scheme: record.scheme,
         }
     }
 }
@@ -1198,6 +1201,7 @@ fn enqueue(
             entry.transformed_at_ms = record.transformed_at_ms;
             entry.enqueued_at_ms = now_ms;
             entry.request_id = request_id.to_owned();
+            entry.scheme.clone_from(&record.scheme);
             entry.versions += 1;
             entry.record_id.clone_from(&record.record_id);
             entry.received_at_ms = record.received_at_ms;
@@ -1225,6 +1229,7 @@ fn enqueue(
             traceparent: record.traceparent.clone(),
             received_at_ms: record.received_at_ms,
             transformed_at_ms: record.transformed_at_ms,
+            scheme: record.scheme.clone(),
         };
         txn.put_msg(keys::record_key(&record.record_id), &meta);
         all_tids.extend(tids);

@@ -140,8 +140,8 @@ pub fn tid_hint(record: &StockoutRecord) -> String {
 
 /// Reads one key of an object into its text field, or into `extra` when unknown.
 fn read_into<T: Fields>(target: &mut T, key: &str, value: &RawValue) -> Result<(), String> {
-    if let Some(field) = target.field_mut(key) {
-        *field = scalar_text(value)?;
+    if target.field(key).is_some() {
+        target.set_text(key, &scalar_text(value)?);
     } else {
         target.extra_mut().insert(key.to_owned(), json_text(value)?);
     }
@@ -221,9 +221,7 @@ fn parse_kuaidi100(value: &RawValue) -> Result<Option<Kuaidi100Data>, (String, S
         // carried as compact JSON text rather than rejected.
         if matches!(key.as_str(), "data" | "routeInfo") {
             let text = json_text(value).map_err(|rule| (path.clone(), rule))?;
-            if let Some(slot) = data.field_mut(key.as_str()) {
-                *slot = text;
-            }
+            data.set_text(key.as_str(), &text);
             continue;
         }
         read_into(&mut data, key.as_str(), value).map_err(|rule| (path, rule))?;

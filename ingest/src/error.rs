@@ -41,6 +41,9 @@ pub enum IngestError {
     /// The next stage failed in a way retrying will not fix.
     #[error("pipeline error: {0}")]
     Downstream(String),
+    /// `POST /v1/callback/{scheme}` names no scheme transform serves.
+    #[error("{0}")]
+    NoScheme(String),
 }
 
 impl From<CallbackError> for IngestError {
@@ -65,6 +68,7 @@ impl IngestError {
             | Code::ResourceExhausted
             | Code::Cancelled
             | Code::Aborted => IngestError::Unavailable(status.message().to_owned()),
+            Code::NotFound => IngestError::NoScheme(status.message().to_owned()),
             _ => IngestError::Downstream(format!("{:?}: {}", status.code(), status.message())),
         }
     }
@@ -80,6 +84,7 @@ impl IngestError {
             IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Downstream(_) => StatusCode::BAD_GATEWAY,
+            IngestError::NoScheme(_) => StatusCode::NOT_FOUND,
         }
     }
 }
@@ -125,6 +130,7 @@ impl From<IngestError> for Status {
                 Status::unavailable(error.to_string())
             }
             IngestError::Downstream(_) => Status::internal(error.to_string()),
+            IngestError::NoScheme(_) => Status::not_found(error.to_string()),
         }
     }
 }

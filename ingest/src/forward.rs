@@ -30,6 +30,8 @@ pub struct Origin {
     pub idempotency_key: String,
     pub request_id: String,
     pub traceparent: String,
+    /// The integration scheme that maps the records; empty is `default`.
+    pub scheme: String,
 }
 
 impl Forwarder {
@@ -93,6 +95,7 @@ impl Forwarder {
                 records,
                 idempotency_key: origin.idempotency_key.clone(),
                 request_id: origin.request_id.clone(),
+                scheme: origin.scheme.clone(),
             })
             .await;
         self.metrics

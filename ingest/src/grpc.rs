@@ -57,6 +57,7 @@ impl Ingest for IngestService {
             traceparent: metadata("traceparent")
                 .filter(|t| valid_traceparent(t))
                 .unwrap_or_default(),
+            scheme: request.scheme,
         };
         tracing::Span::current().record("request_id", origin.request_id.as_str());
         let receipts = self.forwarder.submit(request.records, &origin).await?;

@@ -16,7 +16,7 @@ use crate::plain::parse_plain;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -51,6 +51,7 @@ pub fn router(forwarder: Forwarder, edge: Edge, registry: Arc<MetricsRegistry>) 
     let permits = Arc::new(Semaphore::new(edge.limits.concurrent_requests.max(1)));
     Router::new()
         .route("/v1/callback", post(callback))
+        .route("/v1/callback/{scheme}", post(callback_for_scheme))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -69,7 +70,9 @@ async fn healthz() -> impl IntoResponse {
 async fn not_found() -> impl IntoResponse {
     (
         StatusCode::NOT_FOUND,
-        Json(json!({"code": 404, "message": "not found: POST /v1/callback, GET /healthz"})),
+        Json(
+            json!({"code": 404, "message": "not found: POST /v1/callback, POST /v1/callback/{scheme}, GET /healthz"}),
+        ),
     )
 }
 
@@ -82,18 +85,38 @@ async fn method_not_allowed() -> impl IntoResponse {
     )
 }
 
+/// `POST /v1/callback`: the scheme `default`.
+async fn callback(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    accept_callback(state, String::new(), headers, body).await
+}
+
+/// `POST /v1/callback/{scheme}`: the records are mapped with that integration scheme
+/// (transform answers 404 for an id it does not serve).
+async fn callback_for_scheme(
+    State(state): State<AppState>,
+    Path(scheme): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    accept_callback(state, scheme, headers, body).await
+}
+
 /// Accepts one callback: one record, an array, or `{"stockout_list": [...]}`. The answer
 /// carries the request id (`x-request-id`) that logs and status use.
-async fn callback(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn accept_callback(
+    state: AppState,
+    scheme: String,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .and_then(accept_request_id)
         .unwrap_or_else(new_request_id);
-    let span =
-        tracing::info_span!("callback", request_id = %request_id, records = tracing::field::Empty);
-    let mut response = handle(&state, &headers, body, &request_id)
+    let span = tracing::info_span!("callback", request_id = %request_id, scheme = %scheme, records = tracing::field::Empty);
+    let mut response = handle(&state, &headers, body, &request_id, scheme)
         .instrument(span)
         .await;
     let metrics = state.forwarder.metrics();
@@ -107,18 +130,25 @@ async fn callback(State(state): State<AppState>, headers: HeaderMap, body: Body)
     response
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: Body, request_id: &str) -> Response {
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    request_id: &str,
+    scheme: String,
+) -> Response {
     let retry_after = state.edge.retry_after_secs;
     let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
         tracing::warn!("concurrent request limit reached");
         return IngestError::Busy.into_response_with(retry_after);
     };
     let timeout = Duration::from_millis(state.edge.limits.request_timeout_ms);
-    let answer = match tokio::time::timeout(timeout, accept(state, headers, body, request_id)).await
-    {
-        Ok(answer) => answer,
-        Err(_) => Err(IngestError::Unavailable("request timed out".into())),
-    };
+    let answer =
+        match tokio::time::timeout(timeout, accept(state, headers, body, request_id, scheme)).await
+        {
+            Ok(answer) => answer,
+            Err(_) => Err(IngestError::Unavailable("request timed out".into())),
+        };
     match answer {
         Ok(body) => Json(body).into_response(),
         Err(error) => {
@@ -137,6 +167,7 @@ async fn accept(
     headers: &HeaderMap,
     body: Body,
     request_id: &str,
+    scheme: String,
 ) -> Result<Value, IngestError> {
     let limits = &state.edge.limits;
     check_content_type(headers)?;
@@ -178,6 +209,7 @@ async fn accept(
             .filter(|t| valid_traceparent(t))
             .map(str::to_owned)
             .unwrap_or_default(),
+        scheme,
     };
     let receipts = state.forwarder.submit(records, &origin).await?;
     let duplicates = receipts.iter().filter(|r| r.duplicate).count();
@@ -191,6 +223,8 @@ async fn accept(
                 "tid": r.tids.first().cloned().unwrap_or_default(),
                 "tids": r.tids,
                 "duplicate": r.duplicate,
+                "skipped": r.skipped,
+                "scheme": r.scheme,
             })
         })
         .collect();

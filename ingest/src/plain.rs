@@ -201,15 +201,7 @@ impl<'a> Reader<'a> {
             }
             _ => return None,
         };
-        match target.field_mut(key) {
-            Some(field) => {
-                field.clear();
-                field.push_str(text);
-            }
-            None => {
-                target.extra_mut().insert(key.to_owned(), text.to_owned());
-            }
-        }
+        target.set_text(key, text);
         Some(())
     }
 

@@ -18,7 +18,7 @@ use wdtpipe_proto::v1::deliver_client::DeliverClient;
 use wdtpipe_proto::v1::{GetStatusRequest, TradeStatus};
 use wdtpipe_sandbox::{Sandbox, SandboxConfig};
 use wdtpipe_transform::config::TransformConfig;
-use wdtpipe_transform::scheme::Scheme;
+use wdtpipe_transform::scheme::BuiltinOptions;
 
 /// A shared sample callback and what it must produce.
 #[derive(Debug, Clone)]
@@ -202,7 +202,9 @@ pub struct PipelineOptions {
     /// WDT endpoint and account.
     pub wdt: WdtConfig,
     pub retry: RetryPolicy,
-    pub scheme: Scheme,
+    /// The built-in mapping's settings, and the scheme files transform serves.
+    pub scheme: BuiltinOptions,
+    pub schemes_dir: Option<PathBuf>,
     /// gRPC TLS for every stage (server certificate and trusted CA).
     pub tls: GrpcTls,
     /// Ingest's edge: limits and sender secrets.
@@ -226,7 +228,8 @@ impl Default for PipelineOptions {
                 pause_probe_ms: 200,
                 ..RetryPolicy::default()
             },
-            scheme: Scheme::default(),
+            scheme: BuiltinOptions::default(),
+            schemes_dir: None,
             tls: GrpcTls::default(),
             limits: Limits::default(),
             webhook_secrets: Vec::new(),
@@ -353,6 +356,9 @@ impl Pipeline {
             metrics_addr: None,
             deliver_urls: shards.iter().map(|a| format!("http://{a}")).collect(),
             scheme: options.scheme.clone(),
+            schemes_dir: options.schemes_dir.clone(),
+            // Scheme files edited by a test are seen within a few milliseconds.
+            schemes_poll_ms: 20,
             deliver_timeout_ms: 10_000,
             tls: options.tls.clone(),
         };
@@ -447,9 +453,14 @@ impl Pipeline {
 
     /// POSTs a callback body with extra headers.
     pub async fn post_with(&self, body: &[u8], headers: &[(&str, &str)]) -> (u16, Value) {
+        self.post_to("/v1/callback", body, headers).await
+    }
+
+    /// POSTs a callback body to a path of ingest's HTTP address (`/v1/callback/{scheme}`).
+    pub async fn post_to(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, Value) {
         let mut request = self
             .client
-            .post(format!("{}/v1/callback", self.http))
+            .post(format!("{}{path}", self.http))
             .header("content-type", "application/json")
             .body(body.to_vec());
         for (name, value) in headers {

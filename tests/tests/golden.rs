@@ -3,11 +3,12 @@
 //! the expected rejection.
 
 use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
 use wdtpipe_common::trade_json::trade_value;
 use wdtpipe_ingest::callback::{CallbackError, parse_body};
 use wdtpipe_tests::{Fixture, fixtures};
 use wdtpipe_transform::mapping::map_records;
-use wdtpipe_transform::scheme::Scheme;
+use wdtpipe_transform::scheme::{BuiltinOptions, Scheme, load_file};
 
 /// Parses and maps a body; `Ok` holds `{"shop_no", "trade"}` values, `Err` the message.
 fn convert(body: &[u8], scheme: &Scheme) -> Result<Vec<Value>, String> {
@@ -19,7 +20,7 @@ fn convert(body: &[u8], scheme: &Scheme) -> Result<Vec<Value>, String> {
     .map_err(|r| wdtpipe_common::rejection::message(&r))?;
     Ok(mapped
         .iter()
-        .flatten()
+        .flat_map(|m| m.trades())
         .map(|t| json!({"shop_no": t.shop_no, "trade": trade_value(t)}))
         .collect())
 }
@@ -100,4 +101,98 @@ fn target_shop_override() {
         .unwrap();
     let got = convert(&fixture.body, &Scheme::with_shop(Some("WDT-SHOP".into()))).unwrap();
     assert!(got.iter().all(|t| t["shop_no"] == "WDT-SHOP"));
+}
+
+/// One scheme golden case: `tests/fixtures/schemes/<case>/` holds `scheme.toml`,
+/// `callback.json` and `expected.json` (`{"status": 200, "trades": [...], "skipped": [..]}`
+/// with the 1-based positions of skipped records, or `{"status": 422, "why": "..."}`, the
+/// message exactly).
+fn check_scheme_case(dir: &Path) -> Result<(), String> {
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let scheme_path = dir.join("scheme.toml");
+    let scheme = load_file(
+        &scheme_path,
+        &BuiltinOptions::default(),
+        &["default".to_owned()],
+    )
+    .map_err(|errors| format!("{name}: scheme does not load: {errors:?}"))?;
+    let body = std::fs::read(dir.join("callback.json")).unwrap();
+    let records = parse_body(&body).map_err(|e| format!("{name}: {e}"))?;
+    let got = match map_records(
+        records.iter().enumerate().map(|(i, r)| (i as u32 + 1, r)),
+        &scheme,
+    ) {
+        Ok(mapped) => json!({
+            "status": 200,
+            "trades": mapped
+                .iter()
+                .flat_map(|m| m.trades())
+                .map(|t| json!({"shop_no": t.shop_no, "trade": trade_value(t)}))
+                .collect::<Vec<_>>(),
+            "skipped": mapped
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.is_skipped())
+                .map(|(i, _)| i + 1)
+                .collect::<Vec<_>>(),
+        }),
+        Err(rejection) => json!({
+            "status": 422,
+            "why": wdtpipe_common::rejection::message(&rejection),
+        }),
+    };
+    let expected_path = dir.join("expected.json");
+    if std::env::var_os("BLESS_SCHEME_GOLDEN").is_some() {
+        let text = serde_json::to_string_pretty(&got).unwrap() + "\n";
+        std::fs::write(&expected_path, text).unwrap();
+    }
+    let want: Value = serde_json::from_slice(
+        &std::fs::read(&expected_path).map_err(|e| format!("{name}: expected.json: {e}"))?,
+    )
+    .unwrap();
+    if got != want {
+        return Err(format!(
+            "{name}: got\n{}\nwant\n{}",
+            serde_json::to_string_pretty(&got).unwrap(),
+            serde_json::to_string_pretty(&want).unwrap()
+        ));
+    }
+    Ok(())
+}
+
+/// Every scheme golden case (each rule kind, each `miss` policy, invalid results, `skip`
+/// in a mixed batch) maps its callback to exactly its expected trades or rejection.
+#[test]
+fn every_scheme_case_matches_its_expectation() {
+    let root = wdtpipe_tests::fixtures_dir().join("schemes");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 14, "{dirs:?}");
+    let failures: Vec<String> = dirs
+        .iter()
+        .filter_map(|dir| check_scheme_case(dir).err())
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A scheme file without rules maps every fixture exactly as the built-in scheme does.
+#[test]
+fn an_empty_scheme_maps_as_the_built_in_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.toml");
+    std::fs::write(&path, "id = \"empty\"\n").unwrap();
+    let empty = load_file(&path, &BuiltinOptions::default(), &["default".to_owned()]).unwrap();
+    assert_eq!(empty.version.len(), 12);
+    for fixture in fixtures() {
+        assert_eq!(
+            convert(&fixture.body, &empty),
+            convert(&fixture.body, &Scheme::default()),
+            "{}",
+            fixture.name
+        );
+    }
 }

@@ -359,3 +359,325 @@ async fn rejected_tids_are_dead_lettered_then_replayed() {
     pipeline.shutdown().await;
     sandbox.stop().await;
 }
+
+/// Scheme files in `SCHEMES_DIR`: `POST /v1/callback/{id}` maps with that scheme and
+/// `/v1/callback` with the built-in `default`; an unknown id answers 404; a record the
+/// scheme skips is acknowledged with `"skipped": true` and nothing is queued; every trade
+/// records `scheme id@version`, which its status shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemes_map_their_own_callbacks() {
+    let schemes = tempfile::tempdir().unwrap();
+    let mall = r#"id = "mall"
+skip = "record.status == '5'"
+
+[trade]
+shop_no = { from = "warehouse_no", table = "shops" }
+seller_memo = { expr = "'via mall: ' + record.stockout_no" }
+
+[tables.shops]
+WH01 = "SHOP-MALL"
+"#;
+    std::fs::write(schemes.path().join("mall.toml"), mall).unwrap();
+    std::fs::write(schemes.path().join(".hidden.toml"), "not = toml = at all").unwrap();
+    std::fs::write(schemes.path().join("mall.toml~"), "backup").unwrap();
+    let version = wdtpipe_transform::scheme::file::version_of(mall.as_bytes());
+    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
+    let pipeline = Pipeline::start(PipelineOptions {
+        wdt: wdt_for(sandbox.wdt_url()),
+        schemes_dir: Some(schemes.path().to_owned()),
+        ..PipelineOptions::default()
+    })
+    .await;
+
+    let (status, answer) = pipeline
+        .post_to("/v1/callback/mall", &fixture("01-").body, &[])
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let receipt = &answer["receipts"][0];
+    assert_eq!(receipt["scheme"], format!("mall@{version}"));
+    assert_eq!(receipt["skipped"], false);
+    assert_eq!(receipt["tid"], "T0001");
+
+    let (status, answer) = pipeline.post(&fixture("04-").body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["receipts"][0]["scheme"], "default@builtin");
+
+    let (status, answer) = pipeline
+        .post_to("/v1/callback/nope", &fixture("01-").body, &[])
+        .await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"code": 404, "message": "no scheme \"nope\""})
+    );
+
+    let mut cancelled: Value = serde_json::from_slice(&fixture("01-").body).unwrap();
+    cancelled["tid"] = "T-CANCELLED".into();
+    cancelled["status"] = "5".into();
+    let (status, answer) = pipeline
+        .post_to(
+            "/v1/callback/mall",
+            &serde_json::to_vec(&cancelled).unwrap(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["receipts"][0]["skipped"], true);
+    assert_eq!(answer["receipts"][0]["tids"], json!([]));
+
+    let delivered = eventually("both trades at the sandbox", DEADLINE, || async {
+        let mall = sandbox.sandbox.trade("T0001")?;
+        let default = sandbox.sandbox.trade("T0004")?;
+        Some((mall, default))
+    })
+    .await;
+    assert_eq!(delivered.0.shop_no, "SHOP-MALL");
+    assert_eq!(delivered.0.trade["seller_memo"], "via mall: CK1922121676");
+    assert_eq!(delivered.1.shop_no, "SHOP01");
+    let statuses = pipeline.status("T0001").await;
+    assert_eq!(statuses[0].scheme, format!("mall@{version}"));
+    let listed = wdtpipe_proto::v1::transform_client::TransformClient::connect(format!(
+        "http://{}",
+        pipeline.transform_grpc
+    ))
+    .await
+    .unwrap()
+    .list_schemes(wdtpipe_proto::v1::ListSchemesRequest {})
+    .await
+    .unwrap()
+    .into_inner()
+    .schemes;
+    let listed: Vec<(String, String, u32)> = listed
+        .into_iter()
+        .map(|s| (s.id, s.version, s.trade_rules))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("default".to_owned(), "builtin".to_owned(), 0),
+            ("mall".to_owned(), version.clone(), 2)
+        ]
+    );
+    assert!(
+        pipeline.status("T-CANCELLED").await.is_empty(),
+        "nothing queued"
+    );
+    assert!(sandbox.sandbox.trade("T-CANCELLED").is_none());
+    pipeline.shutdown().await;
+    sandbox.stop().await;
+}
+
+/// A broken scheme file stops transform at start, naming file, line and column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_scheme_directory_is_refused_at_start() {
+    let schemes = tempfile::tempdir().unwrap();
+    std::fs::write(
+        schemes.path().join("bad.toml"),
+        "id = \"bad\"\n\n[trade]\nshop_no = { from = \"warehouse_no\", table = \"nope\" }\n",
+    )
+    .unwrap();
+    let listeners = wdtpipe_transform::Listeners {
+        grpc: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        metrics: None,
+    };
+    let config = wdtpipe_transform::config::TransformConfig {
+        schemes_dir: Some(schemes.path().to_owned()),
+        ..Default::default()
+    };
+    let error = wdtpipe_transform::serve(config, listeners, std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("bad.toml:4:44: table \"nope\" does not exist"),
+        "{error}"
+    );
+}
+
+/// Fixture 01 as a record of `tid`.
+fn record_for(tid: &str) -> Value {
+    let mut record: Value = serde_json::from_slice(&fixture("01-").body).unwrap();
+    record["tid"] = tid.into();
+    record["src_tids"] = tid.into();
+    for (i, line) in record["details_list"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        line["src_tid"] = tid.into();
+        line["src_oid"] = format!("{tid}-{}", i + 1).into();
+    }
+    record
+}
+
+fn memo_scheme(memo: &str) -> String {
+    format!("id = \"mall\"\n\n[trade]\nseller_memo = {{ value = \"{memo}\" }}\n")
+}
+
+/// Writes a file whole (a rename), as an editor or a ConfigMap update does.
+fn replace_file(path: &std::path::Path, text: &str) {
+    let temp = path.with_extension("toml.tmp");
+    std::fs::write(&temp, text).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
+/// A scheme file changed while callbacks flow: no callback fails, each request is mapped
+/// whole by the old or the new version (never a mix), and each trade carries what its
+/// version says. A broken file is then refused: the last good version keeps serving, and
+/// the refusal is counted and reported by `ListSchemes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemes_reload_while_callbacks_flow() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let schemes = tempfile::tempdir().unwrap();
+    let file = schemes.path().join("mall.toml");
+    let (v1, v2) = (memo_scheme("v1"), memo_scheme("v2"));
+    let version = |text: &str| {
+        format!(
+            "mall@{}",
+            wdtpipe_transform::scheme::file::version_of(text.as_bytes())
+        )
+    };
+    let (label1, label2) = (version(&v1), version(&v2));
+    std::fs::write(&file, &v1).unwrap();
+    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
+    let pipeline = Arc::new(
+        Pipeline::start(PipelineOptions {
+            wdt: wdt_for(sandbox.wdt_url()),
+            schemes_dir: Some(schemes.path().to_owned()),
+            ..PipelineOptions::default()
+        })
+        .await,
+    );
+
+    // (sent after the refusal was seen, tid, label) of every acknowledged record.
+    let acked: Arc<Mutex<Vec<(bool, String, String)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let refusal_seen = Arc::new(AtomicBool::new(false));
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..3 {
+        let (pipeline, acked, stop) = (pipeline.clone(), acked.clone(), stop.clone());
+        let refusal_seen = refusal_seen.clone();
+        senders.spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let after_refusal = refusal_seen.load(Ordering::SeqCst);
+                let tids = [format!("R{sender}-{n}-A"), format!("R{sender}-{n}-B")];
+                let body = json!([record_for(&tids[0]), record_for(&tids[1])]);
+                let (status, answer) = pipeline
+                    .post_to(
+                        "/v1/callback/mall",
+                        &serde_json::to_vec(&body).unwrap(),
+                        &[],
+                    )
+                    .await;
+                assert_eq!(status, 200, "{answer}");
+                let labels: Vec<String> = answer["receipts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["scheme"].as_str().unwrap().to_owned())
+                    .collect();
+                assert_eq!(labels[0], labels[1], "one version for a whole request");
+                let mut acked = acked.lock().unwrap();
+                for (tid, label) in tids.into_iter().zip(labels) {
+                    acked.push((after_refusal, tid, label));
+                }
+            }
+        });
+    }
+    let seen = |label: String, acked: Arc<Mutex<Vec<(bool, String, String)>>>| async move {
+        acked
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, _, l)| *l == label)
+            .then_some(())
+    };
+    eventually("v1 serving", DEADLINE, || {
+        seen(label1.clone(), acked.clone())
+    })
+    .await;
+    replace_file(&file, &v2);
+    eventually("v2 serving", DEADLINE, || {
+        seen(label2.clone(), acked.clone())
+    })
+    .await;
+
+    replace_file(
+        &file,
+        "id = \"mall\"\n[trade]\nshop_no = { from = \"x\", table = \"missing\" }\n",
+    );
+    let transform = format!("http://{}", pipeline.transform_grpc);
+    let refused = eventually("the broken file refused", DEADLINE, || async {
+        let answer =
+            wdtpipe_proto::v1::transform_client::TransformClient::connect(transform.clone())
+                .await
+                .ok()?
+                .list_schemes(wdtpipe_proto::v1::ListSchemesRequest {})
+                .await
+                .ok()?
+                .into_inner();
+        (!answer.last_reload_error.is_empty()).then_some(answer)
+    })
+    .await;
+    assert!(
+        refused.last_reload_error.contains("mall.toml:3:")
+            && refused
+                .last_reload_error
+                .contains("table \"missing\" does not exist"),
+        "{}",
+        refused.last_reload_error
+    );
+    let mall = refused.schemes.iter().find(|s| s.id == "mall").unwrap();
+    assert_eq!(format!("mall@{}", mall.version), label2, "v2 keeps serving");
+    refusal_seen.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    while let Some(result) = senders.join_next().await {
+        result.expect("no sender failed");
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.iter().any(|(after, _, _)| *after),
+        "callbacks kept flowing after the refusal"
+    );
+    for (after_refusal, tid, label) in &acked {
+        assert!(*label == label1 || *label == label2, "{tid}: {label}");
+        if *after_refusal {
+            assert_eq!(*label, label2, "{tid}: the last good version keeps serving");
+        }
+    }
+    let metrics = reqwest::get(format!("http://{}/metrics", pipeline.transform_metrics))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("wdtpipe_transform_scheme_reloads_total{result=\"refused\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("wdtpipe_transform_scheme_reloads_total{result=\"ok\"} 1"));
+
+    eventually(
+        "every acknowledged trade at WDT",
+        Duration::from_secs(60),
+        || async {
+            acked
+                .iter()
+                .all(|(_, tid, _)| sandbox.sandbox.trade(tid).is_some())
+                .then_some(())
+        },
+    )
+    .await;
+    for (_, tid, label) in &acked {
+        let memo = sandbox.sandbox.trade(tid).unwrap().trade["seller_memo"].clone();
+        let want = if *label == label1 { "v1" } else { "v2" };
+        assert_eq!(memo, want, "{tid} mapped by {label}");
+    }
+    Arc::into_inner(pipeline).unwrap().shutdown().await;
+    sandbox.stop().await;
+}

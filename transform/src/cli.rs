@@ -25,6 +25,10 @@ pub struct Settings {
     /// Target WDT shop for every trade [default: each record's shop_no].
     #[arg(long, env = "WDT_SHOP_NO")]
     pub shop_no: Option<String>,
+    /// Directory of integration scheme files (`*.toml`, SCHEMES.md) [default: none, only the
+    /// built-in scheme].
+    #[arg(long, env = "SCHEMES_DIR")]
+    pub schemes_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -39,6 +43,9 @@ impl Settings {
         merge_tls(&mut config.tls, tls);
         if let Some(shop) = self.shop_no.filter(|s| !s.trim().is_empty()) {
             config.scheme.shop_no = Some(shop.trim().to_owned());
+        }
+        if let Some(dir) = self.schemes_dir.filter(|d| !d.as_os_str().is_empty()) {
+            config.schemes_dir = Some(dir);
         }
         Ok(config)
     }

@@ -1,8 +1,9 @@
 //! Transform's settings.
 
-use crate::scheme::Scheme;
+use crate::scheme::BuiltinOptions;
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use wdtpipe_common::grpc::GrpcTls;
 
 /// Everything `transform` needs.
@@ -16,8 +17,14 @@ pub struct TransformConfig {
     /// The deliver shards (`DELIVER_URL`, comma-separated), in a fixed order: each trade goes
     /// to `shards[hash(tid) mod N]`, so one tid always lands on one shard.
     pub deliver_urls: Vec<String>,
-    /// Mapping overrides: target shop (`WDT_SHOP_NO`) and carrier table.
-    pub scheme: Scheme,
+    /// The built-in mapping's settings, shared by every scheme: target shop (`WDT_SHOP_NO`)
+    /// and carrier table.
+    pub scheme: BuiltinOptions,
+    /// The directory of scheme files (`SCHEMES_DIR`); `None`: only the built-in scheme.
+    pub schemes_dir: Option<PathBuf>,
+    /// How often the directory is checked for changes, in milliseconds (SIGHUP reloads at
+    /// once).
+    pub schemes_poll_ms: u64,
     /// Deadline of a call to deliver, in milliseconds.
     pub deliver_timeout_ms: u64,
     /// gRPC TLS: this server's certificate, the CA trusted for deliver.
@@ -30,7 +37,9 @@ impl Default for TransformConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50052)),
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9102))),
             deliver_urls: vec!["http://127.0.0.1:50053".to_owned()],
-            scheme: Scheme::default(),
+            scheme: BuiltinOptions::default(),
+            schemes_dir: None,
+            schemes_poll_ms: 1_000,
             deliver_timeout_ms: 10_000,
             tls: GrpcTls::default(),
         }

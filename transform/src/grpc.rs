@@ -1,7 +1,8 @@
 //! The gRPC `Transform` service: map the batch, forward each deliver shard its trades, relay
 //! the receipts. Concurrent requests reach each shard coalesced into `EnqueueBatch` calls.
 
-use crate::mapping::map_records;
+use crate::catalog::Catalog;
+use crate::mapping::{Mapped, map_records};
 use crate::metrics::TransformMetrics;
 use crate::scheme::Scheme;
 use crate::shard::shard_of;
@@ -16,8 +17,9 @@ use wdtpipe_proto::v1::deliver_client::DeliverClient;
 use wdtpipe_proto::v1::transform_server::Transform;
 use wdtpipe_proto::v1::{
     ConvertRequest, ConvertResponse, ConvertedRecord, EnqueueBatchRequest, EnqueueRecord,
-    EnqueueRequest, EnqueueResponse, ProcessBatchRequest, ProcessBatchResponse, ProcessOutcome,
-    ProcessRequest, ProcessResponse, Receipt, TradeOrder, enqueue_outcome, process_outcome,
+    EnqueueRequest, EnqueueResponse, ListSchemesRequest, ListSchemesResponse, ProcessBatchRequest,
+    ProcessBatchResponse, ProcessOutcome, ProcessRequest, ProcessResponse, Receipt, SchemeInfo,
+    TradeOrder, enqueue_outcome, process_outcome,
 };
 
 /// Sends an enqueue to one deliver shard, coalesced with concurrent ones.
@@ -47,7 +49,7 @@ pub fn shard_sender(client: DeliverClient<Channel>) -> ShardSender {
 }
 
 pub struct TransformService {
-    scheme: Scheme,
+    catalog: Arc<Catalog>,
     /// One sender per deliver shard, in shard order.
     shards: Vec<ShardSender>,
     metrics: Arc<TransformMetrics>,
@@ -95,11 +97,25 @@ fn split_by_shard(records: Vec<EnqueueRecord>, shards: usize) -> Vec<Vec<Enqueue
     per_shard
 }
 
+/// The scheme of a request: `NOT_FOUND` when no scheme has that id.
+fn scheme_of(catalog: &Catalog, id: &str) -> Result<Arc<Scheme>, Status> {
+    catalog
+        .current()
+        .set
+        .get(id)
+        .cloned()
+        .ok_or_else(|| Status::not_found(format!("no scheme {id:?}")))
+}
+
 impl TransformService {
-    pub fn new(scheme: Scheme, shards: Vec<ShardSender>, metrics: Arc<TransformMetrics>) -> Self {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        shards: Vec<ShardSender>,
+        metrics: Arc<TransformMetrics>,
+    ) -> Self {
         assert!(!shards.is_empty(), "at least one deliver shard");
         Self {
-            scheme,
+            catalog,
             shards,
             metrics,
         }
@@ -110,6 +126,9 @@ impl TransformService {
         if request.records.is_empty() {
             return Err(Status::invalid_argument("no records"));
         }
+        // One scheme for the whole request, whatever reloads meanwhile.
+        let scheme = scheme_of(&self.catalog, &request.scheme)?;
+        let label = scheme.label();
         let mut positioned = Vec::with_capacity(request.records.len());
         for (i, envelope) in request.records.iter().enumerate() {
             let position = position_of(i, envelope.position);
@@ -118,8 +137,9 @@ impl TransformService {
             })?;
             positioned.push((position, record));
         }
-        let mapped = map_records(positioned, &self.scheme).map_err(|r| {
+        let mapped = map_records(positioned, &scheme).map_err(|r| {
             self.metrics.outcome("invalid");
+            self.metrics.records(&scheme.id, "rejected", 1);
             tracing::info!(rejection = %rejection::message(&r), "request rejected");
             rejection::to_status(&r)
         })?;
@@ -127,14 +147,23 @@ impl TransformService {
         let mut receipts = Vec::with_capacity(mapped.len());
         let mut records = Vec::with_capacity(mapped.len());
         let mut trade_count = 0;
-        for (i, (envelope, trades)) in request.records.into_iter().zip(mapped).enumerate() {
+        for (i, (envelope, mapped)) in request.records.into_iter().zip(mapped).enumerate() {
+            let skipped = mapped.is_skipped();
+            let trades = mapped.into_trades();
             trade_count += trades.len();
             receipts.push(Receipt {
                 position: position_of(i, envelope.position),
                 record_id: envelope.record_id.clone(),
                 tids: trades.iter().map(|t| t.tid.clone()).collect(),
                 duplicate: false,
+                skipped,
+                scheme: label.clone(),
             });
+            if skipped {
+                self.metrics.records(&scheme.id, "skipped", 1);
+                continue;
+            }
+            self.metrics.records(&scheme.id, "accepted", 1);
             records.push(EnqueueRecord {
                 record_id: envelope.record_id,
                 received_at_ms: envelope.received_at_ms,
@@ -142,7 +171,13 @@ impl TransformService {
                 trades,
                 transformed_at_ms,
                 traceparent: envelope.traceparent,
+                scheme: label.clone(),
             });
+        }
+        if records.is_empty() {
+            // Every record was skipped: nothing to write.
+            self.metrics.outcome("ok");
+            return Ok(ProcessResponse { receipts });
         }
 
         let started = Instant::now();
@@ -179,7 +214,7 @@ impl TransformService {
             return Err(downstream(status));
         }
         // A record is a duplicate when every shard holding part of it says so.
-        for receipt in &mut receipts {
+        for receipt in receipts.iter_mut().filter(|r| !r.skipped) {
             let mut seen = answers
                 .iter()
                 .flat_map(|(_, a)| a.results.iter())
@@ -231,17 +266,55 @@ impl Transform for TransformService {
         request: Request<ConvertRequest>,
     ) -> Result<Response<ConvertResponse>, Status> {
         let request = request.into_inner();
+        let scheme = scheme_of(&self.catalog, &request.scheme)?;
         let positioned = request
             .records
             .iter()
             .enumerate()
             .map(|(i, r)| (i as u32 + 1, r));
-        let mapped = map_records(positioned, &self.scheme).map_err(|r| rejection::to_status(&r))?;
+        let mapped = map_records(positioned, &scheme).map_err(|r| rejection::to_status(&r))?;
         Ok(Response::new(ConvertResponse {
             records: mapped
                 .into_iter()
-                .map(|trades| ConvertedRecord { trades })
+                .map(|mapped| ConvertedRecord {
+                    skipped: matches!(mapped, Mapped::Skipped),
+                    trades: mapped.into_trades(),
+                })
                 .collect(),
+        }))
+    }
+
+    async fn list_schemes(
+        &self,
+        _request: Request<ListSchemesRequest>,
+    ) -> Result<Response<ListSchemesResponse>, Status> {
+        let loaded = self.catalog.current();
+        let schemes = loaded
+            .set
+            .iter()
+            .map(|s| SchemeInfo {
+                id: s.id.clone(),
+                version: s.version.clone(),
+                source: s.source.name().to_owned(),
+                connector: s.connector.clone(),
+                loaded_at_ms: loaded.loaded_at_ms,
+                path: s
+                    .path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                description: s.description.clone(),
+                trade_rules: s.trade_rules.len() as u32,
+                line_rules: s.line_rules.len() as u32,
+                skip: s.skip.is_some(),
+            })
+            .collect();
+        let (last_reload_error_at_ms, last_reload_error) =
+            self.catalog.last_error().unwrap_or_default();
+        Ok(Response::new(ListSchemesResponse {
+            schemes,
+            last_reload_error,
+            last_reload_error_at_ms,
         }))
     }
 }

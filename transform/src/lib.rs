@@ -1,11 +1,14 @@
 //! The transform stage: maps stockout records into WDT trades (MAPPING.md) and forwards
 //! each request's trades to deliver, routing every trade to its shard by tid.
 
+pub mod builtin;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod mapping;
 pub mod metrics;
+pub mod rules;
 pub mod scheme;
 pub mod shard;
 
@@ -30,6 +33,8 @@ pub enum TransformError {
     Serve(#[from] tonic::transport::Error),
     #[error("metrics server failed: {0}")]
     Metrics(#[from] std::io::Error),
+    #[error("SCHEMES_DIR: {0}")]
+    Schemes(#[from] catalog::CatalogError),
 }
 
 pub use wdtpipe_common::grpc::Listeners;
@@ -53,20 +58,32 @@ pub async fn serve(
         .iter()
         .map(|url| rpc::lazy_channel(url, timeouts, &config.tls))
         .collect::<Result<Vec<_>, _>>()?;
+    let catalog = Arc::new(catalog::Catalog::load(
+        config.schemes_dir.clone(),
+        config.scheme.clone(),
+        vec![scheme::DEFAULT_CONNECTOR.to_owned()],
+    )?);
     let mut registry = MetricsRegistry::default();
     let metrics = Arc::new(metrics::TransformMetrics::new(&mut registry));
     let service = grpc::TransformService::new(
-        config.scheme.clone(),
+        Arc::clone(&catalog),
         channels
             .iter()
             .cloned()
             .map(DeliverClient::new)
             .map(grpc::shard_sender)
             .collect(),
-        metrics,
+        Arc::clone(&metrics),
     );
 
     let stop = Stop::spawn(shutdown);
+    tokio::spawn(catalog::watch_dir(
+        Arc::clone(&catalog),
+        Arc::clone(&metrics),
+        Duration::from_millis(config.schemes_poll_ms),
+        catalog::hangup_signal(),
+        stop.receiver(),
+    ));
 
     let (health_reporter, health_service) = rpc::health();
     tokio::spawn(rpc::track_readiness(
@@ -87,6 +104,13 @@ pub async fn serve(
         addr = %listeners.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         shards = ?config.deliver_urls,
         shop_override = config.scheme.shop_no.as_deref().unwrap_or("-"),
+        schemes = %catalog
+            .current()
+            .set
+            .iter()
+            .map(|s| s.label())
+            .collect::<Vec<_>>()
+            .join(", "),
         "transform listening"
     );
     let mut server = tonic::transport::Server::builder();

@@ -11,6 +11,10 @@ pub struct TransformMetrics {
     pub deliver_seconds: Histogram,
     /// Trades produced and forwarded.
     pub trades: Counter,
+    /// Records by scheme and outcome (`accepted`, `rejected`, `skipped`).
+    pub records: Family<Labels, Counter>,
+    /// Reloads of `SCHEMES_DIR` by result (`ok`, `refused`).
+    pub reloads: Family<Labels, Counter>,
 }
 
 impl TransformMetrics {
@@ -19,6 +23,8 @@ impl TransformMetrics {
             requests: Family::default(),
             deliver_seconds: latency_histogram(),
             trades: Counter::default(),
+            records: Family::default(),
+            reloads: Family::default(),
         };
         registry.register(
             "wdtpipe_transform_requests",
@@ -35,7 +41,34 @@ impl TransformMetrics {
             "Trades mapped and forwarded to deliver",
             metrics.trades.clone(),
         );
+        registry.register(
+            "wdtpipe_transform_scheme_reloads",
+            "Reloads of SCHEMES_DIR by result (ok, refused)",
+            metrics.reloads.clone(),
+        );
+        registry.register(
+            "wdtpipe_transform_scheme_records",
+            "Records by integration scheme and outcome (accepted, rejected, skipped)",
+            metrics.records.clone(),
+        );
         metrics
+    }
+
+    /// Counts a reload of the schemes directory.
+    pub fn reload(&self, result: &str) {
+        self.reloads
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+    }
+
+    /// Counts `n` records of `scheme` with `outcome`.
+    pub fn records(&self, scheme: &str, outcome: &str, n: u64) {
+        self.records
+            .get_or_create(&vec![
+                ("scheme", scheme.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc_by(n);
     }
 
     pub fn outcome(&self, outcome: &str) {

@@ -48,7 +48,9 @@ fn base() -> StockoutRecord {
 }
 
 fn map(record: &StockoutRecord) -> Result<Vec<TradeOrder>, String> {
-    map_record(record, 1, &Scheme::default()).map_err(|r| wdtpipe_common::rejection::message(&r))
+    map_record(record, 1, &Scheme::default())
+        .map(|m| m.into_trades())
+        .map_err(|r| wdtpipe_common::rejection::message(&r))
 }
 
 fn one(record: &StockoutRecord) -> TradeOrder {
@@ -170,7 +172,9 @@ fn split_tid_longer_than_40_is_rejected() {
 fn shop() {
     let r = with(|r| r.shop_no.clear());
     assert!(rejected(&r).contains("shop_no: empty"));
-    let trades = map_record(&r, 1, &Scheme::with_shop(Some("WDT1".into()))).unwrap();
+    let trades = map_record(&r, 1, &Scheme::with_shop(Some("WDT1".into())))
+        .unwrap()
+        .into_trades();
     assert_eq!(trades[0].shop_no, "WDT1");
 }
 
@@ -579,6 +583,112 @@ proptest! {
             let got: Decimal = trades.iter().map(|t| d(&t.paid)).sum();
             // Each trade's paid is rounded to 4 places on its own.
             prop_assert!((got - want).abs() <= Decimal::new(5, 5) * Decimal::from(trades.len()));
+        }
+    }
+}
+
+/// A scheme file's text: no rules at all, or every trade and line field ruled by
+/// `expr = "default"` (its own built-in value, written back through the rule machinery).
+fn scheme_text(identity: bool) -> String {
+    use wdtpipe_transform::scheme::fields::{LineField, TradeField};
+    let mut text = String::from("id = \"prop\"\n");
+    if identity {
+        text.push_str("[trade]\n");
+        for field in TradeField::ALL {
+            text.push_str(&format!("{field} = {{ expr = \"default\" }}\n"));
+        }
+        text.push_str("[line]\n");
+        for field in LineField::ALL {
+            text.push_str(&format!("{field} = {{ expr = \"default\" }}\n"));
+        }
+    }
+    text
+}
+
+fn scheme_of(identity: bool) -> Scheme {
+    wdtpipe_transform::scheme::file::parse(
+        std::path::Path::new("prop.toml"),
+        scheme_text(identity).as_bytes(),
+        &wdtpipe_transform::scheme::BuiltinOptions::default(),
+        &["default".to_owned()],
+    )
+    .unwrap()
+}
+
+/// Records around `base()`, valid and invalid: missing ids and names, long tids, bad
+/// money, every status, tracking data or none, merged orders, refunded lines.
+fn arb_record() -> impl Strategy<Value = StockoutRecord> {
+    let text =
+        |choices: &'static [&'static str]| prop::sample::select(choices).prop_map(str::to_owned);
+    (
+        (
+            text(&["T1", "", "T-0123456789-0123456789-0123456789-0123456789"]),
+            text(&["S1", ""]),
+            text(&["40", "0", "12.5", "abc", ""]),
+            text(&["95", "5", "110", "", "0110"]),
+            text(&["nick", "", "😀"]),
+            text(&["13800000000", ""]),
+        ),
+        (
+            text(&["4", "", "x", "99999999999"]),
+            text(&["1", "", "2"]),
+            proptest::option::of((text(&["zhongtong", "nope", ""]), text(&["3", "0", ""]))),
+            prop::collection::vec(
+                (
+                    arb_line(),
+                    text(&["0", "5", "9", ""]),
+                    text(&["G", ""]),
+                    text(&["2", "0", ""]),
+                ),
+                1..5,
+            ),
+        ),
+    )
+        .prop_map(
+            |((tid, shop, paid, status, nick, mobile), (logistics, fenxiao, kuaidi, lines))| {
+                let mut r = base();
+                r.tid = tid;
+                r.shop_no = shop;
+                r.paid = paid;
+                r.status = status;
+                r.nick_name = nick;
+                r.receiver_mobile = mobile;
+                r.logistics_type = logistics;
+                r.fenxiao_type = fenxiao;
+                r.kuaidi100_data = kuaidi.map(|(com, state)| Kuaidi100Data {
+                    com,
+                    state,
+                    ..Kuaidi100Data::default()
+                });
+                r.details_list = lines
+                    .into_iter()
+                    .map(|(mut line, refund, goods_no, num)| {
+                        line.refund_status = refund;
+                        line.goods_no = goods_no;
+                        line.num = num;
+                        line
+                    })
+                    .collect();
+                r
+            },
+        )
+}
+
+proptest! {
+    /// With a scheme file without rules, every record maps exactly as with the built-in
+    /// scheme, rejections included; with every field ruled by its own `default`, every
+    /// record the built-in scheme maps maps to the same trades, and every one it rejects is
+    /// rejected.
+    #[test]
+    fn empty_and_identity_schemes_map_as_the_built_in_one(record in arb_record()) {
+        let builtin = map_record(&record, 1, &Scheme::default());
+        let empty = map_record(&record, 1, &scheme_of(false));
+        prop_assert_eq!(&builtin, &empty);
+        let identity = map_record(&record, 1, &scheme_of(true));
+        match (&builtin, &identity) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(_), Err(_)) => {}
+            (a, b) => prop_assert!(false, "built-in {:?}\nidentity {:?}", a, b),
         }
     }
 }

@@ -1,0 +1,586 @@
+//! Scheme files (SCHEMES.md, "A scheme file"): TOML read into a [`Scheme`], every
+//! expression compiled and every name resolved, or refused with errors that give the file,
+//! line and column.
+
+use super::expr::{self, CompileError};
+use super::fields::{LineField, TradeField};
+use super::{
+    BuiltinOptions, DEFAULT_CONNECTOR, FieldPath, Lookup, Miss, Rule, RuleSource, Scheme, Source,
+};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use toml::Spanned;
+
+/// One thing wrong with a scheme file, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemeError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the error is about the file as a whole.
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for SchemeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for SchemeError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScheme {
+    id: Option<Spanned<String>>,
+    #[serde(default)]
+    description: String,
+    source: Option<Spanned<String>>,
+    connector: Option<Spanned<String>>,
+    skip: Option<Spanned<String>>,
+    #[serde(default)]
+    trade: BTreeMap<Spanned<String>, Spanned<RawRule>>,
+    #[serde(default)]
+    line: BTreeMap<Spanned<String>, Spanned<RawRule>>,
+    #[serde(default)]
+    tables: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
+    #[serde(default)]
+    tests: Vec<Spanned<RawTest>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    value: Option<Spanned<toml::Value>>,
+    from: Option<Spanned<toml::Value>>,
+    expr: Option<Spanned<String>>,
+    table: Option<Spanned<String>>,
+    miss: Option<Spanned<String>>,
+    miss_value: Option<Spanned<toml::Value>>,
+}
+
+/// A `[[tests]]` block: checked here for its shape and expressions; run by
+/// `wdtpipe scheme test`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct RawTest {
+    name: Option<String>,
+    input: Option<String>,
+    body: Option<String>,
+    expect: Option<String>,
+    expect_error: Option<String>,
+    #[serde(default)]
+    assert: Vec<Spanned<String>>,
+}
+
+/// Reads one scheme file. `connectors` are the WDT accounts a scheme may name.
+pub fn load_file(
+    path: &Path,
+    options: &BuiltinOptions,
+    connectors: &[String],
+) -> Result<Scheme, Vec<SchemeError>> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        vec![SchemeError {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        }]
+    })?;
+    parse(path, &bytes, options, connectors)
+}
+
+/// Reads every scheme file of a directory (`*.toml`, not starting with `.` nor ending in
+/// `~`): all of them, or every error of every file.
+pub fn load_dir(
+    dir: &Path,
+    options: &BuiltinOptions,
+    connectors: &[String],
+) -> Result<Vec<Scheme>, Vec<SchemeError>> {
+    let whole = |message: String| {
+        vec![SchemeError {
+            file: dir.to_owned(),
+            line: 0,
+            column: 0,
+            message,
+        }]
+    };
+    let entries = std::fs::read_dir(dir).map_err(|e| whole(format!("cannot read: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| is_scheme_file(path))
+        .collect();
+    files.sort();
+    let mut schemes: Vec<Scheme> = Vec::new();
+    let mut errors = Vec::new();
+    let mut ids: HashMap<String, PathBuf> = HashMap::new();
+    for file in files {
+        match load_file(&file, options, connectors) {
+            Ok(scheme) => {
+                if let Some(first) = ids.get(&scheme.id) {
+                    errors.push(SchemeError {
+                        file: file.clone(),
+                        line: 0,
+                        column: 0,
+                        message: format!(
+                            "id {:?} is also the id of {}: ids must be unique",
+                            scheme.id,
+                            first.display()
+                        ),
+                    });
+                } else {
+                    ids.insert(scheme.id.clone(), file.clone());
+                    schemes.push(scheme);
+                }
+            }
+            Err(mut file_errors) => errors.append(&mut file_errors),
+        }
+    }
+    if errors.is_empty() {
+        Ok(schemes)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Whether a directory entry is a scheme file.
+pub fn is_scheme_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    path.is_file() && name.ends_with(".toml") && !name.starts_with('.') && !name.ends_with('~')
+}
+
+/// The version of a scheme file: the first 12 hex digits of the SHA-256 of its bytes.
+pub fn version_of(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a scheme from a file's bytes.
+pub fn parse(
+    path: &Path,
+    bytes: &[u8],
+    options: &BuiltinOptions,
+    connectors: &[String],
+) -> Result<Scheme, Vec<SchemeError>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        vec![SchemeError {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            message: format!("not UTF-8: {e}"),
+        }]
+    })?;
+    let mut reader = Reader {
+        path,
+        text,
+        errors: Vec::new(),
+    };
+    let raw: RawScheme = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(error) => {
+            let span = error.span().unwrap_or(0..0);
+            reader.error(span, error.message().trim().to_owned());
+            return Err(reader.errors);
+        }
+    };
+    let scheme = reader.scheme(raw, options, connectors, version_of(bytes));
+    if reader.errors.is_empty() {
+        Ok(scheme)
+    } else {
+        Err(reader.errors)
+    }
+}
+
+struct Reader<'a> {
+    path: &'a Path,
+    text: &'a str,
+    errors: Vec<SchemeError>,
+}
+
+/// Where a rule is, which decides its paths and its expression's variables.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Trade,
+    Line,
+}
+
+impl Reader<'_> {
+    /// Line and column (1-based, in characters) of a byte offset.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before
+            .rsplit_once('\n')
+            .map_or(before, |(_, last)| last)
+            .chars()
+            .count()
+            + 1;
+        (line, column)
+    }
+
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = self.position(span.start);
+        self.errors.push(SchemeError {
+            file: self.path.to_owned(),
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    /// An expression error, placed inside the string that holds the expression.
+    fn expr_error(&mut self, span: Range<usize>, error: CompileError, what: &str) {
+        let raw = &self.text[span.clone()];
+        let quote = if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
+            3
+        } else {
+            1
+        };
+        let start = span.start + quote;
+        let inner: usize = self.text[start.min(self.text.len())..]
+            .chars()
+            .take(error.offset)
+            .map(char::len_utf8)
+            .sum();
+        self.error(
+            start + inner..span.end,
+            format!("{what} does not compile: {}", error.message),
+        );
+    }
+
+    fn compile(
+        &mut self,
+        expr: &Spanned<String>,
+        allowed: &[&str],
+        what: &str,
+    ) -> Option<expr::Expr> {
+        match expr::compile(expr.get_ref(), allowed) {
+            Ok(compiled) => Some(compiled),
+            Err(error) => {
+                self.expr_error(expr.span(), error, what);
+                None
+            }
+        }
+    }
+
+    fn scheme(
+        &mut self,
+        raw: RawScheme,
+        options: &BuiltinOptions,
+        connectors: &[String],
+        version: String,
+    ) -> Scheme {
+        let id = match &raw.id {
+            Some(id) => {
+                if !valid_id(id.get_ref()) {
+                    self.error(
+                        id.span(),
+                        format!(
+                            "id {:?} must be 1 to 63 of a-z, 0-9, _ and -, starting with a letter or digit",
+                            id.get_ref()
+                        ),
+                    );
+                }
+                id.get_ref().clone()
+            }
+            None => {
+                self.error(0..0, "missing id: every scheme file needs `id = \"…\"`");
+                String::new()
+            }
+        };
+        if let Some(source) = &raw.source
+            && source.get_ref() != "callback"
+        {
+            self.error(
+                source.span(),
+                format!(
+                    "source {:?} is not one this version takes: \"callback\"",
+                    source.get_ref()
+                ),
+            );
+        }
+        let connector = match &raw.connector {
+            Some(name) => {
+                if !connectors.iter().any(|c| c == name.get_ref()) {
+                    self.error(
+                        name.span(),
+                        format!(
+                            "connector {:?} does not exist (known: {})",
+                            name.get_ref(),
+                            connectors.join(", ")
+                        ),
+                    );
+                }
+                name.get_ref().clone()
+            }
+            None => DEFAULT_CONNECTOR.to_owned(),
+        };
+        let skip = raw
+            .skip
+            .as_ref()
+            .and_then(|skip| self.compile(skip, &["record"], "skip"));
+        let tables = self.tables(&raw.tables);
+        let mut trade_rules = Vec::new();
+        for (name, rule) in &raw.trade {
+            let Some(field) = TradeField::from_name(name.get_ref()) else {
+                self.error(
+                    name.span(),
+                    format!(
+                        "[trade] {:?} is not a field of a trade_push trade",
+                        name.get_ref()
+                    ),
+                );
+                continue;
+            };
+            if let Some(rule) = self.rule(rule, Place::Trade, &tables) {
+                trade_rules.push((field, rule));
+            }
+        }
+        let mut line_rules = Vec::new();
+        for (name, rule) in &raw.line {
+            let Some(field) = LineField::from_name(name.get_ref()) else {
+                self.error(
+                    name.span(),
+                    format!(
+                        "[line] {:?} is not a field of a trade_push order line",
+                        name.get_ref()
+                    ),
+                );
+                continue;
+            };
+            if let Some(rule) = self.rule(rule, Place::Line, &tables) {
+                line_rules.push((field, rule));
+            }
+        }
+        for test in &raw.tests {
+            for assert in &test.get_ref().assert {
+                self.compile(assert, &["trades", "error"], "assert");
+            }
+        }
+        Scheme {
+            id,
+            version,
+            description: raw.description,
+            source: Source::Callback,
+            connector,
+            builtin: options.clone(),
+            skip,
+            trade_rules,
+            line_rules,
+            path: Some(self.path.to_owned()),
+        }
+    }
+
+    fn tables(
+        &mut self,
+        raw: &BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
+    ) -> HashMap<String, Arc<HashMap<String, String>>> {
+        let mut tables = HashMap::new();
+        for (name, entries) in raw {
+            let mut table = HashMap::with_capacity(entries.len());
+            for (key, value) in entries {
+                if let Some(text) = self.literal(value, "a table entry") {
+                    table.insert(key.get_ref().clone(), text);
+                }
+            }
+            tables.insert(name.get_ref().clone(), Arc::new(table));
+        }
+        tables
+    }
+
+    /// A literal of a rule or table: a string or an integer (kept as its decimal text).
+    fn literal(&mut self, value: &Spanned<toml::Value>, what: &str) -> Option<String> {
+        match value.get_ref() {
+            toml::Value::String(text) => Some(text.clone()),
+            toml::Value::Integer(n) => Some(n.to_string()),
+            other => {
+                self.error(
+                    value.span(),
+                    format!(
+                        "{what} must be a string or an integer, not {}",
+                        other.type_str()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn rule(
+        &mut self,
+        rule: &Spanned<RawRule>,
+        place: Place,
+        tables: &HashMap<String, Arc<HashMap<String, String>>>,
+    ) -> Option<Rule> {
+        let span = rule.span();
+        let raw = rule.get_ref();
+        let sources = [raw.value.is_some(), raw.from.is_some(), raw.expr.is_some()]
+            .iter()
+            .filter(|s| **s)
+            .count();
+        if sources != 1 {
+            self.error(
+                span,
+                if sources == 0 {
+                    "the rule has no source: give one of value, from or expr"
+                } else {
+                    "the rule has more than one source: give only one of value, from or expr"
+                },
+            );
+            return None;
+        }
+        let source = if let Some(value) = &raw.value {
+            RuleSource::Value(self.literal(value, "value")?)
+        } else if let Some(from) = &raw.from {
+            RuleSource::From(self.paths(from, place)?)
+        } else {
+            let expr = raw.expr.as_ref()?;
+            let allowed: &[&str] = match place {
+                Place::Trade => &["record", "default"],
+                Place::Line => &["record", "line", "default"],
+            };
+            RuleSource::Expr(self.compile(expr, allowed, "expr")?)
+        };
+        let lookup = match &raw.table {
+            None => {
+                if let Some(miss) = &raw.miss {
+                    self.error(miss.span(), "miss needs a table");
+                    return None;
+                }
+                if let Some(miss) = &raw.miss_value {
+                    self.error(miss.span(), "miss_value needs a table");
+                    return None;
+                }
+                None
+            }
+            Some(name) => {
+                let Some(entries) = tables.get(name.get_ref()) else {
+                    let mut known: Vec<&String> = tables.keys().collect();
+                    known.sort();
+                    self.error(
+                        name.span(),
+                        format!(
+                            "table {:?} does not exist (tables: {})",
+                            name.get_ref(),
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known
+                                    .iter()
+                                    .map(|k| k.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            }
+                        ),
+                    );
+                    return None;
+                };
+                let miss = match (&raw.miss, &raw.miss_value) {
+                    (Some(miss), Some(_)) => {
+                        self.error(miss.span(), "give miss or miss_value, not both");
+                        return None;
+                    }
+                    (None, Some(value)) => Miss::Value(self.literal(value, "miss_value")?),
+                    (None, None) => Miss::Reject,
+                    (Some(miss), None) => match miss.get_ref().as_str() {
+                        "reject" => Miss::Reject,
+                        "keep" => Miss::Keep,
+                        "default" => Miss::Default,
+                        other => {
+                            self.error(
+                                miss.span(),
+                                format!(
+                                    "miss {other:?} is not one of \"reject\", \"keep\", \"default\" (or give miss_value)"
+                                ),
+                            );
+                            return None;
+                        }
+                    },
+                };
+                Some(Lookup {
+                    table: name.get_ref().clone(),
+                    entries: Arc::clone(entries),
+                    miss,
+                })
+            }
+        };
+        Some(Rule { source, lookup })
+    }
+
+    fn paths(&mut self, from: &Spanned<toml::Value>, place: Place) -> Option<Vec<FieldPath>> {
+        let texts: Vec<&str> = match from.get_ref() {
+            toml::Value::String(text) => vec![text.as_str()],
+            toml::Value::Array(items) if !items.is_empty() => {
+                let texts: Option<Vec<&str>> = items.iter().map(toml::Value::as_str).collect();
+                let Some(texts) = texts else {
+                    self.error(
+                        from.span(),
+                        "from must be a path or a list of paths (strings)",
+                    );
+                    return None;
+                };
+                texts
+            }
+            toml::Value::Array(_) => {
+                self.error(from.span(), "from = [] names no path");
+                return None;
+            }
+            other => {
+                self.error(
+                    from.span(),
+                    format!(
+                        "from must be a path or a list of paths, not {}",
+                        other.type_str()
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut paths = Vec::with_capacity(texts.len());
+        for text in texts {
+            let (header, rest) = match text.strip_prefix("record.") {
+                Some(rest) => (true, rest),
+                None => (place == Place::Trade, text),
+            };
+            let steps: Vec<String> = rest.split('.').map(str::to_owned).collect();
+            if steps.iter().any(String::is_empty) {
+                self.error(from.span(), format!("path {text:?} has an empty step"));
+                return None;
+            }
+            paths.push(FieldPath {
+                text: text.to_owned(),
+                header,
+                steps,
+            });
+        }
+        Some(paths)
+    }
+}
+
+/// `[a-z0-9][a-z0-9_-]{0,62}`.
+fn valid_id(id: &str) -> bool {
+    let mut bytes = id.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'0'..=b'9'))
+        && id.len() <= 63
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+}

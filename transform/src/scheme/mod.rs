@@ -1,0 +1,237 @@
+//! Integration schemes (SCHEMES.md): the mapping as data.
+//!
+//! A [`Scheme`] is the built-in mapping (MAPPING.md, with the deployment's
+//! [`BuiltinOptions`]) plus rules that replace fields, a `skip` expression and the WDT
+//! account (connector) its trades go to. The built-in scheme `default` has no rules. Scheme
+//! files are read and checked by [`file`]; a directory of them becomes a [`SchemeSet`].
+
+pub mod expr;
+pub mod fields;
+pub mod file;
+
+use self::fields::{LineField, TradeField};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use self::file::{SchemeError, load_dir, load_file};
+
+/// The id of the scheme `POST /v1/callback` uses, built in unless a file replaces it.
+pub const DEFAULT_ID: &str = "default";
+/// The version of the built-in scheme.
+pub const BUILTIN_VERSION: &str = "builtin";
+/// The WDT account a scheme writes to unless it names another.
+pub const DEFAULT_CONNECTOR: &str = "default";
+
+/// The default kuaidi100 `com` → WDT `logistics_type` table (exact, case-sensitive).
+pub const DEFAULT_CARRIERS: &[(&str, i32)] = &[
+    ("youzhengguonei", 2),
+    ("ems", 3),
+    ("yuantong", 4),
+    ("zhongtong", 5),
+    ("shentong", 6),
+    ("shunfeng", 8),
+    ("yunda", 9),
+    ("debangkuaidi", 88),
+    ("jtexpress", 108),
+];
+
+/// The deployment's settings of the built-in mapping, shared by every scheme: the target
+/// shop (`WDT_SHOP_NO`) and the carrier table. The `[scheme]` table of transform's config
+/// file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuiltinOptions {
+    /// Target shop for every trade (`WDT_SHOP_NO`); `None` uses each record's `shop_no`.
+    pub shop_no: Option<String>,
+    /// kuaidi100 `com` → `logistics_type`, used when the record's own `logistics_type`
+    /// is not an integer.
+    pub carriers: HashMap<String, i32>,
+}
+
+impl Default for BuiltinOptions {
+    fn default() -> Self {
+        Self {
+            shop_no: None,
+            carriers: DEFAULT_CARRIERS
+                .iter()
+                .map(|(com, code)| ((*com).to_owned(), *code))
+                .collect(),
+        }
+    }
+}
+
+impl BuiltinOptions {
+    /// The defaults with a target shop (empty means none).
+    pub fn with_shop(shop_no: Option<String>) -> Self {
+        Self {
+            shop_no: shop_no
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// The `logistics_type` for a kuaidi100 carrier code.
+    pub fn carrier(&self, com: &str) -> Option<i32> {
+        self.carriers.get(com).copied()
+    }
+}
+
+/// Where a scheme's records come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// JSON stockout records on the callback.
+    Callback,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Callback => "callback",
+        }
+    }
+}
+
+/// A scheme, compiled: every expression parsed and every table resolved once, at load.
+#[derive(Debug, Clone)]
+pub struct Scheme {
+    pub id: String,
+    /// The first 12 hex digits of the SHA-256 of the file, or `builtin`.
+    pub version: String,
+    pub description: String,
+    pub source: Source,
+    /// The WDT account its trades are pushed with.
+    pub connector: String,
+    pub builtin: BuiltinOptions,
+    /// When true for a record, the record is acknowledged and nothing is queued.
+    pub skip: Option<expr::Expr>,
+    pub trade_rules: Vec<(TradeField, Rule)>,
+    pub line_rules: Vec<(LineField, Rule)>,
+    /// The file it was read from; `None` for the built-in scheme.
+    pub path: Option<PathBuf>,
+}
+
+impl Default for Scheme {
+    /// The built-in scheme with the default options: MAPPING.md exactly.
+    fn default() -> Self {
+        Self::builtin(BuiltinOptions::default())
+    }
+}
+
+impl Scheme {
+    /// The built-in scheme `default` with these options.
+    pub fn builtin(builtin: BuiltinOptions) -> Self {
+        Self {
+            id: DEFAULT_ID.to_owned(),
+            version: BUILTIN_VERSION.to_owned(),
+            description: "the built-in mapping (MAPPING.md)".to_owned(),
+            source: Source::Callback,
+            connector: DEFAULT_CONNECTOR.to_owned(),
+            builtin,
+            skip: None,
+            trade_rules: Vec::new(),
+            line_rules: Vec::new(),
+            path: None,
+        }
+    }
+
+    /// The built-in scheme with a target shop override (empty means none).
+    pub fn with_shop(shop_no: Option<String>) -> Self {
+        Self::builtin(BuiltinOptions::with_shop(shop_no))
+    }
+
+    /// `id@version`, as every trade records it.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.id, self.version)
+    }
+}
+
+/// A rule for one field: a source, then an optional table lookup.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub source: RuleSource,
+    pub lookup: Option<Lookup>,
+}
+
+/// Where a rule's text comes from.
+#[derive(Debug, Clone)]
+pub enum RuleSource {
+    /// A literal (an integer is kept as its decimal text).
+    Value(String),
+    /// The first non-empty of these paths.
+    From(Vec<FieldPath>),
+    /// A CEL expression.
+    Expr(expr::Expr),
+}
+
+/// A `from` path: steps into the record (or, in a `[line]` rule, into the line unless it
+/// starts with `record.`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPath {
+    /// As written in the file.
+    pub text: String,
+    /// Read from the record's header (`record.` prefix, or any path of a `[trade]` rule).
+    pub header: bool,
+    pub steps: Vec<String>,
+}
+
+/// A table lookup and what a missing entry does.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub table: String,
+    pub entries: Arc<HashMap<String, String>>,
+    pub miss: Miss,
+}
+
+/// What a table lookup without an entry does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    /// The record is invalid.
+    Reject,
+    /// The looked-up text itself.
+    Keep,
+    /// The built-in rule's value.
+    Default,
+    /// This literal.
+    Value(String),
+}
+
+/// The schemes a transform serves, by id; `default` is always there.
+#[derive(Debug, Clone)]
+pub struct SchemeSet {
+    schemes: HashMap<String, Arc<Scheme>>,
+}
+
+impl SchemeSet {
+    /// Only the built-in scheme.
+    pub fn builtin(options: BuiltinOptions) -> Self {
+        Self::from_schemes(options, Vec::new())
+    }
+
+    /// These schemes, plus the built-in `default` unless one of them is `default`.
+    pub fn from_schemes(options: BuiltinOptions, schemes: Vec<Scheme>) -> Self {
+        let mut by_id: HashMap<String, Arc<Scheme>> = schemes
+            .into_iter()
+            .map(|s| (s.id.clone(), Arc::new(s)))
+            .collect();
+        by_id
+            .entry(DEFAULT_ID.to_owned())
+            .or_insert_with(|| Arc::new(Scheme::builtin(options)));
+        Self { schemes: by_id }
+    }
+
+    /// The scheme of this id (`""` is `default`).
+    pub fn get(&self, id: &str) -> Option<&Arc<Scheme>> {
+        self.schemes
+            .get(if id.is_empty() { DEFAULT_ID } else { id })
+    }
+
+    /// Every scheme, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Scheme>> {
+        let mut schemes: Vec<&Arc<Scheme>> = self.schemes.values().collect();
+        schemes.sort_by(|a, b| a.id.cmp(&b.id));
+        schemes.into_iter()
+    }
+}
