@@ -485,3 +485,42 @@ fn up_reloads_schemes_on_sighup() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `up` with the gRPC TLS settings speaks TLS between its stages: a callback is
+/// acknowledged (ingest → transform → deliver over TLS) and reaches WDT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_over_grpc_tls_delivers() {
+    let sandbox = Sandbox::new(SandboxConfig::default());
+    let (wdt_url, _stop_sandbox) = start_sandbox(sandbox.clone()).await;
+    let data = tempfile::tempdir().unwrap();
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls");
+    let mut env = up_env(data.path(), &wdt_url);
+    for (name, file) in [
+        ("GRPC_TLS_CERT", "server.pem"),
+        ("GRPC_TLS_KEY", "server.key"),
+        ("GRPC_TLS_CA", "ca.pem"),
+    ] {
+        env.push((name, tls.join(file).display().to_string()));
+    }
+    env.push(("GRPC_TLS_DOMAIN", "localhost".into()));
+    let up = Up::start_with(&env);
+    let answer = reqwest::Client::new()
+        .post(&up.callback_url)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&fixture_record()).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    let deadline = Instant::now() + STARTUP;
+    while sandbox.trade("T0001").is_none() {
+        assert!(Instant::now() < deadline, "the trade did not reach WDT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // deliver's port speaks only TLS: a plaintext client cannot list its dead letters.
+    let plaintext = run(
+        &[("DELIVER_URL", format!("http://{}", up.printed("deliver      ")))],
+        &["dlq", "list"],
+    );
+    assert!(!plaintext.status.success(), "{plaintext:?}");
+}
