@@ -52,6 +52,9 @@ pub struct FilterArgs {
     pub tid: Option<String>,
     #[arg(long)]
     pub shop: Option<String>,
+    /// Only letters of this WDT account (connector).
+    #[arg(long)]
+    pub connector: Option<String>,
     /// Dead at or after this time (YYYY-MM-DD HH:MM:SS China time, RFC 3339, or Unix seconds).
     #[arg(long)]
     pub since: Option<String>,
@@ -79,6 +82,7 @@ impl FilterArgs {
             since_ms: time("since", &self.since)?,
             until_ms: time("until", &self.until)?,
             all: self.all,
+            connector: self.connector.clone().unwrap_or_default(),
         })
     }
 }
@@ -114,10 +118,15 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
                 println!("{total} dead letter(s), showing {}", letters.len());
                 for letter in &letters {
                     println!(
-                        "{}  tid {}  shop {}  attempts {}\n    {}",
+                        "{}  tid {}  shop {}{}  attempts {}\n    {}",
                         format_ms(letter.dead_at_ms),
                         letter.tid,
                         letter.shop_no,
+                        if letter.connector.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", letter.connector)
+                        },
                         letter.history.len(),
                         letter.reason
                     );
@@ -169,6 +178,7 @@ fn letter_json(letter: &DeadLetter) -> serde_json::Value {
     serde_json::json!({
         "tid": letter.tid,
         "shop_no": letter.shop_no,
+        "connector": if letter.connector.is_empty() { "default" } else { &letter.connector },
         "record_id": letter.record_id,
         "received_at_ms": letter.received_at_ms,
         "dead_at_ms": letter.dead_at_ms,

@@ -53,14 +53,25 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Per-shop figures summed over shards (a shop's tids may be spread across them).
-pub fn merge(answers: &[StatsResponse]) -> BTreeMap<String, ShopStats> {
-    let mut shops: BTreeMap<String, ShopStats> = BTreeMap::new();
+/// The account a shop's figures belong to (`default` when the answer names none).
+fn connector(shop: &ShopStats) -> &str {
+    if shop.connector.is_empty() {
+        "default"
+    } else {
+        &shop.connector
+    }
+}
+
+/// Per-shop figures of each WDT account, summed over shards (a shop's tids may be spread
+/// across them), by (account, shop).
+pub fn merge(answers: &[StatsResponse]) -> BTreeMap<(String, String), ShopStats> {
+    let mut shops: BTreeMap<(String, String), ShopStats> = BTreeMap::new();
     for shop in answers.iter().flat_map(|a| a.shops.iter()) {
         let merged = shops
-            .entry(shop.shop_no.clone())
+            .entry((connector(shop).to_owned(), shop.shop_no.clone()))
             .or_insert_with(|| ShopStats {
                 shop_no: shop.shop_no.clone(),
+                connector: connector(shop).to_owned(),
                 ..ShopStats::default()
             });
         merged.queued += shop.queued;
@@ -91,8 +102,9 @@ pub fn render(answers: &[StatsResponse]) -> String {
     let bytes: u64 = answers.iter().map(|a| a.queued_bytes).sum();
     let shards: Vec<&str> = answers.iter().map(|a| a.shard.as_str()).collect();
     let mut out = format!(
-        "deliver shards: {}   waiting: {queued} trades ({bytes} bytes)\n\n{:<20} {:>9} {:>9} {:>9} {:>9} {:>11} {:>11} {:>6}  {}\n",
+        "deliver shards: {}   waiting: {queued} trades ({bytes} bytes)\n\n{:<14} {:<20} {:>9} {:>9} {:>9} {:>9} {:>11} {:>11} {:>6}  {}\n",
         shards.join(", "),
+        "CONNECTOR",
         "SHOP",
         "QUEUED",
         "IN FLIGHT",
@@ -105,7 +117,8 @@ pub fn render(answers: &[StatsResponse]) -> String {
     );
     for shop in merge(answers).values() {
         out.push_str(&format!(
-            "{:<20} {:>9} {:>9} {:>9} {:>9} {:>11} {:>11} {:>6}  {}\n",
+            "{:<14} {:<20} {:>9} {:>9} {:>9} {:>9} {:>11} {:>11} {:>6}  {}\n",
+            shop.connector,
             shop.shop_no,
             shop.queued,
             shop.in_flight,
@@ -129,7 +142,7 @@ fn json(answers: &[StatsResponse]) -> anyhow::Result<String> {
         .values()
         .map(|s| {
             serde_json::json!({
-                "shop_no": s.shop_no, "queued": s.queued, "in_flight": s.in_flight,
+                "connector": s.connector, "shop_no": s.shop_no, "queued": s.queued, "in_flight": s.in_flight,
                 "retrying": s.retrying, "oldest_age_ms": s.oldest_age_ms,
                 "delivered_last_minute": s.delivered_last_minute, "delivered_total": s.delivered_total,
                 "dead_letters": s.dead_letters, "paused_reason": s.paused_reason,

@@ -83,6 +83,7 @@ fn state_name(state: i32) -> &'static str {
         DeliveryState::Retrying => "retrying",
         DeliveryState::Delivered => "delivered",
         DeliveryState::Dead => "dead",
+        DeliveryState::Skipped => "skipped",
         DeliveryState::Unspecified => "unknown",
     }
 }
@@ -162,6 +163,8 @@ pub fn render(t: &TradeStatus) -> String {
     if !t.last_error.is_empty() {
         let label = if t.state == DeliveryState::Dead as i32 {
             "dead because"
+        } else if t.state == DeliveryState::Skipped as i32 {
+            "not pushed"
         } else {
             "last error"
         };

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use wdtpipe_common::grpc::GrpcTls;
 use wdtpipe_common::shutdown::Stop;
-use wdtpipe_sandbox::{Sandbox, SandboxConfig};
+use wdtpipe_deliver::config::WdtConfig;
+use wdtpipe_sandbox::{Sandbox, SandboxAccount, SandboxConfig};
 
 /// `up` takes every setting of the three stages, declared once by each stage (flag,
 /// environment variable and config file: `--ingest-config`/`INGEST_CONFIG`, …), and the
@@ -22,6 +23,8 @@ pub struct UpArgs {
     pub deliver: wdtpipe_deliver::cli::Settings,
     #[command(flatten)]
     pub tls: GrpcTls,
+    #[command(flatten)]
+    pub connectors: wdtpipe_common::cli::ConnectorsArg,
     /// WDT sandbox address (used only when WDT_URL is not set).
     #[arg(long, env = "SANDBOX_ADDR", default_value = "127.0.0.1:8090")]
     pub sandbox_addr: SocketAddr,
@@ -62,11 +65,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         transform,
         deliver,
         tls,
+        connectors,
         sandbox_addr,
     } = args;
     let mut ingest = ingest.into_config(tls.clone())?;
     let mut transform = transform.into_config(tls.clone())?;
     let mut deliver = deliver.into_config(tls)?;
+    transform
+        .connectors_file
+        .clone_from(&connectors.connectors_file);
+    let sandboxed = deliver.wdt.url.is_empty();
+    if !sandboxed {
+        deliver.load_connectors(connectors.connectors_file.as_deref())?;
+    }
 
     let http = bind(ingest.http_addr, "ingest HTTP").await?;
     let ingest_grpc = bind(ingest.grpc_addr, "ingest gRPC").await?;
@@ -95,32 +106,79 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // addresses are printed does not end the process before transform is listening for it.
     let _hangup = wdtpipe_transform::catalog::hangup_signal();
     let mut tasks = tokio::task::JoinSet::new();
-    let sandbox_line = if deliver.wdt.url.is_empty() {
+    let sandbox_line = if sandboxed {
         let defaults = SandboxConfig::default();
+        let listener = bind(sandbox_addr, "the WDT sandbox").await?;
+        let sandbox_addr = addr_of(&listener)?;
+        let url = format!("http://{sandbox_addr}/openapi2");
+        // Every account of CONNECTORS_FILE gets a sandbox account of its own: its sid and
+        // appkey, its secret from its appsecret_env or a made-up one.
+        let mut accounts = Vec::new();
+        if let Some(path) = connectors.connectors_file.as_deref() {
+            for (name, entry) in wdtpipe_common::connectors::load(path)? {
+                let secret = std::env::var(&entry.appsecret_env)
+                    .ok()
+                    .filter(|s| !s.trim().is_empty())
+                    .unwrap_or_else(|| format!("sandbox-secret-{name}"));
+                let account = WdtConfig {
+                    url: url.clone(),
+                    sid: entry.sid.clone(),
+                    appkey: entry.appkey.clone(),
+                    appsecret: secret.clone().into(),
+                    switch: entry.switch,
+                    timeout_ms: entry.timeout_ms.unwrap_or(deliver.wdt.timeout_ms),
+                };
+                accounts.push(SandboxAccount {
+                    sid: entry.sid,
+                    appkey: entry.appkey,
+                    appsecret: secret,
+                });
+                if name == wdtpipe_common::connectors::DEFAULT {
+                    deliver.wdt = account;
+                } else {
+                    deliver.connectors.insert(name, account);
+                }
+            }
+        }
         let sandbox_config = SandboxConfig {
             sid: non_empty_or(&deliver.wdt.sid, &defaults.sid),
             appkey: non_empty_or(&deliver.wdt.appkey, &defaults.appkey),
             appsecret: non_empty_or(deliver.wdt.appsecret.expose(), &defaults.appsecret),
+            accounts,
             ..defaults
         };
         deliver.wdt.sid.clone_from(&sandbox_config.sid);
         deliver.wdt.appkey.clone_from(&sandbox_config.appkey);
         deliver.wdt.appsecret = sandbox_config.appsecret.clone().into();
-        let listener = bind(sandbox_addr, "the WDT sandbox").await?;
-        let sandbox_addr = addr_of(&listener)?;
-        deliver.wdt.url = format!("http://{sandbox_addr}/openapi2");
+        deliver.wdt.url.clone_from(&url);
         let shutdown = stopped();
         tasks.spawn(async move {
             wdtpipe_sandbox::serve(Sandbox::new(sandbox_config), listener, shutdown)
                 .await
                 .context("sandbox")
         });
+        let others = if deliver.connectors.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; accounts {} too",
+                deliver
+                    .connectors
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         format!(
-            "{} (sandbox; see what it accepted at http://{sandbox_addr}/sandbox/trades)",
-            deliver.wdt.url
+            "{url} (sandbox{others}; see what it accepted at http://{sandbox_addr}/sandbox/trades)"
         )
     } else {
-        format!("{} (sid {})", deliver.wdt.url, deliver.wdt.sid)
+        let mut line = format!("{} (sid {})", deliver.wdt.url, deliver.wdt.sid);
+        for (name, account) in &deliver.connectors {
+            line.push_str(&format!("; {name}: {} (sid {})", account.url, account.sid));
+        }
+        line
     };
     deliver.validate()?;
 

@@ -519,8 +519,95 @@ async fn up_over_grpc_tls_delivers() {
     }
     // deliver's port speaks only TLS: a plaintext client cannot list its dead letters.
     let plaintext = run(
-        &[("DELIVER_URL", format!("http://{}", up.printed("deliver      ")))],
+        &[(
+            "DELIVER_URL",
+            format!("http://{}", up.printed("deliver      ")),
+        )],
         &["dlq", "list"],
     );
     assert!(!plaintext.status.success(), "{plaintext:?}");
+}
+
+/// `up` without `WDT_URL` runs the sandbox with an account for every connector of
+/// `CONNECTORS_FILE`: a scheme's trades reach its own account, the built-in scheme's the
+/// default one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_gives_every_connector_a_sandbox_account() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let connectors = files.path().join("connectors.toml");
+    std::fs::write(
+        &connectors,
+        "[brand-b]\nurl = \"https://api.wangdian.cn/openapi2\"\nsid = \"brandb\"\nappkey = \"brandb-key\"\nappsecret_env = \"WDT_APPSECRET_BRAND_B\"\n",
+    )
+    .unwrap();
+    let schemes = files.path().join("schemes");
+    std::fs::create_dir(&schemes).unwrap();
+    std::fs::write(
+        schemes.join("b.toml"),
+        "id = \"b\"\nconnector = \"brand-b\"\n",
+    )
+    .unwrap();
+    let mut env = up_env(data.path(), "");
+    env.retain(|(k, _)| !k.starts_with("WDT_"));
+    env.push(("SANDBOX_ADDR", "127.0.0.1:0".into()));
+    env.push(("CONNECTORS_FILE", connectors.display().to_string()));
+    env.push(("SCHEMES_DIR", schemes.display().to_string()));
+    let up = Up::start_with(&env);
+    assert!(
+        up.line("WDT").contains("accounts brand-b too"),
+        "{:?}",
+        up.banner
+    );
+    let sandbox_trades = up
+        .line("WDT")
+        .rsplit("accepted at ")
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
+    let client = reqwest::Client::new();
+    let base = up.callback_url.clone();
+    let mut second = fixture_record();
+    second["tid"] = "T0001-B".into();
+    for (url, body) in [
+        (format!("{base}/b"), second),
+        (base.clone(), fixture_record()),
+    ] {
+        let answer = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&body).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    let deadline = Instant::now() + STARTUP;
+    let trades = loop {
+        let text = client
+            .get(&sandbox_trades)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let trades: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if trades.as_array().is_some_and(|t| t.len() == 2) {
+            break trades;
+        }
+        assert!(Instant::now() < deadline, "{trades}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let sid_of = |tid: &str| {
+        trades
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tid"] == tid)
+            .map(|t| t["sid"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(sid_of("T0001-B").as_deref(), Some("brandb"));
+    assert_eq!(sid_of("T0001").as_deref(), Some("sandbox"));
 }

@@ -21,6 +21,17 @@ pub struct SharedArgs {
     pub log_format: LogFormat,
 }
 
+/// The WDT accounts file, taken by transform (the names schemes may use) and deliver (the
+/// accounts it pushes with): declared once, so `wdtpipe up` takes it once for both.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(id = "connectors_settings")]
+pub struct ConnectorsArg {
+    /// TOML file of WDT accounts (connectors) besides `default`, which the WDT_* settings
+    /// define [default: none].
+    #[arg(long, env = "CONNECTORS_FILE")]
+    pub connectors_file: Option<std::path::PathBuf>,
+}
+
 /// Parses a service binary's command line, adding `aliases` (`(argument id, alias)`) to its
 /// prefixed flags so `deliver --grpc-addr …` still works. Exits with clap's message on an
 /// error, as `Parser::parse` does.

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod decimal;
 pub mod form;
 pub mod grpc;

@@ -4,7 +4,7 @@
 use crate::config::DeliverConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use wdtpipe_common::cli::SharedArgs;
+use wdtpipe_common::cli::{ConnectorsArg, SharedArgs};
 use wdtpipe_common::config::{ConfigError, Secret, load_file, optional_addr, set};
 use wdtpipe_common::grpc::{GrpcTls, merge_tls};
 
@@ -112,6 +112,8 @@ pub struct Args {
     pub settings: Settings,
     #[command(flatten)]
     pub shared: SharedArgs,
+    #[command(flatten)]
+    pub connectors: ConnectorsArg,
 }
 
 impl Args {
@@ -129,7 +131,8 @@ impl Args {
 
     /// The settings, checked.
     pub fn into_config(self) -> Result<DeliverConfig, ConfigError> {
-        let config = self.settings.into_config(self.shared.tls)?;
+        let mut config = self.settings.into_config(self.shared.tls)?;
+        config.load_connectors(self.connectors.connectors_file.as_deref())?;
         config.validate()?;
         Ok(config)
     }

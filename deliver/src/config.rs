@@ -2,6 +2,7 @@
 //! how it retries.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use wdtpipe_common::config::Secret;
@@ -21,8 +22,12 @@ pub struct DeliverConfig {
     pub data_dir: PathBuf,
     /// Memory sled may use for its page cache, in bytes.
     pub cache_bytes: u64,
-    /// How to reach WDT.
+    /// How to reach WDT: the `default` account.
     pub wdt: WdtConfig,
+    /// The other WDT accounts, by connector name, read from `CONNECTORS_FILE` (secrets
+    /// from the environment variables it names) by [`DeliverConfig::load_connectors`].
+    #[serde(skip)]
+    pub connectors: BTreeMap<String, WdtConfig>,
     /// Trades per `trade_push` call (WDT advises at most 50).
     pub batch_size: usize,
     /// `trade_push` calls one shop may have in flight at once (1–16). Calls never share a
@@ -64,6 +69,7 @@ impl Default for DeliverConfig {
             data_dir: PathBuf::from("./data"),
             cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             wdt: WdtConfig::default(),
+            connectors: BTreeMap::new(),
             batch_size: 50,
             calls_per_shop: 4,
             retry: RetryPolicy::default(),
@@ -173,37 +179,94 @@ impl Retention {
     }
 }
 
+impl WdtConfig {
+    /// The first thing wrong with an account: the `WDT_*` setting it would be, and why.
+    fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if self.url.is_empty() {
+            return Some(("WDT_URL", "must be set"));
+        }
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Some(("WDT_URL", "must start with http:// or https://"));
+        }
+        if self.sid.is_empty() {
+            return Some(("WDT_SID", "must be set"));
+        }
+        if self.appkey.is_empty() {
+            return Some(("WDT_APPKEY", "must be set"));
+        }
+        if self.appsecret.is_empty() {
+            return Some(("WDT_APPSECRET", "must be set"));
+        }
+        if self.switch > 1 {
+            return Some(("WDT_SWITCH", "must be 0 or 1"));
+        }
+        None
+    }
+}
+
 impl DeliverConfig {
+    /// Reads the WDT accounts of `CONNECTORS_FILE` into `connectors`, each appsecret from
+    /// the environment variable the file names. A table named `default` replaces the
+    /// `WDT_*` account.
+    pub fn load_connectors(
+        &mut self,
+        path: Option<&std::path::Path>,
+    ) -> Result<(), wdtpipe_common::config::ConfigError> {
+        use wdtpipe_common::config::ConfigError::Invalid;
+        let Some(path) = path else {
+            return Ok(());
+        };
+        for (name, entry) in wdtpipe_common::connectors::load(path)? {
+            let secret = std::env::var(&entry.appsecret_env).unwrap_or_default();
+            if secret.trim().is_empty() {
+                return Err(Invalid {
+                    name: "CONNECTORS_FILE",
+                    reason: format!(
+                        "connector {name:?}: the environment variable {} (its appsecret_env) is not set",
+                        entry.appsecret_env
+                    ),
+                });
+            }
+            let account = WdtConfig {
+                url: entry.url,
+                sid: entry.sid,
+                appkey: entry.appkey,
+                appsecret: Secret::new(secret.trim()),
+                switch: entry.switch,
+                timeout_ms: entry.timeout_ms.unwrap_or(self.wdt.timeout_ms),
+            };
+            if name == wdtpipe_common::connectors::DEFAULT {
+                self.wdt = account;
+            } else {
+                self.connectors.insert(name, account);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every account by connector name, `default` first.
+    pub fn accounts(&self) -> impl Iterator<Item = (&str, &WdtConfig)> {
+        std::iter::once((wdtpipe_common::connectors::DEFAULT, &self.wdt))
+            .chain(self.connectors.iter().map(|(n, c)| (n.as_str(), c)))
+    }
+
     /// Checks the settings that have no usable default.
     pub fn validate(&self) -> Result<(), wdtpipe_common::config::ConfigError> {
         use wdtpipe_common::config::ConfigError::Invalid;
-        let missing = |name: &'static str| Invalid {
-            name,
-            reason: "must be set".into(),
-        };
-        if self.wdt.url.is_empty() {
-            return Err(missing("WDT_URL"));
-        }
-        if !(self.wdt.url.starts_with("http://") || self.wdt.url.starts_with("https://")) {
+        if let Some((name, reason)) = self.wdt.problem() {
             return Err(Invalid {
-                name: "WDT_URL",
-                reason: "must start with http:// or https://".into(),
+                name,
+                reason: reason.into(),
             });
         }
-        if self.wdt.sid.is_empty() {
-            return Err(missing("WDT_SID"));
-        }
-        if self.wdt.appkey.is_empty() {
-            return Err(missing("WDT_APPKEY"));
-        }
-        if self.wdt.appsecret.is_empty() {
-            return Err(missing("WDT_APPSECRET"));
-        }
-        if self.wdt.switch > 1 {
-            return Err(Invalid {
-                name: "WDT_SWITCH",
-                reason: "must be 0 or 1".into(),
-            });
+        for (connector, account) in &self.connectors {
+            if let Some((field, reason)) = account.problem() {
+                let field = field.trim_start_matches("WDT_").to_lowercase();
+                return Err(Invalid {
+                    name: "CONNECTORS_FILE",
+                    reason: format!("connector {connector:?}: {field} {reason}"),
+                });
+            }
         }
         if !(1..=50).contains(&self.batch_size) {
             return Err(Invalid {

@@ -7,13 +7,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use wdtpipe_common::config::Secret;
+use wdtpipe_common::connectors::{split_lane, valid_shop};
 use wdtpipe_common::grpc::failure_of;
 use wdtpipe_proto::v1::deliver_server::Deliver;
 use wdtpipe_proto::v1::{
     DeadLetterFilter, DeliveryState, DiscardRequest, DiscardResponse, EnqueueRequest,
     EnqueueResponse, GetRecordRequest, GetRecordResponse, GetStatusRequest, GetStatusResponse,
     ListDeadLettersRequest, ListDeadLettersResponse, OutboxEntry, PurgeRequest, PurgeResponse,
-    RecordInfo, ReplayRequest, ReplayResponse, ShopStats, StatsRequest, StatsResponse, TradeStatus,
+    RecordInfo, RecordMeta, ReplayRequest, ReplayResponse, ShopStats, StatsRequest, StatsResponse,
+    TradeStatus,
 };
 use wdtpipe_proto::v1::{
     EnqueueBatchRequest, EnqueueBatchResponse, EnqueueOutcome, enqueue_outcome,
@@ -34,6 +36,9 @@ pub struct Admission {
     pub high_water_bytes: u64,
     /// Bearer token for Replay, Discard and Purge; empty = not required.
     pub admin_token: Secret,
+    /// The WDT accounts this deliver pushes with (`default` and CONNECTORS_FILE's); a trade
+    /// naming another is refused.
+    pub connectors: Vec<String>,
 }
 
 pub struct DeliverService {
@@ -49,7 +54,7 @@ impl DeliverService {
     async fn enqueue_one(&self, request: EnqueueRequest) -> Result<EnqueueResponse, DeliverError> {
         let started = tokio::time::Instant::now();
         let metrics = self.delivery.metrics();
-        if let Err(error) = validate(&request) {
+        if let Err(error) = validate(&request, &self.admission.connectors) {
             metrics.enqueue("invalid");
             return Err(error);
         }
@@ -152,7 +157,7 @@ impl DeliverService {
     }
 }
 
-fn validate(request: &EnqueueRequest) -> Result<(), DeliverError> {
+fn validate(request: &EnqueueRequest, connectors: &[String]) -> Result<(), DeliverError> {
     let invalid = |m: String| Err(DeliverError::InvalidRequest(m));
     if request.records.is_empty() {
         return invalid("no records".into());
@@ -161,18 +166,29 @@ fn validate(request: &EnqueueRequest) -> Result<(), DeliverError> {
         if record.record_id.is_empty() {
             return invalid(format!("record {}: empty record_id", i + 1));
         }
-        if record.trades.is_empty() {
+        if record.trades.is_empty() && !record.skipped {
             return invalid(format!("record {}: no trades", i + 1));
         }
         for trade in &record.trades {
             if trade.tid.is_empty() || trade.tid.len() > MAX_KEY_BYTES {
                 return invalid(format!("record {}: tid empty or too long", i + 1));
             }
-            if trade.shop_no.is_empty() || trade.shop_no.len() > MAX_KEY_BYTES {
+            if trade.shop_no.is_empty()
+                || trade.shop_no.len() > MAX_KEY_BYTES
+                || !valid_shop(&trade.shop_no)
+            {
                 return invalid(format!(
-                    "record {} (tid {}): shop_no empty or too long",
+                    "record {} (tid {}): shop_no empty, too long or holding a control character",
                     i + 1,
                     trade.tid
+                ));
+            }
+            if !trade.connector.is_empty() && !connectors.contains(&trade.connector) {
+                return invalid(format!(
+                    "record {} (tid {}): connector {:?} is not configured at this deliver (CONNECTORS_FILE)",
+                    i + 1,
+                    trade.tid,
+                    trade.connector
                 ));
             }
         }
@@ -225,9 +241,11 @@ impl Deliver for DeliverService {
             .outbox
             .entries_for_tid(&tid)
             .map_err(DeliverError::from)?;
-        Ok(Response::new(GetStatusResponse {
-            trades: self.statuses(entries)?,
-        }))
+        let mut trades = self.statuses(entries)?;
+        if let Some(note) = self.outbox.skip_note(&tid).map_err(DeliverError::from)? {
+            trades.push(skipped_status(&tid, note, &self.shard));
+        }
+        Ok(Response::new(GetStatusResponse { trades }))
     }
 
     #[tracing::instrument(skip_all, fields(record_id = %request.get_ref().record_id))]
@@ -290,7 +308,10 @@ impl Deliver for DeliverService {
             .map(|shop| {
                 let queue = queues.get(&shop).copied().unwrap_or_default();
                 let act = activity.get(&shop).cloned().unwrap_or_default();
+                let (shop_no, connector) = split_lane(&shop);
+                let (shop_no, connector) = (shop_no.to_owned(), connector.to_owned());
                 ShopStats {
+                    connector,
                     queued: queue.ready.max(0) as u64,
                     retrying: queue.retrying.max(0) as u64,
                     in_flight: act.in_flight,
@@ -299,7 +320,7 @@ impl Deliver for DeliverService {
                     delivered_total: act.delivered_total,
                     dead_letters: dead.get(&shop).copied().unwrap_or(0),
                     paused_reason: paused.get(&shop).cloned().unwrap_or_default(),
-                    shop_no: shop,
+                    shop_no,
                 }
             })
             .collect();
@@ -327,10 +348,14 @@ impl Deliver for DeliverService {
             0 => DEFAULT_LIST_LIMIT,
             n => n as usize,
         };
-        let (letters, total) = self
+        let (mut letters, total) = self
             .outbox
             .dead_letters(&filter, limit)
             .map_err(DeliverError::from)?;
+        for letter in &mut letters {
+            let (shop_no, connector) = split_lane(&letter.shop_no);
+            (letter.shop_no, letter.connector) = (shop_no.to_owned(), connector.to_owned());
+        }
         Ok(Response::new(ListDeadLettersResponse {
             letters,
             total: u32::try_from(total).unwrap_or(u32::MAX),
@@ -407,14 +432,35 @@ fn scoped(filter: Option<DeadLetterFilter>) -> Result<DeadLetterFilter, DeliverE
     let filter = filter.unwrap_or_default();
     let narrowed = !filter.tid.is_empty()
         || !filter.shop_no.is_empty()
+        || !filter.connector.is_empty()
         || filter.since_ms != 0
         || filter.until_ms != 0;
     if narrowed || filter.all {
         Ok(filter)
     } else {
         Err(DeliverError::InvalidRequest(
-            "set a tid, a shop, a time range, or all".into(),
+            "set a tid, a shop, a connector, a time range, or all".into(),
         ))
+    }
+}
+
+/// The status of a tid whose latest record its scheme skipped.
+fn skipped_status(tid: &str, note: RecordMeta, shard: &str) -> TradeStatus {
+    TradeStatus {
+        tid: tid.to_owned(),
+        state: DeliveryState::Skipped as i32,
+        record_id: note.record_id,
+        received_at_ms: note.received_at_ms,
+        last_error: format!(
+            "skipped by scheme {} (its skip expression was true)",
+            note.scheme
+        ),
+        transformed_at_ms: note.transformed_at_ms,
+        enqueued_at_ms: note.accepted_at_ms,
+        request_id: note.request_id,
+        shard: shard.to_owned(),
+        scheme: note.scheme,
+        ..TradeStatus::default()
     }
 }
 
@@ -425,9 +471,12 @@ fn status_of(
 ) -> Result<TradeStatus, DeliverError> {
     let trade = entry.pending.as_ref().map(pending_trade).transpose()?;
     let state = DeliveryState::try_from(entry.state).unwrap_or(DeliveryState::Unspecified);
+    let (shop_no, connector) = split_lane(&entry.shop_no);
+    let (shop_no, connector) = (shop_no.to_owned(), connector.to_owned());
     Ok(TradeStatus {
         tid: entry.tid,
-        shop_no: entry.shop_no,
+        shop_no,
+        connector,
         state: state as i32,
         record_id: entry.record_id,
         received_at_ms: entry.received_at_ms,

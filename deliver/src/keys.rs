@@ -9,6 +9,7 @@
 //! | `r/`   | record_id                             | `RecordMeta` (dedupe)     |
 //! | `k/`   | idempotency key                       | `RecordMeta` (dedupe)     |
 //! | `x/`   | len16(tid) tid shop seq64             | `DeadLetter`              |
+//! | `s/`   | tid                                   | `RecordMeta` (skipped)    |
 //! | `m/`   | name                                  | counters                  |
 //!
 //! Lengths are big-endian `u16`, numbers big-endian `u64`, so byte order is queue order.
@@ -19,6 +20,7 @@ pub const WAITING: &[u8] = b"w/";
 pub const RECORD: &[u8] = b"r/";
 pub const IDEMPOTENCY: &[u8] = b"k/";
 pub const DEAD: &[u8] = b"x/";
+pub const SKIPPED: &[u8] = b"s/";
 pub const SEQ: &[u8] = b"m/seq";
 
 /// Identifies one outbox entry: a tid within a shop.
@@ -149,6 +151,11 @@ fn split_str16(bytes: &[u8]) -> Option<(&str, &[u8])> {
     let len = usize::from(u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?));
     let text = std::str::from_utf8(bytes.get(2..2 + len)?).ok()?;
     Some((text, &bytes[2 + len..]))
+}
+
+/// A tid its scheme skipped: the latest skipping record.
+pub fn skipped_key(tid: &str) -> Vec<u8> {
+    prefixed(SKIPPED, tid.as_bytes())
 }
 
 #[cfg(test)]

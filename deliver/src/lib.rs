@@ -53,9 +53,15 @@ pub async fn serve(
     let outbox = Arc::new(
         tokio::task::spawn_blocking(move || Outbox::open_with(&dir, retention, cache)).await??,
     );
-    let client = WdtClient::new(config.wdt.clone())?;
-    tracing::info!(endpoint = client.endpoint(), sid = %config.wdt.sid, "delivering to WDT");
-    let client: Arc<dyn wdt::WdtApi> = Arc::new(client);
+    for (connector, account) in config.accounts() {
+        tracing::info!(
+            connector,
+            endpoint = %WdtClient::new(account.clone())?.endpoint(),
+            sid = %account.sid,
+            "delivering to WDT"
+        );
+    }
+    let client: Arc<dyn wdt::WdtApi> = Arc::new(wdt::Accounts::new(&config)?);
     let classifier = Classifier {
         retryable_codes: config.retryable_codes.clone(),
         config_codes: config.config_codes.clone(),
@@ -116,6 +122,7 @@ pub async fn serve(
         high_water_trades: config.high_water_trades,
         high_water_bytes: config.high_water_bytes,
         admin_token: config.admin_token.clone(),
+        connectors: config.accounts().map(|(name, _)| name.to_owned()).collect(),
     };
     let service = DeliverServer::new(grpc::DeliverService::new(
         Arc::clone(&outbox),

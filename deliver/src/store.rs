@@ -21,6 +21,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+use wdtpipe_common::connectors::{DEFAULT, lane, split_lane};
 use wdtpipe_proto::v1::{
     Attempt, DeadLetter, DeadLetterFilter, DeliveryState, EnqueueRecord, EnqueueResult,
     OutboxEntry, PendingVersion, RecordMeta, TradeOrder,
@@ -212,6 +213,8 @@ struct RecordToWrite {
     traceparent: String,
     /// The integration scheme that mapped it, `id@version`.
     scheme: String,
+    /// Its scheme skipped it (no trades): the tid it would have had.
+    skipped_tid: Option<String>,
     trades: Vec<TradeToWrite>,
 }
 
@@ -228,7 +231,8 @@ impl From<EnqueueRecord> for RecordToWrite {
                 .trades
                 .iter()
                 .map(|trade| TradeToWrite {
-                    key: TradeKey::new(&trade.tid, &trade.shop_no),
+                    // A shop is queued apart in each WDT account (its lane).
+                    key: TradeKey::new(&trade.tid, &lane(&trade.shop_no, &trade.connector)),
                     encoded: trade.encode_to_vec(),
                 })
                 .collect(),
@@ -238,6 +242,7 @@ impl From<EnqueueRecord> for RecordToWrite {
             transformed_at_ms: record.transformed_at_ms,
             traceparent: record.traceparent,
             scheme: record.scheme,
+            skipped_tid: record.skipped.then_some(record.skipped_tid),
         }
     }
 }
@@ -672,6 +677,14 @@ impl Outbox {
     }
 
     /// What deliver remembers of a record id.
+    /// The latest record a scheme skipped for this tid, while its status is kept.
+    pub fn skip_note(&self, tid: &str) -> Result<Option<RecordMeta>> {
+        self.tree
+            .get(keys::skipped_key(tid))?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
     pub fn record(&self, record_id: &str) -> Result<Option<RecordMeta>> {
         self.tree
             .get(keys::record_key(record_id))?
@@ -1177,7 +1190,24 @@ fn enqueue(
         if duplicate {
             continue;
         }
-        let tids: Vec<String> = record.trades.iter().map(|t| t.key.tid.clone()).collect();
+        let mut tids: Vec<String> = record.trades.iter().map(|t| t.key.tid.clone()).collect();
+        if let Some(tid) = record.skipped_tid.as_ref().filter(|t| !t.is_empty()) {
+            // Nothing to push: remember for the tid's status that its scheme skipped it.
+            tids.push(tid.clone());
+            let note = RecordMeta {
+                accepted_at_ms: now_ms,
+                tids: vec![tid.clone()],
+                source: record.source.clone(),
+                request_id: request_id.to_owned(),
+                traceparent: record.traceparent.clone(),
+                received_at_ms: record.received_at_ms,
+                transformed_at_ms: record.transformed_at_ms,
+                scheme: record.scheme.clone(),
+                record_id: record.record_id.clone(),
+                skipped: true,
+            };
+            txn.put_msg(keys::skipped_key(tid), &note);
+        }
         for TradeToWrite { key, encoded } in record.trades {
             let seq = *next_seq;
             *next_seq += 1;
@@ -1230,6 +1260,8 @@ fn enqueue(
             received_at_ms: record.received_at_ms,
             transformed_at_ms: record.transformed_at_ms,
             scheme: record.scheme.clone(),
+            record_id: record.record_id.clone(),
+            skipped: record.skipped_tid.is_some(),
         };
         txn.put_msg(keys::record_key(&record.record_id), &meta);
         all_tids.extend(tids);
@@ -1317,6 +1349,8 @@ fn settle(
             }
             Outcome::Dead { reason } => {
                 let letter = DeadLetter {
+                    // In the store a letter's shop_no is its lane (shop and account).
+                    connector: String::new(),
                     tid: ready.key.tid.clone(),
                     shop_no: ready.key.shop_no.clone(),
                     seq: ready.seq,
@@ -1397,12 +1431,12 @@ fn finish(entry: &mut OutboxEntry, now_ms: i64) {
 /// Where the retention sweep stands in each keyspace it walks.
 #[derive(Debug, Default)]
 struct SweepCursors {
-    /// Per prefix (`r/`, `k/`, `t/`): the key to resume from.
-    next: [Option<Vec<u8>>; 3],
+    /// Per prefix (`r/`, `k/`, `t/`, `s/`): the key to resume from.
+    next: [Option<Vec<u8>>; SWEPT.len()],
 }
 
 /// The keyspaces the sweep walks.
-const SWEPT: [&[u8]; 3] = [keys::RECORD, keys::IDEMPOTENCY, keys::ENTRY];
+const SWEPT: [&[u8]; 4] = [keys::RECORD, keys::IDEMPOTENCY, keys::ENTRY, keys::SKIPPED];
 
 /// Removes dedupe records and finished entries whose retention ran out: one bounded step
 /// of a walk over `r/`, `k/` and `t/` that resumes where the last step stopped (no index is
@@ -1437,6 +1471,10 @@ fn expire(
                 entry.pending.is_none()
                     && entry.finished_at_ms > 0
                     && entry.finished_at_ms + retention.status_ms() <= now_ms
+            } else if *prefix == keys::SKIPPED {
+                // A skip is status: kept as long as a finished trade's status.
+                let meta: RecordMeta = decode(&value)?;
+                meta.accepted_at_ms + retention.status_ms() <= now_ms
             } else {
                 let meta: RecordMeta = decode(&value)?;
                 meta.accepted_at_ms + retention.dedupe_ms() <= now_ms
@@ -1476,10 +1514,15 @@ fn dead_scan_prefix(filter: &DeadLetterFilter) -> Vec<u8> {
     }
 }
 
-/// True when a dead letter matches a filter (empty fields match everything).
+/// True when a dead letter matches a filter (empty fields match everything). A letter's
+/// `shop_no` in the store is its lane: the shop, and its account unless `default`.
 pub fn matches(filter: &DeadLetterFilter, letter: &DeadLetter) -> bool {
+    let (shop, connector) = split_lane(&letter.shop_no);
     (filter.tid.is_empty() || letter.tid == filter.tid)
-        && (filter.shop_no.is_empty() || letter.shop_no == filter.shop_no)
+        && (filter.shop_no.is_empty() || shop == filter.shop_no)
+        && (filter.connector.is_empty()
+            || connector == filter.connector
+            || (connector.is_empty() && filter.connector == DEFAULT))
         && (filter.since_ms == 0 || letter.dead_at_ms >= filter.since_ms)
         && (filter.until_ms == 0 || letter.dead_at_ms < filter.until_ms)
 }
@@ -1587,7 +1630,7 @@ fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32
         let Some(mut entry) = txn.get_msg::<OutboxEntry>(&entry_key)? else {
             continue;
         };
-        if !shop_no.is_empty() && entry.shop_no != shop_no {
+        if !shop_no.is_empty() && split_lane(&entry.shop_no).0 != shop_no {
             continue;
         }
         let before = Share::of(&entry);
@@ -1600,6 +1643,8 @@ fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32
         let reason = "purged by operator".to_owned();
         let trade = pending_trade(&pending)?;
         let letter = DeadLetter {
+            // In the store a letter's shop_no is its lane (shop and account).
+            connector: String::new(),
             tid: key.tid.clone(),
             shop_no: key.shop_no.clone(),
             seq: pending.seq,

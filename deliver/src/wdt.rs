@@ -263,3 +263,60 @@ mod tests {
         assert_eq!(get("switch"), "1");
     }
 }
+
+/// Every WDT account deliver pushes with: each lane (a shop within an account, see
+/// [`wdtpipe_common::connectors::lane`]) is pushed with its account's client, signed with
+/// that account's secret.
+#[derive(Debug)]
+pub struct Accounts {
+    default: WdtClient,
+    others: std::collections::HashMap<String, WdtClient>,
+}
+
+impl Accounts {
+    /// A client for every account of `config`.
+    pub fn new(config: &crate::config::DeliverConfig) -> Result<Self, reqwest::Error> {
+        let mut others = std::collections::HashMap::new();
+        for (name, account) in &config.connectors {
+            others.insert(name.clone(), WdtClient::new(account.clone())?);
+        }
+        Ok(Self {
+            default: WdtClient::new(config.wdt.clone())?,
+            others,
+        })
+    }
+
+    fn client(&self, connector: &str) -> Option<&WdtClient> {
+        if connector.is_empty() || connector == wdtpipe_common::connectors::DEFAULT {
+            Some(&self.default)
+        } else {
+            self.others.get(connector)
+        }
+    }
+}
+
+impl WdtApi for Accounts {
+    fn trade_push<'a>(
+        &'a self,
+        lane: &'a str,
+        trades: &'a [&'a TradeOrder],
+    ) -> BoxFuture<'a, Reply> {
+        let (shop_no, connector) = wdtpipe_common::connectors::split_lane(lane);
+        match self.client(connector) {
+            Some(client) => Box::pin(client.trade_push(shop_no, trades)),
+            // Only an outbox written under another CONNECTORS_FILE holds such a lane: its
+            // shop pauses (a configuration error) until the account is configured again.
+            None => Box::pin(std::future::ready(Reply::Http {
+                status: 400,
+                retry_after: None,
+                answer: Err(format!(
+                    "connector {connector:?} is not configured at this deliver (CONNECTORS_FILE)"
+                )),
+            })),
+        }
+    }
+
+    fn endpoint(&self) -> &str {
+        self.default.endpoint()
+    }
+}

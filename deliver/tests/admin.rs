@@ -322,3 +322,47 @@ fn a_non_loopback_deliver_needs_a_token() {
     with_token.push(("ADMIN_TOKEN", TOKEN));
     Deliver::start(&with_token).listening();
 }
+
+/// `CONNECTORS_FILE`: each account's secret comes from the environment variable the file
+/// names; deliver refuses to start without it, and names the connector and the variable.
+#[test]
+fn connector_secrets_come_from_the_environment() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("connectors.toml");
+    std::fs::write(
+        &file,
+        "[brand-b]\nurl = \"http://127.0.0.1:9/openapi2\"\nsid = \"brandb\"\nappkey = \"k\"\nappsecret_env = \"WDT_APPSECRET_BRAND_B\"\n",
+    )
+    .unwrap();
+    let (data_dir, file) = (
+        data.path().to_str().unwrap().to_owned(),
+        file.to_str().unwrap().to_owned(),
+    );
+    let env = vec![
+        ("DELIVER_GRPC_ADDR", "127.0.0.1:0"),
+        ("DELIVER_METRICS_ADDR", "off"),
+        ("DATA_DIR", data_dir.as_str()),
+        ("WDT_URL", "http://127.0.0.1:9/openapi2"),
+        ("WDT_SID", "sid"),
+        ("WDT_APPKEY", "key"),
+        ("WDT_APPSECRET", "secret"),
+        ("CONNECTORS_FILE", file.as_str()),
+    ];
+    let (status, stderr) = Deliver::start(&env).exit();
+    assert!(!status.success());
+    assert!(
+        stderr.contains(
+            "connector \"brand-b\": the environment variable WDT_APPSECRET_BRAND_B (its appsecret_env) is not set"
+        ),
+        "{stderr}"
+    );
+    let mut with_secret = env.clone();
+    with_secret.push(("WDT_APPSECRET_BRAND_B", "brand-secret"));
+    let mut deliver = Deliver::start(&with_secret);
+    deliver.listening();
+    let logged = deliver.stderr.join("\n");
+    assert!(
+        logged.contains("\"connector\":\"brand-b\"") && !logged.contains("brand-secret"),
+        "{logged}"
+    );
+}

@@ -22,6 +22,41 @@ pub struct SandboxConfig {
     /// Keep only counts and times of accepted trades, not their JSON (for benchmarks with
     /// millions of trades); the num/price rule is then not checked.
     pub lean: bool,
+    /// More WDT accounts served beside the one above (`sid`, `appkey`, `appsecret`): a
+    /// call is checked against the account its `sid` names.
+    pub accounts: Vec<SandboxAccount>,
+}
+
+/// A WDT account the sandbox serves.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SandboxAccount {
+    pub sid: String,
+    pub appkey: String,
+    pub appsecret: String,
+}
+
+impl fmt::Debug for SandboxAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxAccount")
+            .field("sid", &self.sid)
+            .field("appkey", &self.appkey)
+            .field("appsecret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl SandboxConfig {
+    /// The account a call's `sid` names: the main one or one of `accounts`.
+    pub fn account(&self, sid: &str) -> Option<SandboxAccount> {
+        if sid == self.sid {
+            return Some(SandboxAccount {
+                sid: self.sid.clone(),
+                appkey: self.appkey.clone(),
+                appsecret: self.appsecret.clone(),
+            });
+        }
+        self.accounts.iter().find(|a| a.sid == sid).cloned()
+    }
 }
 
 impl Default for SandboxConfig {
@@ -34,6 +69,7 @@ impl Default for SandboxConfig {
             check_paid_identity: false,
             lean: false,
             faults: Faults::default(),
+            accounts: Vec::new(),
         }
     }
 }
@@ -48,6 +84,7 @@ impl fmt::Debug for SandboxConfig {
             .field("max_skew_secs", &self.max_skew_secs)
             .field("check_paid_identity", &self.check_paid_identity)
             .field("faults", &self.faults)
+            .field("accounts", &self.accounts)
             .finish()
     }
 }
@@ -161,6 +198,7 @@ impl Cli {
             max_skew_secs: self.max_skew_secs,
             check_paid_identity: self.check_paid_identity,
             lean: false,
+            accounts: Vec::new(),
             faults: Faults {
                 error_rate: self.error_rate,
                 throttle_rate: self.throttle_rate,

@@ -10,7 +10,7 @@ mod push;
 mod state;
 mod validate;
 
-pub use config::{Cli, Faults, SandboxConfig};
+pub use config::{Cli, Faults, SandboxAccount, SandboxConfig};
 pub use push::{MAX_TRADES, Refusal};
 pub use state::{AcceptedTrade, CALL_LOG_CAPACITY, CallRecord};
 

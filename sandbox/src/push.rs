@@ -112,6 +112,8 @@ struct TidError<'a> {
 
 /// What is known of a call so far, for the call log.
 struct Draft {
+    /// The account the call named (empty until its `sid` is known to the sandbox).
+    sid: String,
     shop_no: String,
     switch: u8,
     tids: Vec<String>,
@@ -130,6 +132,7 @@ pub(crate) async fn trade_push(
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
     let mut draft = Draft {
+        sid: String::new(),
         shop_no: String::new(),
         switch: 1,
         tids: Vec::new(),
@@ -180,6 +183,7 @@ pub(crate) async fn trade_push(
     sandbox.with_store(|store| {
         store.record(CallRecord {
             at_ms: now_ms,
+            sid: draft.sid,
             shop_no: draft.shop_no,
             switch: draft.switch,
             tids: draft.tids,
@@ -237,12 +241,11 @@ fn check(
     let sign = field("sign").ok_or(Refusal::Missing("sign"))?;
 
     // 2. Account.
-    if sid != config.sid {
-        return Err(Refusal::Sid);
-    }
-    if appkey != config.appkey {
+    let account = config.account(sid).ok_or(Refusal::Sid)?;
+    if appkey != account.appkey {
         return Err(Refusal::Appkey);
     }
+    draft.sid = sid.to_owned();
 
     // 3. Clock.
     let timestamp: i64 = timestamp.parse().map_err(|_| Refusal::Timestamp)?;
@@ -256,7 +259,7 @@ fn check(
         .iter()
         .filter(|(k, _)| k != "sign")
         .map(|(k, v)| (k.as_str(), v.as_str()));
-    if !wdtpipe_common::sign::verify(signed, &config.appsecret, sign)
+    if !wdtpipe_common::sign::verify(signed, &account.appsecret, sign)
         || faults.sign_error_shops.contains(&draft.shop_no)
     {
         return Err(Refusal::Sign);
@@ -340,7 +343,7 @@ fn check(
         for trade in &trades {
             let tid = tid_of(trade);
             let conflict = (!errors.has(tid))
-                .then(|| store.conflict(&draft.shop_no, tid, trade))
+                .then(|| store.conflict(&draft.sid, &draft.shop_no, tid, trade))
                 .flatten();
             if let Some(error) = conflict {
                 errors.add(tid, error);
@@ -361,7 +364,8 @@ fn check(
                 (tid_of(trade).to_owned(), kept)
             })
             .collect();
-        let (new_count, chg_count) = store.accept(&draft.shop_no, accepted, now_ms, config.lean);
+        let (new_count, chg_count) =
+            store.accept(&draft.sid, &draft.shop_no, accepted, now_ms, config.lean);
         Ok(Answer::Wdt(WdtAnswer {
             code: 0,
             message: String::new(),

@@ -12,6 +12,8 @@ pub const CALL_LOG_CAPACITY: usize = 100_000;
 /// The latest accepted version of one raw order, with every version before it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AcceptedTrade {
+    /// The WDT account (`sid`) the trade was pushed to.
+    pub sid: String,
     /// The shop the trade was pushed for.
     pub shop_no: String,
     /// The trade's `tid`.
@@ -33,6 +35,9 @@ pub struct AcceptedTrade {
 pub struct CallRecord {
     /// When the call was answered (Unix milliseconds).
     pub at_ms: i64,
+    /// The account the call named, when the sandbox serves it (else empty).
+    #[serde(default)]
+    pub sid: String,
     /// The call's `shop_no` (empty when absent).
     pub shop_no: String,
     /// The call's `switch` (1 when absent or unreadable).
@@ -56,9 +61,10 @@ pub struct CallRecord {
 /// Accepted trades and the bounded call log.
 #[derive(Debug, Default)]
 pub(crate) struct Store {
-    /// By shop, then tid: hashed, because a backlog run looks up and inserts a million tids
-    /// (a sorted map of `(shop, tid)` pairs cost a string comparison per level for each).
-    trades: HashMap<String, HashMap<String, AcceptedTrade>>,
+    /// By account and shop, then tid: hashed, because a backlog run looks up and inserts a
+    /// million tids (a sorted map of `(shop, tid)` pairs cost a string comparison per level
+    /// for each).
+    trades: HashMap<(String, String), HashMap<String, AcceptedTrade>>,
     calls: VecDeque<CallRecord>,
 }
 
@@ -78,7 +84,9 @@ impl Store {
     /// Every accepted trade, sorted by `(shop_no, tid)`.
     pub(crate) fn trades(&self) -> Vec<AcceptedTrade> {
         let mut trades: Vec<AcceptedTrade> = self.all().cloned().collect();
-        trades.sort_unstable_by(|a, b| (&a.shop_no, &a.tid).cmp(&(&b.shop_no, &b.tid)));
+        trades.sort_unstable_by(|a, b| {
+            (&a.shop_no, &a.tid, &a.sid).cmp(&(&b.shop_no, &b.tid, &b.sid))
+        });
         trades
     }
 
@@ -117,8 +125,17 @@ impl Store {
     /// The first rule a new version of `(shop_no, tid)` breaks against what was accepted
     /// before: a line's `num` and `price` are fixed by the first accepted version holding
     /// its `oid`.
-    pub(crate) fn conflict(&self, shop_no: &str, tid: &str, trade: &Json<'_>) -> Option<String> {
-        let existing = self.trades.get(shop_no)?.get(tid)?;
+    pub(crate) fn conflict(
+        &self,
+        sid: &str,
+        shop_no: &str,
+        tid: &str,
+        trade: &Json<'_>,
+    ) -> Option<String> {
+        let existing = self
+            .trades
+            .get(&(sid.to_owned(), shop_no.to_owned()))?
+            .get(tid)?;
         // A lean store keeps no versions, so there is nothing to compare against.
         if existing.history.is_empty() {
             return None;
@@ -145,16 +162,17 @@ impl Store {
     /// Stores every trade of an accepted call; answers `(new_count, chg_count)`.
     pub(crate) fn accept(
         &mut self,
+        sid: &str,
         shop_no: &str,
         trades: Vec<(String, Value)>,
         now_ms: i64,
         lean: bool,
     ) -> (u64, u64) {
         let (mut new_count, mut chg_count) = (0, 0);
-        let shop = match self.trades.get_mut(shop_no) {
-            Some(shop) => shop,
-            None => self.trades.entry(shop_no.to_owned()).or_default(),
-        };
+        let shop = self
+            .trades
+            .entry((sid.to_owned(), shop_no.to_owned()))
+            .or_default();
         for (tid, trade) in trades {
             match shop.get_mut(&tid) {
                 Some(existing) => {
@@ -173,6 +191,7 @@ impl Store {
                         (trade.clone(), vec![trade])
                     };
                     let accepted = AcceptedTrade {
+                        sid: sid.to_owned(),
                         shop_no: shop_no.to_owned(),
                         tid: tid.clone(),
                         trade,
@@ -216,7 +235,12 @@ mod tests {
 
     /// `Store::conflict` on a trade given as a `Value`, read back as `trade_push` reads it.
     fn conflict(store: &Store, shop_no: &str, trade: &Value) -> Option<String> {
-        store.conflict(shop_no, "T1", &Json::parse(&trade.to_string()).unwrap())
+        store.conflict(
+            "sid",
+            shop_no,
+            "T1",
+            &Json::parse(&trade.to_string()).unwrap(),
+        )
     }
 
     /// A second version counts as a change, keeps history, and num/price are compared by value.
@@ -224,7 +248,13 @@ mod tests {
     fn versions_and_fixed_lines() {
         let mut store = Store::default();
         assert_eq!(
-            store.accept("S", vec![("T1".into(), version("2", "10.5"))], 1, false),
+            store.accept(
+                "sid",
+                "S",
+                vec![("T1".into(), version("2", "10.5"))],
+                1,
+                false
+            ),
             (1, 0)
         );
         assert_eq!(conflict(&store, "S", &version("2.00", "10.50")), None);
@@ -234,7 +264,13 @@ mod tests {
             Some("oid O1: num/price 不能修改")
         );
         assert_eq!(
-            store.accept("S", vec![("T1".into(), version("2", "10.5"))], 2, false),
+            store.accept(
+                "sid",
+                "S",
+                vec![("T1".into(), version("2", "10.5"))],
+                2,
+                false
+            ),
             (0, 1)
         );
         let trade = store.trade("T1").unwrap();
@@ -246,14 +282,15 @@ mod tests {
     #[test]
     fn trades_are_listed_by_shop_then_tid() {
         let mut store = Store::default();
-        store.accept("S2", vec![("T1".into(), Value::Null)], 1, true);
+        store.accept("sid", "S2", vec![("T1".into(), Value::Null)], 1, true);
         store.accept(
+            "sid",
             "S1",
             vec![("T2".into(), Value::Null), ("T10".into(), Value::Null)],
             2,
             true,
         );
-        store.accept("S1", vec![("T1".into(), Value::Null)], 3, true);
+        store.accept("sid", "S1", vec![("T1".into(), Value::Null)], 3, true);
         let listed: Vec<(String, String)> = store
             .trades()
             .into_iter()
@@ -283,6 +320,7 @@ mod tests {
         let mut store = Store::default();
         for at_ms in 0..(CALL_LOG_CAPACITY as i64 + 5) {
             store.record(CallRecord {
+                sid: String::new(),
                 at_ms,
                 shop_no: String::new(),
                 switch: 1,

@@ -205,6 +205,10 @@ pub struct PipelineOptions {
     /// The built-in mapping's settings, and the scheme files transform serves.
     pub scheme: BuiltinOptions,
     pub schemes_dir: Option<PathBuf>,
+    /// WDT accounts besides `wdt`: the names transform reads from `connectors_file`, and
+    /// the accounts deliver pushes with.
+    pub connectors_file: Option<PathBuf>,
+    pub connectors: std::collections::BTreeMap<String, WdtConfig>,
     /// gRPC TLS for every stage (server certificate and trusted CA).
     pub tls: GrpcTls,
     /// Ingest's edge: limits and sender secrets.
@@ -230,6 +234,8 @@ impl Default for PipelineOptions {
             },
             scheme: BuiltinOptions::default(),
             schemes_dir: None,
+            connectors_file: None,
+            connectors: std::collections::BTreeMap::new(),
             tls: GrpcTls::default(),
             limits: Limits::default(),
             webhook_secrets: Vec::new(),
@@ -359,6 +365,7 @@ impl Pipeline {
             schemes_dir: options.schemes_dir.clone(),
             // Scheme files edited by a test are seen within a few milliseconds.
             schemes_poll_ms: 20,
+            connectors_file: options.connectors_file.clone(),
             deliver_timeout_ms: 10_000,
             tls: options.tls.clone(),
         };
@@ -401,6 +408,7 @@ impl Pipeline {
             shard: format!("shard-{shard}"),
             data_dir: self.shard_dir(shard),
             wdt: self.options.wdt.clone(),
+            connectors: self.options.connectors.clone(),
             retry: self.options.retry.clone(),
             drain_timeout_ms: 5_000,
             high_water_trades: self.options.high_water_trades,

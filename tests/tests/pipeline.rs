@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 use std::time::Duration;
+use wdtpipe_deliver::config::WdtConfig;
 use wdtpipe_proto::v1::DeliveryState;
 use wdtpipe_proto::v1::SubmitRequest;
 use wdtpipe_proto::v1::ingest_client::IngestClient;
@@ -458,9 +459,23 @@ WH01 = "SHOP-MALL"
             ("mall".to_owned(), version.clone(), 2)
         ]
     );
-    assert!(
-        pipeline.status("T-CANCELLED").await.is_empty(),
-        "nothing queued"
+    let skipped = pipeline.status("T-CANCELLED").await;
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0].state, DeliveryState::Skipped as i32);
+    assert_eq!(skipped[0].scheme, format!("mall@{version}"));
+    assert!(skipped[0].last_error.contains("skipped by scheme mall@"));
+    assert!(skipped[0].trade.is_none(), "nothing queued");
+    let (status, answer) = pipeline
+        .post_to(
+            "/v1/callback/mall",
+            &serde_json::to_vec(&cancelled).unwrap(),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, &answer["receipts"][0]["duplicate"]),
+        (200, &json!(true)),
+        "a skipped record sent again is a duplicate"
     );
     assert!(sandbox.sandbox.trade("T-CANCELLED").is_none());
     pipeline.shutdown().await;
@@ -679,5 +694,142 @@ async fn schemes_reload_while_callbacks_flow() {
         assert_eq!(memo, want, "{tid} mapped by {label}");
     }
     Arc::into_inner(pipeline).unwrap().shutdown().await;
+    sandbox.stop().await;
+}
+
+/// Two WDT accounts side by side: a scheme names the connector `brand-b`; its trades reach
+/// the sandbox's `brandb` account signed with that account's secret, the built-in scheme's
+/// trades the default account. With a wrong secret for `brand-b`, its shop pauses there
+/// (Stats names the account) while the default account keeps delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_connectors_deliver_apart() {
+    use wdtpipe_sandbox::{SandboxAccount, SandboxConfig};
+    let brand_b = SandboxAccount {
+        sid: "brandb".into(),
+        appkey: "brandb-key".into(),
+        appsecret: "brandb-secret".into(),
+    };
+    let sandbox = RunningSandbox::start(
+        SandboxConfig {
+            accounts: vec![brand_b.clone()],
+            ..sandbox_config()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
+    let files = tempfile::tempdir().unwrap();
+    let connectors_file = files.path().join("connectors.toml");
+    std::fs::write(
+        &connectors_file,
+        format!(
+            "[brand-b]\nurl = \"{}\"\nsid = \"brandb\"\nappkey = \"brandb-key\"\nappsecret_env = \"WDT_APPSECRET_BRAND_B\"\n",
+            sandbox.wdt_url()
+        ),
+    )
+    .unwrap();
+    let schemes = files.path().join("schemes");
+    std::fs::create_dir(&schemes).unwrap();
+    std::fs::write(
+        schemes.join("b.toml"),
+        "id = \"b\"\nconnector = \"brand-b\"\n",
+    )
+    .unwrap();
+    let start = |secret: &str| {
+        let account = WdtConfig {
+            sid: brand_b.sid.clone(),
+            appkey: brand_b.appkey.clone(),
+            appsecret: secret.to_owned().into(),
+            ..wdt_for(sandbox.wdt_url())
+        };
+        Pipeline::start(PipelineOptions {
+            wdt: wdt_for(sandbox.wdt_url()),
+            schemes_dir: Some(schemes.clone()),
+            connectors_file: Some(connectors_file.clone()),
+            connectors: [("brand-b".to_owned(), account)].into(),
+            ..PipelineOptions::default()
+        })
+    };
+
+    let pipeline = start("brandb-secret").await;
+    let (status, answer) = pipeline
+        .post_to("/v1/callback/b", &fixture("01-").body, &[])
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = pipeline.post(&fixture("04-").body).await;
+    assert_eq!(status, 200, "{answer}");
+    let (b, default) = eventually("both accounts delivered", DEADLINE, || async {
+        Some((
+            sandbox.sandbox.trade("T0001")?,
+            sandbox.sandbox.trade("T0004")?,
+        ))
+    })
+    .await;
+    assert_eq!((b.sid.as_str(), b.shop_no.as_str()), ("brandb", "SHOP01"));
+    assert_eq!(default.sid, "sandbox");
+    assert!(
+        sandbox
+            .sandbox
+            .calls()
+            .iter()
+            .filter(|c| c.code == 0)
+            .all(|c| c.sign_ok),
+        "every accepted call was signed with its account's secret"
+    );
+    let status = pipeline.status("T0001").await;
+    assert_eq!(
+        (status[0].shop_no.as_str(), status[0].connector.as_str()),
+        ("SHOP01", "brand-b")
+    );
+    pipeline.shutdown().await;
+
+    let pipeline = start("not-the-secret").await;
+    let mut record: Value = serde_json::from_slice(&fixture("01-").body).unwrap();
+    record["tid"] = "T-B-PAUSED".into();
+    let (status, answer) = pipeline
+        .post_to("/v1/callback/b", &serde_json::to_vec(&record).unwrap(), &[])
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let mut client = pipeline.deliver_client().await;
+    let paused = eventually("brand-b's shop paused", DEADLINE, || {
+        let mut client = client.clone();
+        async move {
+            let stats = client
+                .stats(wdtpipe_proto::v1::StatsRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            stats
+                .shops
+                .into_iter()
+                .find(|s| s.connector == "brand-b" && !s.paused_reason.is_empty())
+        }
+    })
+    .await;
+    assert_eq!(paused.shop_no, "SHOP01");
+    let mut other: Value = serde_json::from_slice(&fixture("01-").body).unwrap();
+    other["tid"] = "T-DEFAULT-FLOWS".into();
+    let (status, answer) = pipeline.post(&serde_json::to_vec(&other).unwrap()).await;
+    assert_eq!(status, 200, "{answer}");
+    let delivered = eventually("the default account keeps delivering", DEADLINE, || async {
+        sandbox.sandbox.trade("T-DEFAULT-FLOWS")
+    })
+    .await;
+    assert_eq!(
+        (delivered.sid.as_str(), delivered.shop_no.as_str()),
+        ("sandbox", "SHOP01")
+    );
+    assert!(sandbox.sandbox.trade("T-B-PAUSED").is_none());
+    let stats = client
+        .stats(wdtpipe_proto::v1::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let default_shop = stats
+        .shops
+        .iter()
+        .find(|s| s.connector.is_empty() && s.shop_no == "SHOP01")
+        .unwrap();
+    assert!(default_shop.paused_reason.is_empty(), "{default_shop:?}");
+    pipeline.shutdown().await;
     sandbox.stop().await;
 }

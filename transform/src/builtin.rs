@@ -81,9 +81,14 @@ pub fn drafts(
         record,
         position,
         options,
-        tid_hint: single_tid(record).unwrap_or_else(|| first_src_tid(record)),
+        tid_hint: tid_hint(record),
     }
     .drafts()
+}
+
+/// The tid errors and status name for a record: its single tid, else its first `src_tid`.
+pub fn tid_hint(record: &StockoutRecord) -> String {
+    single_tid(record).unwrap_or_else(|| first_src_tid(record))
 }
 
 struct Builtin<'a> {

@@ -4,7 +4,7 @@
 use crate::config::TransformConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use wdtpipe_common::cli::SharedArgs;
+use wdtpipe_common::cli::{ConnectorsArg, SharedArgs};
 use wdtpipe_common::config::{ConfigError, load_file, optional_addr, set};
 use wdtpipe_common::grpc::{GrpcTls, merge_tls};
 
@@ -64,6 +64,8 @@ pub struct Args {
     pub settings: Settings,
     #[command(flatten)]
     pub shared: SharedArgs,
+    #[command(flatten)]
+    pub connectors: ConnectorsArg,
     /// The deliver shards, comma-separated, in a fixed order (each tid always goes to the
     /// same one) [default: http://127.0.0.1:50053].
     #[arg(long, env = "DELIVER_URL", value_delimiter = ',')]
@@ -85,6 +87,10 @@ impl Args {
 
     pub fn into_config(self) -> Result<TransformConfig, ConfigError> {
         let mut config = self.settings.into_config(self.shared.tls)?;
+        set(
+            &mut config.connectors_file,
+            self.connectors.connectors_file.map(Some),
+        );
         if let Some(urls) = self.deliver_url {
             config.deliver_urls = urls
                 .into_iter()

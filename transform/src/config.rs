@@ -25,6 +25,8 @@ pub struct TransformConfig {
     /// How often the directory is checked for changes, in milliseconds (SIGHUP reloads at
     /// once).
     pub schemes_poll_ms: u64,
+    /// The WDT accounts file (`CONNECTORS_FILE`): the connectors a scheme may name.
+    pub connectors_file: Option<PathBuf>,
     /// Deadline of a call to deliver, in milliseconds.
     pub deliver_timeout_ms: u64,
     /// gRPC TLS: this server's certificate, the CA trusted for deliver.
@@ -40,6 +42,7 @@ impl Default for TransformConfig {
             scheme: BuiltinOptions::default(),
             schemes_dir: None,
             schemes_poll_ms: 1_000,
+            connectors_file: None,
             deliver_timeout_ms: 10_000,
             tls: GrpcTls::default(),
         }

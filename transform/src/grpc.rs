@@ -80,6 +80,11 @@ fn downstream(status: Status) -> Status {
 fn split_by_shard(records: Vec<EnqueueRecord>, shards: usize) -> Vec<Vec<EnqueueRecord>> {
     let mut per_shard: Vec<Vec<EnqueueRecord>> = (0..shards).map(|_| Vec::new()).collect();
     for mut record in records {
+        if record.skipped {
+            // No trades: the shard of the tid it would have had remembers the skip.
+            per_shard[shard_of(&record.skipped_tid, shards)].push(record);
+            continue;
+        }
         let mut parts: Vec<Vec<TradeOrder>> = (0..shards).map(|_| Vec::new()).collect();
         for trade in std::mem::take(&mut record.trades) {
             parts[shard_of(&trade.tid, shards)].push(trade);
@@ -147,9 +152,21 @@ impl TransformService {
         let mut receipts = Vec::with_capacity(mapped.len());
         let mut records = Vec::with_capacity(mapped.len());
         let mut trade_count = 0;
+        let connector = if scheme.connector == wdtpipe_common::connectors::DEFAULT {
+            ""
+        } else {
+            scheme.connector.as_str()
+        };
         for (i, (envelope, mapped)) in request.records.into_iter().zip(mapped).enumerate() {
-            let skipped = mapped.is_skipped();
-            let trades = mapped.into_trades();
+            let skipped_tid = match &mapped {
+                Mapped::Skipped { tid } => Some(tid.clone()),
+                Mapped::Trades(_) => None,
+            };
+            let skipped = skipped_tid.is_some();
+            let mut trades = mapped.into_trades();
+            for trade in &mut trades {
+                trade.connector = connector.to_owned();
+            }
             trade_count += trades.len();
             receipts.push(Receipt {
                 position: position_of(i, envelope.position),
@@ -159,12 +176,11 @@ impl TransformService {
                 skipped,
                 scheme: label.clone(),
             });
-            if skipped {
-                self.metrics.records(&scheme.id, "skipped", 1);
-                continue;
-            }
-            self.metrics.records(&scheme.id, "accepted", 1);
+            self.metrics
+                .records(&scheme.id, if skipped { "skipped" } else { "accepted" }, 1);
             records.push(EnqueueRecord {
+                skipped,
+                skipped_tid: skipped_tid.unwrap_or_default(),
                 record_id: envelope.record_id,
                 received_at_ms: envelope.received_at_ms,
                 source: envelope.source,
@@ -173,11 +189,6 @@ impl TransformService {
                 traceparent: envelope.traceparent,
                 scheme: label.clone(),
             });
-        }
-        if records.is_empty() {
-            // Every record was skipped: nothing to write.
-            self.metrics.outcome("ok");
-            return Ok(ProcessResponse { receipts });
         }
 
         let started = Instant::now();
@@ -214,7 +225,7 @@ impl TransformService {
             return Err(downstream(status));
         }
         // A record is a duplicate when every shard holding part of it says so.
-        for receipt in receipts.iter_mut().filter(|r| !r.skipped) {
+        for receipt in &mut receipts {
             let mut seen = answers
                 .iter()
                 .flat_map(|(_, a)| a.results.iter())
@@ -277,7 +288,7 @@ impl Transform for TransformService {
             records: mapped
                 .into_iter()
                 .map(|mapped| ConvertedRecord {
-                    skipped: matches!(mapped, Mapped::Skipped),
+                    skipped: mapped.is_skipped(),
                     trades: mapped.into_trades(),
                 })
                 .collect(),

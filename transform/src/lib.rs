@@ -35,6 +35,8 @@ pub enum TransformError {
     Metrics(#[from] std::io::Error),
     #[error("SCHEMES_DIR: {0}")]
     Schemes(#[from] catalog::CatalogError),
+    #[error(transparent)]
+    Connectors(#[from] wdtpipe_common::config::ConfigError),
 }
 
 pub use wdtpipe_common::grpc::Listeners;
@@ -58,10 +60,11 @@ pub async fn serve(
         .iter()
         .map(|url| rpc::lazy_channel(url, timeouts, &config.tls))
         .collect::<Result<Vec<_>, _>>()?;
+    let connectors = wdtpipe_common::connectors::names(config.connectors_file.as_deref())?;
     let catalog = Arc::new(catalog::Catalog::load(
         config.schemes_dir.clone(),
         config.scheme.clone(),
-        vec![scheme::DEFAULT_CONNECTOR.to_owned()],
+        connectors,
     )?);
     let mut registry = MetricsRegistry::default();
     let metrics = Arc::new(metrics::TransformMetrics::new(&mut registry));

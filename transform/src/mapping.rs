@@ -35,8 +35,10 @@ pub const MAX_NICK_CHARS: usize = 100;
 pub enum Mapped {
     /// Its trades, in order (one, or one per `src_tid` of a merged order).
     Trades(Vec<TradeOrder>),
-    /// The scheme's `skip` expression was true: acknowledged, nothing to push.
-    Skipped,
+    /// The scheme's `skip` expression was true: acknowledged, nothing to push. `tid` is
+    /// the tid the built-in rule names for the record (empty when it names none), for its
+    /// status.
+    Skipped { tid: String },
 }
 
 impl Mapped {
@@ -44,7 +46,7 @@ impl Mapped {
     pub fn into_trades(self) -> Vec<TradeOrder> {
         match self {
             Mapped::Trades(trades) => trades,
-            Mapped::Skipped => Vec::new(),
+            Mapped::Skipped { .. } => Vec::new(),
         }
     }
 
@@ -52,12 +54,12 @@ impl Mapped {
     pub fn trades(&self) -> &[TradeOrder] {
         match self {
             Mapped::Trades(trades) => trades,
-            Mapped::Skipped => &[],
+            Mapped::Skipped { .. } => &[],
         }
     }
 
     pub fn is_skipped(&self) -> bool {
-        matches!(self, Mapped::Skipped)
+        matches!(self, Mapped::Skipped { .. })
     }
 }
 
@@ -71,7 +73,9 @@ pub fn map_record(
     if let Some(skip) = &scheme.skip
         && evaluator.skip(skip)?
     {
-        return Ok(Mapped::Skipped);
+        return Ok(Mapped::Skipped {
+            tid: crate::builtin::tid_hint(record),
+        });
     }
     let mut drafts = drafts(record, position, &scheme.builtin)?;
     if !scheme.trade_rules.is_empty() || !scheme.line_rules.is_empty() {
