@@ -59,9 +59,45 @@ pub struct BenchArgs {
     /// runs as tokio's current-thread scheduler (BENCHMARKS.md).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Map every callback with this integration scheme file: transform serves it alone
+    /// (SCHEMES_DIR) and the callbacks go to `/v1/callback/{id}`. With `--target`, the
+    /// running transform must serve a scheme of that id.
+    #[arg(long)]
+    pub scheme: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The scheme a run maps with: its id and `id@version` (`default@builtin` without one).
+fn scheme_of(args: &BenchArgs) -> anyhow::Result<(Option<String>, String)> {
+    let Some(path) = &args.scheme else {
+        return Ok((None, "default@builtin".to_owned()));
+    };
+    let scheme = wdtpipe_transform::scheme::load_file(
+        path,
+        &wdtpipe_transform::scheme::BuiltinOptions::default(),
+        &[wdtpipe_common::connectors::DEFAULT.to_owned()],
+    )
+    .map_err(|errors| {
+        anyhow::anyhow!(
+            "{}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    Ok((Some(scheme.id.clone()), scheme.label()))
+}
+
+/// The callback URL of a run against ingest at `base`.
+fn callback_url(base: &str, scheme: Option<&str>) -> String {
+    match scheme {
+        Some(id) => format!("{}/v1/callback/{id}", base.trim_end_matches('/')),
+        None => format!("{}/v1/callback", base.trim_end_matches('/')),
+    }
 }
 
 /// A service process the bench started; killed if still running when dropped.
@@ -215,16 +251,20 @@ impl Stages {
             .chain(deliver_env)
             .collect::<Vec<_>>(),
         )?;
-        let transform = Service::start(
-            &bin_dir,
-            "transform",
-            args.threads,
-            &[
-                ("TRANSFORM_GRPC_ADDR", transform_grpc.to_string()),
-                ("TRANSFORM_METRICS_ADDR", "off".into()),
-                ("DELIVER_URL", format!("http://{deliver_grpc}")),
-            ],
-        )?;
+        let mut transform_env = vec![
+            ("TRANSFORM_GRPC_ADDR", transform_grpc.to_string()),
+            ("TRANSFORM_METRICS_ADDR", "off".into()),
+            ("DELIVER_URL", format!("http://{deliver_grpc}")),
+        ];
+        if let Some(scheme) = &args.scheme {
+            // The scheme alone in a directory of its own.
+            let dir = data_dir.with_extension("schemes");
+            std::fs::create_dir_all(&dir)?;
+            std::fs::copy(scheme, dir.join("bench.toml"))
+                .with_context(|| format!("cannot copy {}", scheme.display()))?;
+            transform_env.push(("SCHEMES_DIR", dir.display().to_string()));
+        }
+        let transform = Service::start(&bin_dir, "transform", args.threads, &transform_env)?;
         let ingest = Service::start(
             &bin_dir,
             "ingest",
@@ -540,11 +580,14 @@ async fn wait_delivered(
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let run_id = format!("B{}", wdtpipe_common::now_ms() % 1_000_000_000);
+    let (scheme_id, scheme_label) = scheme_of(&args)?;
+    let scheme_id = scheme_id.as_deref();
     if let Some(target) = &args.target {
-        let url = format!("{}/v1/callback", target.trim_end_matches('/'));
+        let url = callback_url(target, scheme_id);
         let (tally, elapsed) = load(url, &args, &run_id, None).await?;
         let report = json!({
             "mode": "target",
+            "scheme": scheme_label,
             "target": target,
             "concurrency": args.concurrency,
             "rate": args.rate,
@@ -568,7 +611,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         stages.wait_ready().await?;
         eprintln!("accepting {backlog} trades with WDT down…");
         let (tally, accept_time) = load(
-            format!("{}/v1/callback", stages.http),
+            callback_url(&stages.http, scheme_id),
             &args,
             &run_id,
             Some(backlog),
@@ -610,6 +653,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let drained = eventually_empty(&stages).await?;
         let report = json!({
             "mode": "backlog",
+            "scheme": scheme_label,
             "accepted": tally.acked.len(),
             "accept_s": accept_time.as_secs_f64(),
             "accepted_per_s": tally.acked.len() as f64 / accept_time.as_secs_f64(),
@@ -659,7 +703,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             (stop, peak, task)
         };
         let (tally, elapsed) =
-            load(format!("{}/v1/callback", stages.http), &args, &run_id, None).await?;
+            load(callback_url(&stages.http, scheme_id), &args, &run_id, None).await?;
         let after = stages.stats().await?;
         let delivered_during = sandbox.sandbox.trade_count();
         let calls = sandbox.sandbox.calls();
@@ -672,6 +716,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (peak_queued, peak_bytes, peak_disk) = *queued_probe.1.lock().unwrap();
         let report = json!({
             "mode": if args.rate.is_some() { "rate" } else { "concurrency" },
+            "scheme": scheme_label,
             "concurrency": args.concurrency,
             "rate": args.rate,
             "duration_s": elapsed.as_secs_f64(),
@@ -766,7 +811,11 @@ fn print_report(report: &Value, as_json: bool) -> anyhow::Result<()> {
             mib(&r["deliver"])
         )
     };
-    println!("wdtpipe bench ({})", report["mode"].as_str().unwrap_or("-"));
+    println!(
+        "wdtpipe bench ({}, scheme {})",
+        report["mode"].as_str().unwrap_or("-"),
+        report["scheme"].as_str().unwrap_or("-")
+    );
     println!(
         "  accepted callbacks        {} in {} s",
         report["accepted"],

@@ -196,3 +196,31 @@ fn an_empty_scheme_maps_as_the_built_in_one() {
         );
     }
 }
+
+/// The benchmark's ten-rule scheme loads and maps the bench's callback (fixture 01) with
+/// every rule applying, so `wdtpipe bench --scheme` measures what it says.
+#[test]
+fn the_bench_scheme_maps_the_bench_callback() {
+    let path = wdtpipe_tests::fixtures_dir().join("bench/ten-rules.toml");
+    let scheme = load_file(&path, &BuiltinOptions::default(), &["default".to_owned()]).unwrap();
+    let rules = |kind: fn(&wdtpipe_transform::scheme::Rule) -> bool| {
+        scheme.trade_rules.iter().filter(|(_, r)| kind(r)).count()
+            + scheme.line_rules.iter().filter(|(_, r)| kind(r)).count()
+    };
+    use wdtpipe_transform::scheme::RuleSource;
+    assert_eq!(rules(|r| matches!(r.source, RuleSource::Expr(_))), 3);
+    assert_eq!(rules(|r| r.lookup.is_some()), 3);
+    assert_eq!(scheme.trade_rules.len() + scheme.line_rules.len(), 10);
+    let trades = convert(&fixture_body("01-"), &scheme).unwrap();
+    let trade = &trades[0]["trade"];
+    assert_eq!(trades[0]["shop_no"], "SHOP01");
+    assert_eq!(trade["seller_memo"], "CK1922121676 / 周末送货");
+    assert_eq!(trade["logistics_type"], 8, "shunfeng, from the table");
+    assert_eq!(trade["fenxiao_nick"], "官方商城");
+    assert_eq!(trade["order_list"][0]["goods_no"], "SKU-G2002");
+    assert_eq!(trade["order_list"][0]["remark"], "保温杯 500ml x3");
+}
+
+fn fixture_body(prefix: &str) -> Vec<u8> {
+    wdtpipe_tests::fixture(prefix).body
+}

@@ -8,6 +8,7 @@ pub mod config;
 pub mod grpc;
 pub mod mapping;
 pub mod metrics;
+pub mod pipeline;
 pub mod rules;
 pub mod scheme;
 pub mod shard;
@@ -68,16 +69,18 @@ pub async fn serve(
     )?);
     let mut registry = MetricsRegistry::default();
     let metrics = Arc::new(metrics::TransformMetrics::new(&mut registry));
-    let service = grpc::TransformService::new(
+    let service = grpc::TransformService::new(pipeline::Transformer::new(
         Arc::clone(&catalog),
-        channels
-            .iter()
-            .cloned()
-            .map(DeliverClient::new)
-            .map(grpc::shard_sender)
-            .collect(),
+        Box::new(grpc::GrpcShards(
+            channels
+                .iter()
+                .cloned()
+                .map(DeliverClient::new)
+                .map(grpc::shard_sender)
+                .collect(),
+        )),
         Arc::clone(&metrics),
-    );
+    ));
 
     let stop = Stop::spawn(shutdown);
     tokio::spawn(catalog::watch_dir(

@@ -1,0 +1,469 @@
+//! What transform does with one request, apart from gRPC: take the request's scheme, map
+//! every record, split the trades by deliver shard, enqueue each shard's part, and merge the
+//! shards' answers into receipts. [`crate::grpc`] is the thin adapter that serves it.
+
+use crate::catalog::Catalog;
+use crate::mapping::{Mapped, map_records};
+use crate::metrics::TransformMetrics;
+use crate::scheme::Scheme;
+use crate::shard::shard_of;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::time::Instant;
+use wdtpipe_common::connectors::DEFAULT;
+use wdtpipe_common::{now_ms, rejection};
+use wdtpipe_proto::v1::{
+    EnqueueRecord, EnqueueRequest, EnqueueResponse, ProcessRequest, ProcessResponse, Receipt,
+    RecordRejection, StockoutRecord, TradeOrder,
+};
+
+/// Why a deliver shard did not take its part: the gRPC status code it answered (as its
+/// number) and its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardFailure {
+    pub code: i32,
+    pub message: String,
+}
+
+/// The deliver shards, in shard order: where each request's trades are written.
+pub trait Shards: Send + Sync + 'static {
+    fn count(&self) -> usize;
+    /// Writes one request's part to one shard; answers once it is on disk there.
+    fn enqueue(
+        &self,
+        shard: usize,
+        request: EnqueueRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<EnqueueResponse, ShardFailure>> + Send + '_>>;
+}
+
+/// Why a request was not taken.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProcessError {
+    /// The request holds no record.
+    NoRecords,
+    /// No scheme has the request's id.
+    NoScheme(String),
+    /// A record is invalid: nothing of the request was written.
+    Invalid(RecordRejection),
+    /// A shard refused or could not be reached (the first such answer).
+    Deliver(ShardFailure),
+}
+
+/// Maps requests with the catalog's schemes and writes them to the shards.
+pub struct Transformer {
+    catalog: Arc<Catalog>,
+    shards: Box<dyn Shards>,
+    metrics: Arc<TransformMetrics>,
+}
+
+/// The 1-based position of a record: as ingest numbered it, else its index in the batch.
+pub fn position_of(index: usize, given: u32) -> u32 {
+    if given == 0 {
+        u32::try_from(index + 1).unwrap_or(u32::MAX)
+    } else {
+        given
+    }
+}
+
+/// Splits each record's trades by shard. A record whose trades span shards appears on
+/// each of them with its part; every shard dedupes it by record id, so a retry after a
+/// partial failure converges.
+fn split_by_shard(records: Vec<EnqueueRecord>, shards: usize) -> Vec<Vec<EnqueueRecord>> {
+    let mut per_shard: Vec<Vec<EnqueueRecord>> = (0..shards).map(|_| Vec::new()).collect();
+    for mut record in records {
+        if record.skipped {
+            // No trades: the shard of the tid it would have had remembers the skip.
+            per_shard[shard_of(&record.skipped_tid, shards)].push(record);
+            continue;
+        }
+        let mut parts: Vec<Vec<TradeOrder>> = (0..shards).map(|_| Vec::new()).collect();
+        for trade in std::mem::take(&mut record.trades) {
+            parts[shard_of(&trade.tid, shards)].push(trade);
+        }
+        for (shard, trades) in parts.into_iter().enumerate() {
+            if !trades.is_empty() {
+                // `record` holds no trades now: each part copies only its header.
+                per_shard[shard].push(EnqueueRecord {
+                    trades,
+                    ..record.clone()
+                });
+            }
+        }
+    }
+    per_shard
+}
+
+impl Transformer {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        shards: Box<dyn Shards>,
+        metrics: Arc<TransformMetrics>,
+    ) -> Self {
+        assert!(shards.count() > 0, "at least one deliver shard");
+        Self {
+            catalog,
+            shards,
+            metrics,
+        }
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The scheme of this id (`""` is `default`).
+    pub fn scheme(&self, id: &str) -> Result<Arc<Scheme>, ProcessError> {
+        self.catalog
+            .current()
+            .set
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ProcessError::NoScheme(format!("no scheme {id:?}")))
+    }
+
+    /// Maps records with a scheme, writing nothing (a dry run).
+    pub fn convert<'a>(
+        &self,
+        scheme_id: &str,
+        records: impl IntoIterator<Item = &'a StockoutRecord>,
+    ) -> Result<Vec<Mapped>, ProcessError> {
+        let scheme = self.scheme(scheme_id)?;
+        let positioned = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (position_of(i, 0), r));
+        map_records(positioned, &scheme).map_err(ProcessError::Invalid)
+    }
+
+    /// One request: map every record, write each shard its part, merge the receipts.
+    pub async fn process(&self, request: ProcessRequest) -> Result<ProcessResponse, ProcessError> {
+        if request.records.is_empty() {
+            return Err(ProcessError::NoRecords);
+        }
+        // One scheme for the whole request, whatever reloads meanwhile.
+        let scheme = self.scheme(&request.scheme)?;
+        let label = scheme.label();
+        let mut positioned = Vec::with_capacity(request.records.len());
+        for (i, envelope) in request.records.iter().enumerate() {
+            let position = position_of(i, envelope.position);
+            let record = envelope.record.as_ref().ok_or_else(|| {
+                ProcessError::Invalid(rejection::rejection(position, "", "record", "missing"))
+            })?;
+            positioned.push((position, record));
+        }
+        let mapped = map_records(positioned, &scheme).map_err(|r| {
+            self.metrics.outcome("invalid");
+            self.metrics.records(&scheme.id, "rejected", 1);
+            tracing::info!(rejection = %rejection::message(&r), "request rejected");
+            ProcessError::Invalid(r)
+        })?;
+        let transformed_at_ms = now_ms();
+        let mut receipts = Vec::with_capacity(mapped.len());
+        let mut records = Vec::with_capacity(mapped.len());
+        let mut trade_count = 0;
+        let connector = if scheme.connector == DEFAULT {
+            ""
+        } else {
+            scheme.connector.as_str()
+        };
+        for (i, (envelope, mapped)) in request.records.into_iter().zip(mapped).enumerate() {
+            let skipped_tid = match &mapped {
+                Mapped::Skipped { tid } => Some(tid.clone()),
+                Mapped::Trades(_) => None,
+            };
+            let skipped = skipped_tid.is_some();
+            let mut trades: Vec<TradeOrder> = mapped.into_trades();
+            for trade in &mut trades {
+                trade.connector = connector.to_owned();
+            }
+            trade_count += trades.len();
+            receipts.push(Receipt {
+                position: position_of(i, envelope.position),
+                record_id: envelope.record_id.clone(),
+                tids: trades.iter().map(|t| t.tid.clone()).collect(),
+                duplicate: false,
+                skipped,
+                scheme: label.clone(),
+            });
+            self.metrics
+                .records(&scheme.id, if skipped { "skipped" } else { "accepted" }, 1);
+            records.push(EnqueueRecord {
+                skipped,
+                skipped_tid: skipped_tid.unwrap_or_default(),
+                record_id: envelope.record_id,
+                received_at_ms: envelope.received_at_ms,
+                source: envelope.source,
+                trades,
+                transformed_at_ms,
+                traceparent: envelope.traceparent,
+                scheme: label.clone(),
+            });
+        }
+
+        let started = Instant::now();
+        let calls = split_by_shard(records, self.shards.count())
+            .into_iter()
+            .enumerate()
+            .filter(|(_, records)| !records.is_empty())
+            .map(|(shard, records)| {
+                let enqueue = EnqueueRequest {
+                    records,
+                    idempotency_key: request.idempotency_key.clone(),
+                    request_id: request.request_id.clone(),
+                };
+                async move { (shard, self.shards.enqueue(shard, enqueue).await) }
+            });
+        let mut answers: Vec<(usize, EnqueueResponse)> = Vec::new();
+        let mut failure: Option<ShardFailure> = None;
+        for (shard, result) in futures_util::future::join_all(calls).await {
+            match result {
+                Ok(answer) => answers.push((shard, answer)),
+                Err(refused) => {
+                    tracing::warn!(shard, code = refused.code, message = %refused.message, "deliver shard refused the batch");
+                    failure.get_or_insert(refused);
+                }
+            }
+        }
+        self.metrics
+            .deliver_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(failure) = failure {
+            self.metrics.outcome(&code_name(failure.code));
+            return Err(ProcessError::Deliver(failure));
+        }
+        // A record is a duplicate when every shard holding part of it says so.
+        for receipt in &mut receipts {
+            let mut seen = answers
+                .iter()
+                .flat_map(|(_, a)| a.results.iter())
+                .filter(|r| r.record_id == receipt.record_id)
+                .peekable();
+            receipt.duplicate = seen.peek().is_some() && seen.all(|r| r.duplicate);
+        }
+        self.metrics.outcome("ok");
+        self.metrics.trades.inc_by(trade_count as u64);
+        tracing::debug!(trades = trade_count, shards = answers.len(), "forwarded");
+        Ok(ProcessResponse { receipts })
+    }
+}
+
+/// The name of a gRPC status code, for the outcome label of the requests metric.
+fn code_name(code: i32) -> String {
+    match code {
+        1 => "cancelled",
+        2 => "unknown",
+        3 => "invalidargument",
+        4 => "deadlineexceeded",
+        5 => "notfound",
+        8 => "resourceexhausted",
+        9 => "failedprecondition",
+        10 => "aborted",
+        13 => "internal",
+        14 => "unavailable",
+        16 => "unauthenticated",
+        _ => "other",
+    }
+    .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trade(tid: &str) -> TradeOrder {
+        TradeOrder {
+            tid: tid.into(),
+            ..TradeOrder::default()
+        }
+    }
+
+    /// Each shard gets the trades whose tid hashes to it, under a copy of the record's
+    /// header; a shard with none of a record's trades does not get the record.
+    #[test]
+    fn records_split_by_the_shard_of_each_tid() {
+        let tids: Vec<String> = (0..40).map(|n| format!("T{n}")).collect();
+        let record = EnqueueRecord {
+            record_id: "r1".into(),
+            source: "s".into(),
+            trades: tids.iter().map(|t| trade(t)).collect(),
+            ..EnqueueRecord::default()
+        };
+        let single = EnqueueRecord {
+            record_id: "r2".into(),
+            trades: vec![trade("T0")],
+            ..EnqueueRecord::default()
+        };
+        let split = split_by_shard(vec![record, single], 3);
+        assert_eq!(split.len(), 3);
+        let mut seen = Vec::new();
+        for (shard, records) in split.iter().enumerate() {
+            for record in records {
+                assert!(record.record_id == "r1" || record.record_id == "r2");
+                if record.record_id == "r1" {
+                    assert_eq!(record.source, "s");
+                }
+                for trade in &record.trades {
+                    assert_eq!(shard_of(&trade.tid, 3), shard);
+                    seen.push((record.record_id.clone(), trade.tid.clone()));
+                }
+            }
+        }
+        seen.sort();
+        let mut expected: Vec<(String, String)> =
+            tids.iter().map(|t| ("r1".to_owned(), t.clone())).collect();
+        expected.push(("r2".into(), "T0".into()));
+        expected.sort();
+        assert_eq!(seen, expected);
+        let r2_parts = split
+            .iter()
+            .flatten()
+            .filter(|r| r.record_id == "r2")
+            .count();
+        assert_eq!(r2_parts, 1);
+        assert_eq!(
+            split_by_shard(vec![EnqueueRecord::default()], 2),
+            vec![Vec::<EnqueueRecord>::new(), Vec::new()],
+            "a record without trades goes nowhere"
+        );
+    }
+
+    /// Shards in memory: each answers every record as new, or fails as told.
+    struct FakeShards {
+        count: usize,
+        failing: Option<usize>,
+        seen: Arc<std::sync::Mutex<Vec<(usize, EnqueueRequest)>>>,
+    }
+
+    impl Shards for FakeShards {
+        fn count(&self) -> usize {
+            self.count
+        }
+
+        fn enqueue(
+            &self,
+            shard: usize,
+            request: EnqueueRequest,
+        ) -> Pin<Box<dyn Future<Output = Result<EnqueueResponse, ShardFailure>> + Send + '_>>
+        {
+            let results = request
+                .records
+                .iter()
+                .map(|r| wdtpipe_proto::v1::EnqueueResult {
+                    record_id: r.record_id.clone(),
+                    duplicate: false,
+                })
+                .collect();
+            self.seen.lock().unwrap().push((shard, request));
+            let answer = if self.failing == Some(shard) {
+                Err(ShardFailure {
+                    code: 14,
+                    message: "shard down".into(),
+                })
+            } else {
+                Ok(EnqueueResponse { results })
+            };
+            Box::pin(std::future::ready(answer))
+        }
+    }
+
+    fn record(tid: &str, status: &str) -> wdtpipe_proto::v1::RecordEnvelope {
+        use wdtpipe_proto::v1::StockoutDetail;
+        wdtpipe_proto::v1::RecordEnvelope {
+            record_id: format!("id-{tid}"),
+            record: Some(StockoutRecord {
+                tid: tid.into(),
+                shop_no: "S1".into(),
+                status: status.into(),
+                nick_name: "n".into(),
+                receiver_name: "r".into(),
+                receiver_address: "a".into(),
+                receiver_mobile: "1".into(),
+                details_list: vec![StockoutDetail {
+                    goods_no: "G".into(),
+                    goods_name: "g".into(),
+                    num: "1".into(),
+                    ..StockoutDetail::default()
+                }],
+                ..StockoutRecord::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Without gRPC: a request is mapped with its scheme, each shard gets the trades of
+    /// its tids, a skipped record goes to its tid's shard without trades, and a shard's
+    /// refusal is the request's.
+    #[tokio::test]
+    async fn requests_map_and_route_without_grpc() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("s.toml"),
+            "id = \"s\"\nskip = \"record.status == '5'\"\n",
+        )
+        .unwrap();
+        let catalog = Arc::new(
+            Catalog::load(
+                Some(dir.path().to_owned()),
+                crate::scheme::BuiltinOptions::default(),
+                vec![DEFAULT.to_owned()],
+            )
+            .unwrap(),
+        );
+        let metrics = Arc::new(TransformMetrics::new(
+            &mut wdtpipe_common::metrics::MetricsRegistry::default(),
+        ));
+        let seen: Arc<std::sync::Mutex<Vec<(usize, EnqueueRequest)>>> = Arc::default();
+        let transformer = |failing| {
+            Transformer::new(
+                Arc::clone(&catalog),
+                Box::new(FakeShards {
+                    count: 2,
+                    failing,
+                    seen: Arc::clone(&seen),
+                }),
+                Arc::clone(&metrics),
+            )
+        };
+        let request = ProcessRequest {
+            records: (0..6)
+                .map(|n| record(&format!("T{n}"), if n == 3 { "5" } else { "95" }))
+                .collect(),
+            scheme: "s".into(),
+            ..ProcessRequest::default()
+        };
+        let ok = transformer(None);
+        let answer = ok.process(request.clone()).await.unwrap();
+        assert_eq!(answer.receipts.len(), 6);
+        assert!(answer.receipts[3].skipped && answer.receipts[3].tids.is_empty());
+        assert!(answer.receipts.iter().all(|r| r.scheme.starts_with("s@")));
+        let seen = seen.lock().unwrap().clone();
+        assert!(!seen.is_empty());
+        for (shard, request) in &seen {
+            for record in &request.records {
+                let tid = if record.skipped {
+                    &record.skipped_tid
+                } else {
+                    &record.trades[0].tid
+                };
+                assert_eq!(shard_of(tid, 2), *shard, "{tid}");
+            }
+        }
+        let missing = ok
+            .process(ProcessRequest {
+                scheme: "nope".into(),
+                ..request.clone()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(missing, ProcessError::NoScheme("no scheme \"nope\"".into()));
+        let failing = transformer(Some(shard_of("T0", 2)));
+        assert_eq!(
+            failing.process(request).await.unwrap_err(),
+            ProcessError::Deliver(ShardFailure {
+                code: 14,
+                message: "shard down".into()
+            })
+        );
+    }
+}
