@@ -48,6 +48,8 @@ pub enum Action {
 /// Which letters: by tid, shop, time of death; `--all` for every letter.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FilterArgs {
+    /// Tids, as with `wdtpipe status TID` (each one's letters, within the other filters).
+    pub tids: Vec<String>,
     #[arg(long)]
     pub tid: Option<String>,
     #[arg(long)]
@@ -67,6 +69,23 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
+    /// One filter per tid named (positional or `--tid`), or the one filter.
+    fn filters(&self) -> anyhow::Result<Vec<DeadLetterFilter>> {
+        let base = self.filter()?;
+        let mut tids: Vec<&String> = self.tids.iter().chain(&self.tid).collect();
+        tids.dedup();
+        if tids.is_empty() {
+            return Ok(vec![base]);
+        }
+        Ok(tids
+            .into_iter()
+            .map(|tid| DeadLetterFilter {
+                tid: tid.clone(),
+                ..base.clone()
+            })
+            .collect())
+    }
+
     fn filter(&self) -> anyhow::Result<DeadLetterFilter> {
         let time = |flag: &str, text: &Option<String>| -> anyhow::Result<i64> {
             match text {
@@ -95,19 +114,20 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             limit,
             json,
         } => {
-            let filter = filter.filter()?;
             let (mut letters, mut total) = (Vec::new(), 0);
-            for (url, mut client) in clients {
-                let answer = client
-                    .list_dead_letters(ListDeadLettersRequest {
-                        filter: Some(filter.clone()),
-                        limit,
-                    })
-                    .await
-                    .with_context(|| format!("cannot ask deliver at {url}"))?
-                    .into_inner();
-                total += answer.total;
-                letters.extend(answer.letters);
+            for filter in filter.filters()? {
+                for (url, mut client) in clients.clone() {
+                    let answer = client
+                        .list_dead_letters(ListDeadLettersRequest {
+                            filter: Some(filter.clone()),
+                            limit,
+                        })
+                        .await
+                        .with_context(|| format!("cannot ask deliver at {url}"))?
+                        .into_inner();
+                    total += answer.total;
+                    letters.extend(answer.letters);
+                }
             }
             letters.sort_by_key(|l| std::cmp::Reverse(l.dead_at_ms));
             letters.truncate(limit as usize);
@@ -134,19 +154,22 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             }
         }
         Action::Replay { filter } => {
-            let filter = filter.filter()?;
             let (mut replayed, mut superseded, mut tids) = (0, 0, Vec::new());
-            for (url, mut client) in clients {
-                let answer = client
-                    .replay(ReplayRequest {
-                        filter: Some(filter.clone()),
-                    })
-                    .await
-                    .map_err(|status| anyhow::anyhow!("deliver at {url}: {}", status.message()))?
-                    .into_inner();
-                replayed += answer.replayed;
-                superseded += answer.superseded;
-                tids.extend(answer.tids);
+            for filter in filter.filters()? {
+                for (url, mut client) in clients.clone() {
+                    let answer = client
+                        .replay(ReplayRequest {
+                            filter: Some(filter.clone()),
+                        })
+                        .await
+                        .map_err(|status| {
+                            anyhow::anyhow!("deliver at {url}: {}", status.message())
+                        })?
+                        .into_inner();
+                    replayed += answer.replayed;
+                    superseded += answer.superseded;
+                    tids.extend(answer.tids);
+                }
             }
             let listed = if tids.is_empty() {
                 String::new()
@@ -156,17 +179,20 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             println!("replayed {replayed} (superseded by newer versions: {superseded}){listed}");
         }
         Action::Discard { filter } => {
-            let filter = filter.filter()?;
             let mut discarded = 0;
-            for (url, mut client) in clients {
-                let answer = client
-                    .discard(DiscardRequest {
-                        filter: Some(filter.clone()),
-                    })
-                    .await
-                    .map_err(|status| anyhow::anyhow!("deliver at {url}: {}", status.message()))?
-                    .into_inner();
-                discarded += answer.discarded;
+            for filter in filter.filters()? {
+                for (url, mut client) in clients.clone() {
+                    let answer = client
+                        .discard(DiscardRequest {
+                            filter: Some(filter.clone()),
+                        })
+                        .await
+                        .map_err(|status| {
+                            anyhow::anyhow!("deliver at {url}: {}", status.message())
+                        })?
+                        .into_inner();
+                    discarded += answer.discarded;
+                }
             }
             println!("discarded {discarded}");
         }

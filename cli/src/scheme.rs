@@ -1,11 +1,19 @@
-//! `wdtpipe scheme list`: the integration schemes a running transform serves (id, version,
-//! source, connector, rules and load time), read over gRPC `Transform.ListSchemes`.
+//! `wdtpipe scheme …`: the integration schemes.
+//! - `list`: what a running transform serves (id, version, source, connector, rules and
+//!   load time), over gRPC `Transform.ListSchemes`;
+//! - `validate`: every error of every scheme file, with file, line and column;
+//! - `test`: the files' `[[tests]]` (see [`crate::scheme_test`]);
+//! - `new`: a commented starting file that validates as written.
 
 use anyhow::Context;
+use std::path::PathBuf;
+use wdtpipe_common::cli::ConnectorsArg;
 use wdtpipe_common::format_ms;
 use wdtpipe_common::grpc::{ClientTimeouts, GrpcTls, lazy_channel};
 use wdtpipe_proto::v1::transform_client::TransformClient;
 use wdtpipe_proto::v1::{ListSchemesRequest, SchemeInfo};
+use wdtpipe_transform::scheme::file::is_scheme_file;
+use wdtpipe_transform::scheme::{BuiltinOptions, SchemeError, load_dir, load_file};
 
 #[derive(Debug, clap::Args)]
 pub struct SchemeArgs {
@@ -13,8 +21,42 @@ pub struct SchemeArgs {
     pub action: Action,
 }
 
+/// The commented starting file `wdtpipe scheme new` writes.
+pub const TEMPLATE: &str = include_str!("../templates/scheme.toml");
+
 #[derive(Debug, clap::Subcommand)]
 pub enum Action {
+    /// Check scheme files (files or directories; default SCHEMES_DIR): every error of every
+    /// file with file, line and column. Exits 0 only when all are valid.
+    Validate {
+        /// Scheme files or directories of them.
+        paths: Vec<PathBuf>,
+        /// The schemes directory, when no path is given.
+        #[arg(long, env = "SCHEMES_DIR")]
+        schemes_dir: Option<PathBuf>,
+        #[command(flatten)]
+        connectors: ConnectorsArg,
+    },
+    /// Run the `[[tests]]` of scheme files (files or directories; default SCHEMES_DIR).
+    /// Exits 1 on any failure.
+    Test {
+        /// Scheme files or directories of them.
+        paths: Vec<PathBuf>,
+        /// The schemes directory, when no path is given.
+        #[arg(long, env = "SCHEMES_DIR")]
+        schemes_dir: Option<PathBuf>,
+        #[command(flatten)]
+        connectors: ConnectorsArg,
+        /// Also write a JUnit XML report here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
+    /// Write a commented starting scheme (every rule kind, a table, tests) to PATH.
+    New {
+        /// Where to write it (refused if it exists).
+        #[arg(default_value = "my-scheme.toml")]
+        path: PathBuf,
+    },
     /// The schemes a running transform serves.
     List {
         /// The transform service.
@@ -30,6 +72,68 @@ pub enum Action {
 
 pub async fn run(args: SchemeArgs) -> anyhow::Result<()> {
     match args.action {
+        Action::Validate {
+            paths,
+            schemes_dir,
+            connectors,
+        } => {
+            let paths = if paths.is_empty() {
+                vec![schemes_dir.context("name scheme files or directories, or set SCHEMES_DIR")?]
+            } else {
+                paths
+            };
+            let names = wdtpipe_common::connectors::names(connectors.connectors_file.as_deref())?;
+            let (files, errors) = validate(&paths, &names);
+            for error in &errors {
+                println!("{error}");
+            }
+            println!(
+                "{files} scheme file(s), {} error(s){}",
+                errors.len(),
+                if errors.is_empty() { ": all valid" } else { "" }
+            );
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
+        Action::Test {
+            paths,
+            schemes_dir,
+            connectors,
+            junit,
+        } => {
+            let paths = if paths.is_empty() {
+                vec![schemes_dir.context("name scheme files or directories, or set SCHEMES_DIR")?]
+            } else {
+                paths
+            };
+            let names = wdtpipe_common::connectors::names(connectors.connectors_file.as_deref())?;
+            let files = crate::scheme_test::scheme_files(&paths);
+            let outcomes = crate::scheme_test::run_files(&files, &names);
+            print!("{}", crate::scheme_test::render(&outcomes));
+            if let Some(path) = junit {
+                std::fs::write(&path, crate::scheme_test::junit(&outcomes))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            if outcomes.iter().any(|o| !o.failures.is_empty()) {
+                std::process::exit(1)
+            }
+            Ok(())
+        }
+        Action::New { path } => {
+            if path.exists() {
+                anyhow::bail!("{} exists; choose another path", path.display());
+            }
+            std::fs::write(&path, TEMPLATE)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!(
+                "wrote {}: edit it, then `wdtpipe scheme validate {0}` and `wdtpipe scheme test {0}`",
+                path.display()
+            );
+            Ok(())
+        }
         Action::List {
             transform,
             tls,
@@ -96,4 +200,31 @@ pub fn render(schemes: &[SchemeInfo]) -> String {
         ));
     }
     out
+}
+
+/// Checks files and directories: how many scheme files were read, and every error.
+pub fn validate(paths: &[PathBuf], connectors: &[String]) -> (usize, Vec<SchemeError>) {
+    let options = BuiltinOptions::default();
+    let (mut files, mut errors) = (0, Vec::new());
+    for path in paths {
+        if path.is_dir() {
+            files += std::fs::read_dir(path)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .filter(|e| is_scheme_file(&e.path()))
+                        .count()
+                })
+                .unwrap_or(0);
+            if let Err(mut found) = load_dir(path, &options, connectors) {
+                errors.append(&mut found);
+            }
+        } else {
+            files += 1;
+            if let Err(mut found) = load_file(path, &options, connectors) {
+                errors.append(&mut found);
+            }
+        }
+    }
+    (files, errors)
 }

@@ -377,7 +377,8 @@ async fn up_protects_admin_calls_with_the_token() {
     assert!(out.contains("purged 1 waiting trade(s)"), "{out}");
     assert_eq!(waiting(&deliver, &shop).await.2, 1);
 
-    let replay = ["dlq", "replay", "--all"];
+    // A tid as a positional argument, as with `wdtpipe status TID`.
+    let replay = ["dlq", "replay", "T0001"];
     assert_refused(&cli(&no_token, &replay, &[]), "replay without a token");
     assert_refused(&cli(&right, &replay, &wrong), "replay with a wrong token");
     assert_eq!(waiting(&deliver, &shop).await.2, 1, "nothing replayed");

@@ -18,34 +18,58 @@ pub trait Fields {
     /// Keys the schema does not know, with their JSON text.
     fn extra(&self) -> &HashMap<String, String>;
     fn extra_mut(&mut self) -> &mut HashMap<String, String>;
-    /// Known keys the sender sent with an empty value (null, `""`, blank).
-    fn empty_keys(&self) -> &[String];
-    fn empty_keys_mut(&mut self) -> &mut Vec<String>;
+    /// The position of a known key in [`Fields::KEYS`].
+    fn index_of(key: &str) -> Option<usize>;
+    /// Which known keys the sender sent with an empty value (null, `""`, blank): bit `i`
+    /// of this set is `KEYS[i]`.
+    fn empty_fields(&self) -> &[u8];
+    fn empty_fields_mut(&mut self) -> &mut Vec<u8>;
 
     /// Stores `text` under a known key (or in `extra`), remembering a known key sent empty.
     fn set_text(&mut self, key: &str, text: &str) {
-        match self.field_mut(key) {
-            Some(field) => {
-                field.clear();
-                field.push_str(text);
-                if text.is_empty() {
-                    let keys = self.empty_keys_mut();
-                    if !keys.iter().any(|k| k == key) {
-                        keys.push(key.to_owned());
-                    }
+        if !text.is_empty() {
+            match self.field_mut(key) {
+                Some(field) => {
+                    field.clear();
+                    field.push_str(text);
+                }
+                None => {
+                    self.extra_mut().insert(key.to_owned(), text.to_owned());
                 }
             }
+            return;
+        }
+        match Self::index_of(key) {
+            Some(index) => {
+                if let Some(field) = self.field_mut(key) {
+                    field.clear();
+                }
+                let bits = self.empty_fields_mut();
+                if bits.len() <= index / 8 {
+                    bits.resize(index / 8 + 1, 0);
+                }
+                bits[index / 8] |= 1 << (index % 8);
+            }
             None => {
-                self.extra_mut().insert(key.to_owned(), text.to_owned());
+                self.extra_mut().insert(key.to_owned(), String::new());
             }
         }
+    }
+
+    /// Whether the known key at `index` was sent (non-empty, or empty and remembered).
+    fn sent_at(&self, index: usize) -> bool {
+        let empty = self
+            .empty_fields()
+            .get(index / 8)
+            .is_some_and(|byte| byte & (1 << (index % 8)) != 0);
+        empty || self.field(Self::KEYS[index]).is_some_and(|t| !t.is_empty())
     }
 
     /// Whether the sender sent `key` (a known field non-empty or sent empty, or an unknown
     /// key).
     fn was_sent(&self, key: &str) -> bool {
-        match self.field(key) {
-            Some(text) => !text.is_empty() || self.empty_keys().iter().any(|k| k == key),
+        match Self::index_of(key) {
+            Some(index) => self.sent_at(index),
             None => self.extra().contains_key(key),
         }
     }
@@ -67,6 +91,14 @@ macro_rules! field_table {
                     _ => None,
                 }
             }
+            fn index_of(key: &str) -> Option<usize> {
+                static INDEX: std::sync::OnceLock<HashMap<&'static str, usize>> =
+                    std::sync::OnceLock::new();
+                INDEX
+                    .get_or_init(|| Self::KEYS.iter().enumerate().map(|(i, k)| (*k, i)).collect())
+                    .get(key)
+                    .copied()
+            }
             fn sorted_fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
                 static ORDER: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
                 let fields = [$(($key, self.$field.as_str())),*];
@@ -86,11 +118,11 @@ macro_rules! field_table {
             fn extra_mut(&mut self) -> &mut HashMap<String, String> {
                 &mut self.extra
             }
-            fn empty_keys(&self) -> &[String] {
-                &self.empty_keys
+            fn empty_fields(&self) -> &[u8] {
+                &self.empty_fields
             }
-            fn empty_keys_mut(&mut self) -> &mut Vec<String> {
-                &mut self.empty_keys
+            fn empty_fields_mut(&mut self) -> &mut Vec<u8> {
+                &mut self.empty_fields
             }
         }
     };
@@ -343,6 +375,7 @@ mod tests {
         assert!(!record.was_sent("customer_name"));
         assert!(!record.was_sent("other"));
         record.set_text("nick_name", "");
-        assert_eq!(record.empty_keys, vec!["nick_name".to_owned()]);
+        let index = StockoutRecord::index_of("nick_name").unwrap();
+        assert_eq!(record.empty_fields[index / 8], 1 << (index % 8));
     }
 }

@@ -69,7 +69,7 @@ pub fn map_record(
     position: u32,
     scheme: &Scheme,
 ) -> Result<Mapped, RecordRejection> {
-    let evaluator = Evaluator::new(record, position);
+    let evaluator = Evaluator::new(record, position, scheme);
     if let Some(skip) = &scheme.skip
         && evaluator.skip(skip)?
     {

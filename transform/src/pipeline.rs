@@ -161,7 +161,7 @@ impl Transformer {
         let transformed_at_ms = now_ms();
         let mut receipts = Vec::with_capacity(mapped.len());
         let mut records = Vec::with_capacity(mapped.len());
-        let mut trade_count = 0;
+        let (mut trade_count, mut skipped_count) = (0, 0);
         let connector = if scheme.connector == DEFAULT {
             ""
         } else {
@@ -173,6 +173,7 @@ impl Transformer {
                 Mapped::Trades(_) => None,
             };
             let skipped = skipped_tid.is_some();
+            skipped_count += u64::from(skipped);
             let mut trades: Vec<TradeOrder> = mapped.into_trades();
             for trade in &mut trades {
                 trade.connector = connector.to_owned();
@@ -186,8 +187,6 @@ impl Transformer {
                 skipped,
                 scheme: label.clone(),
             });
-            self.metrics
-                .records(&scheme.id, if skipped { "skipped" } else { "accepted" }, 1);
             records.push(EnqueueRecord {
                 skipped,
                 skipped_tid: skipped_tid.unwrap_or_default(),
@@ -201,6 +200,14 @@ impl Transformer {
             });
         }
 
+        // Counted once per request and outcome, not per record (each count looks up labels).
+        let accepted_count = receipts.len() as u64 - skipped_count;
+        if accepted_count > 0 {
+            self.metrics.records(&scheme.id, "accepted", accepted_count);
+        }
+        if skipped_count > 0 {
+            self.metrics.records(&scheme.id, "skipped", skipped_count);
+        }
         let started = Instant::now();
         let calls = split_by_shard(records, self.shards.count())
             .into_iter()

@@ -17,10 +17,12 @@ use wdtpipe_common::record::{DETAILS_KEY, Fields, KUAIDI100_KEY};
 use wdtpipe_common::rejection::rejection;
 use wdtpipe_proto::v1::{Kuaidi100Data, RecordRejection, StockoutDetail, StockoutRecord};
 
-/// Evaluates rules for one record; CEL's `record` is built once, when first needed.
+/// Evaluates rules for one record; CEL's `record` is built once, when first needed, with
+/// the fields the scheme's expressions read.
 pub struct Evaluator<'a> {
     record: &'a StockoutRecord,
     position: u32,
+    scheme: &'a Scheme,
     cel_record: OnceCell<::cel::Value>,
 }
 
@@ -32,16 +34,18 @@ enum Place<'p> {
 }
 
 impl<'a> Evaluator<'a> {
-    pub fn new(record: &'a StockoutRecord, position: u32) -> Self {
+    pub fn new(record: &'a StockoutRecord, position: u32, scheme: &'a Scheme) -> Self {
         Self {
             record,
             position,
+            scheme,
             cel_record: OnceCell::new(),
         }
     }
 
     fn cel_record(&self) -> &::cel::Value {
-        self.cel_record.get_or_init(|| record_value(self.record))
+        self.cel_record
+            .get_or_init(|| record_value(self.record, self.scheme.record_needs.as_ref()))
     }
 
     /// The scheme's `skip` expression for this record.
@@ -64,7 +68,11 @@ impl<'a> Evaluator<'a> {
     /// rules, to one draft.
     pub fn apply(&self, scheme: &Scheme, draft: &mut Draft) -> Result<(), RecordRejection> {
         for (field, rule) in &scheme.trade_rules {
-            let default = field.get(&draft.trade);
+            let default = if rule.reads_default() {
+                field.get(&draft.trade)
+            } else {
+                FieldValue::Null
+            };
             let written = self
                 .text(rule, Place::Trade, &default)
                 .and_then(|text| field.write(&mut draft.trade, &text));
@@ -84,7 +92,11 @@ impl<'a> Evaluator<'a> {
             };
             let line = OnceCell::new();
             for (field, rule) in &scheme.line_rules {
-                let default = field.get(&draft.trade.order_list[i]);
+                let default = if rule.reads_default() {
+                    field.get(&draft.trade.order_list[i])
+                } else {
+                    FieldValue::Null
+                };
                 let written = self
                     .text(rule, Place::Line(detail, &line), &default)
                     .and_then(|text| field.write(&mut draft.trade.order_list[i], &text));
@@ -128,7 +140,12 @@ impl<'a> Evaluator<'a> {
                     }
                     Place::Line(detail, line) => expr.eval(&[
                         ("record", self.cel_record()),
-                        ("line", line.get_or_init(|| line_value(detail))),
+                        (
+                            "line",
+                            line.get_or_init(|| {
+                                line_value(detail, self.scheme.line_needs.as_ref())
+                            }),
+                        ),
                         ("default", &default),
                     ]),
                 }

@@ -6,7 +6,7 @@ use super::fields::FieldValue;
 use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr};
 use cel::objects::{Key, Map};
 use cel::{Context, Env, Program, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 use wdtpipe_common::record::{DETAILS_KEY, Fields, KUAIDI100_KEY};
@@ -159,6 +159,71 @@ fn walk(
     }
 }
 
+/// What expressions read of a variable: the fields they select (`record.x`,
+/// `has(record.x)`), or `None` when one uses the variable whole (passes it on, iterates it,
+/// indexes it), so every field must be there.
+pub type Needed = Option<BTreeSet<String>>;
+
+/// Adds what `expr` reads of `var` to `needed`.
+pub fn add_needed(needed: &mut Needed, expr: &Expr, var: &str) {
+    if let Some(fields) = needed
+        && !selects_only(expr.program.expression(), var, fields)
+    {
+        *needed = None;
+    }
+}
+
+/// Collects the fields of `var` that `expr` selects; false when it uses `var` otherwise.
+fn selects_only(expr: &IdedExpr, var: &str, fields: &mut BTreeSet<String>) -> bool {
+    fn all<'e>(
+        exprs: impl IntoIterator<Item = &'e IdedExpr>,
+        var: &str,
+        fields: &mut BTreeSet<String>,
+    ) -> bool {
+        exprs.into_iter().all(|e| selects_only(e, var, fields))
+    }
+    match &expr.expr {
+        Ast::Select(select) => match &select.operand.expr {
+            Ast::Ident(name) if name == var => {
+                fields.insert(select.field.clone());
+                true
+            }
+            _ => selects_only(&select.operand, var, fields),
+        },
+        Ast::Ident(name) => name != var,
+        Ast::Call(call) => all(
+            call.target.iter().map(|t| &**t).chain(&call.args),
+            var,
+            fields,
+        ),
+        Ast::Comprehension(c) => all(
+            [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ],
+            var,
+            fields,
+        ),
+        Ast::List(list) => all(&list.elements, var, fields),
+        Ast::Map(map) => map.entries.iter().all(|entry| match &entry.expr {
+            EntryExpr::StructField(field) => selects_only(&field.value, var, fields),
+            EntryExpr::MapEntry(entry) => {
+                selects_only(&entry.key, var, fields) && selects_only(&entry.value, var, fields)
+            }
+        }),
+        Ast::Struct(s) => s.entries.iter().all(|entry| match &entry.expr {
+            EntryExpr::StructField(field) => selects_only(&field.value, var, fields),
+            EntryExpr::MapEntry(entry) => {
+                selects_only(&entry.key, var, fields) && selects_only(&entry.value, var, fields)
+            }
+        }),
+        Ast::Literal(_) | Ast::Unspecified => true,
+    }
+}
+
 impl Expr {
     /// Evaluates with these variables.
     pub fn eval(&self, variables: &[(&str, &Value)]) -> Result<Value, String> {
@@ -207,6 +272,27 @@ fn type_name(value: &Value) -> String {
     }
 }
 
+/// A JSON value as CEL sees it (numbers as integers when they are, else doubles).
+pub fn json_value(value: &serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(u)) => Value::UInt(u),
+            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
+        serde_json::Value::Array(items) => {
+            Value::List(Arc::new(items.iter().map(json_value).collect()))
+        }
+        serde_json::Value::Object(object) => map(object
+            .iter()
+            .map(|(k, v)| (Key::String(Arc::new(k.clone())), json_value(v)))
+            .collect()),
+    }
+}
+
 /// A field's built-in value as the expression's `default`.
 pub fn default_value(value: &FieldValue) -> Value {
     match value {
@@ -226,13 +312,34 @@ fn map(entries: HashMap<Key, Value>) -> Value {
     })
 }
 
-/// The sent fields of a message as a map of texts (extra keys included, as their text).
-fn fields_map<T: Fields>(message: &T, capacity: usize) -> HashMap<Key, Value> {
-    let mut entries = HashMap::with_capacity(capacity);
-    for key in T::KEYS {
-        if message.was_sent(key) {
-            let value = message.field(key).unwrap_or_default();
-            entries.insert(Key::String(Arc::new((*key).to_owned())), text(value));
+/// The sent fields of a message as a map of texts (extra keys included, as their text);
+/// only `needed` ones when the expressions select fields by name.
+fn fields_map<T: Fields>(message: &T, needed: Option<&BTreeSet<String>>) -> HashMap<Key, Value> {
+    let field = |key: &str| {
+        (
+            Key::String(Arc::new(key.to_owned())),
+            text(message.field(key).unwrap_or_default()),
+        )
+    };
+    if let Some(needed) = needed {
+        let mut entries = HashMap::with_capacity(needed.len());
+        for key in needed {
+            if let Some(index) = T::index_of(key) {
+                if message.sent_at(index) {
+                    let (k, v) = field(key);
+                    entries.insert(k, v);
+                }
+            } else if let Some(value) = message.extra().get(key) {
+                entries.insert(Key::String(Arc::new(key.clone())), text(value));
+            }
+        }
+        return entries;
+    }
+    let mut entries = HashMap::with_capacity(T::KEYS.len() / 2);
+    for (index, key) in T::KEYS.iter().enumerate() {
+        if message.sent_at(index) {
+            let (k, v) = field(key);
+            entries.insert(k, v);
         }
     }
     for (key, value) in message.extra() {
@@ -241,32 +348,43 @@ fn fields_map<T: Fields>(message: &T, capacity: usize) -> HashMap<Key, Value> {
     entries
 }
 
-/// A line as CEL's `line` (and an item of `record.details_list`).
-pub fn line_value(line: &StockoutDetail) -> Value {
-    map(fields_map(line, 24))
+/// A line as CEL's `line` (and an item of `record.details_list`); only `needed` fields
+/// when given.
+pub fn line_value(line: &StockoutDetail, needed: Option<&BTreeSet<String>>) -> Value {
+    map(fields_map(line, needed))
 }
 
 fn kuaidi100_value(data: Option<&Kuaidi100Data>) -> Value {
     match data {
-        Some(data) => map(fields_map(data, 12)),
+        Some(data) => map(fields_map(data, None)),
         None => map(HashMap::new()),
     }
 }
 
 /// The record as CEL's `record`: every sent field as its read text, `details_list` as a
-/// list of line maps, `kuaidi100Data` as a map (empty when not sent).
-pub fn record_value(record: &StockoutRecord) -> Value {
-    let mut entries = fields_map(record, 64);
-    entries.insert(
-        Key::String(Arc::new(DETAILS_KEY.to_owned())),
-        Value::List(Arc::new(
-            record.details_list.iter().map(line_value).collect(),
-        )),
-    );
-    entries.insert(
-        Key::String(Arc::new(KUAIDI100_KEY.to_owned())),
-        kuaidi100_value(record.kuaidi100_data.as_ref()),
-    );
+/// list of line maps, `kuaidi100Data` as a map (empty when not sent). With `needed`, only
+/// those fields: what the scheme's expressions select, so a record of 150 fields costs
+/// the few an expression reads.
+pub fn record_value(record: &StockoutRecord, needed: Option<&BTreeSet<String>>) -> Value {
+    let mut entries = fields_map(record, needed);
+    let wants = |key: &str| needed.is_none_or(|n| n.contains(key));
+    if wants(DETAILS_KEY) {
+        let lines = record
+            .details_list
+            .iter()
+            .map(|l| line_value(l, None))
+            .collect();
+        entries.insert(
+            Key::String(Arc::new(DETAILS_KEY.to_owned())),
+            Value::List(Arc::new(lines)),
+        );
+    }
+    if wants(KUAIDI100_KEY) {
+        entries.insert(
+            Key::String(Arc::new(KUAIDI100_KEY.to_owned())),
+            kuaidi100_value(record.kuaidi100_data.as_ref()),
+        );
+    }
     map(entries)
 }
 
@@ -290,6 +408,26 @@ mod tests {
     }
 
     #[test]
+    fn needed_fields() {
+        let needed = |text: &str| {
+            let mut needed: Needed = Some(BTreeSet::new());
+            add_needed(&mut needed, &compile(text, &["record"]).unwrap(), "record");
+            needed.map(|n| n.into_iter().collect::<Vec<_>>())
+        };
+        assert_eq!(
+            needed("has(record.a) && record.b.c == 'x' && size(record.details_list) > 1"),
+            Some(vec!["a".into(), "b".into(), "details_list".into()])
+        );
+        assert_eq!(needed("size(record) > 3"), None);
+        assert_eq!(needed("record['a'] == 'x'"), None);
+        assert_eq!(needed("1 + 2 == 3"), Some(vec![]));
+        assert_eq!(
+            needed("[record.a].exists(x, x == record.b)"),
+            Some(vec!["a".into(), "b".into()])
+        );
+    }
+
+    #[test]
     fn record_values() {
         let mut record = StockoutRecord {
             paid: "12.5".into(),
@@ -298,7 +436,7 @@ mod tests {
         use wdtpipe_common::record::Fields as _;
         record.set_text("nick_name", "");
         record.extra.insert("custom".into(), "x".into());
-        let value = record_value(&record);
+        let value = record_value(&record, None);
         let expr = compile(
             "[record.paid, record.nick_name, record.custom, string(has(record.customer_name)), string(size(record.kuaidi100Data))]",
             &["record"],

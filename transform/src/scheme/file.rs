@@ -5,7 +5,8 @@
 use super::expr::{self, CompileError};
 use super::fields::{LineField, TradeField};
 use super::{
-    BuiltinOptions, DEFAULT_CONNECTOR, FieldPath, Lookup, Miss, Rule, RuleSource, Scheme, Source,
+    BuiltinOptions, DEFAULT_CONNECTOR, FieldPath, Lookup, Miss, Rule, RuleSource, Scheme,
+    SchemeTest, Source, TestInput,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -79,7 +80,6 @@ struct RawRule {
 /// `wdtpipe scheme test`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct RawTest {
     name: Option<String>,
     input: Option<String>,
@@ -199,7 +199,7 @@ pub fn parse(
         Ok(raw) => raw,
         Err(error) => {
             let span = error.span().unwrap_or(0..0);
-            reader.error(span, error.message().trim().to_owned());
+            reader.error(span, with_suggestion(error.message().trim()));
             return Err(reader.errors);
         }
     };
@@ -207,6 +207,8 @@ pub fn parse(
     if reader.errors.is_empty() {
         Ok(scheme)
     } else {
+        // In the file's order (tables are read by key).
+        reader.errors.sort_by_key(|e| (e.line, e.column));
         Err(reader.errors)
     }
 }
@@ -346,8 +348,9 @@ impl Reader<'_> {
                 self.error(
                     name.span(),
                     format!(
-                        "[trade] {:?} is not a field of a trade_push trade",
-                        name.get_ref()
+                        "[trade] {:?} is not a field of a trade_push trade{}",
+                        name.get_ref(),
+                        did_you_mean(name.get_ref(), TradeField::ALL.iter().map(|f| f.name()))
                     ),
                 );
                 continue;
@@ -362,8 +365,9 @@ impl Reader<'_> {
                 self.error(
                     name.span(),
                     format!(
-                        "[line] {:?} is not a field of a trade_push order line",
-                        name.get_ref()
+                        "[line] {:?} is not a field of a trade_push order line{}",
+                        name.get_ref(),
+                        did_you_mean(name.get_ref(), LineField::ALL.iter().map(|f| f.name()))
                     ),
                 );
                 continue;
@@ -372,10 +376,28 @@ impl Reader<'_> {
                 line_rules.push((field, rule));
             }
         }
-        for test in &raw.tests {
-            for assert in &test.get_ref().assert {
-                self.compile(assert, &["trades", "error"], "assert");
+        let mut tests = Vec::with_capacity(raw.tests.len());
+        for (n, test) in raw.tests.iter().enumerate() {
+            if let Some(test) = self.test(n + 1, test) {
+                tests.push(test);
             }
+        }
+        // What the expressions read of `record` and `line`, so evaluation builds only that.
+        let (mut record_needs, mut line_needs): (expr::Needed, expr::Needed) =
+            (Some(Default::default()), Some(Default::default()));
+        let rule_expr = |rule: &Rule| match &rule.source {
+            RuleSource::Expr(expr) => Some(expr.clone()),
+            _ => None,
+        };
+        let exprs: Vec<expr::Expr> = skip
+            .iter()
+            .cloned()
+            .chain(trade_rules.iter().filter_map(|(_, r)| rule_expr(r)))
+            .chain(line_rules.iter().filter_map(|(_, r)| rule_expr(r)))
+            .collect();
+        for expr in &exprs {
+            expr::add_needed(&mut record_needs, expr, "record");
+            expr::add_needed(&mut line_needs, expr, "line");
         }
         Scheme {
             id,
@@ -388,7 +410,58 @@ impl Reader<'_> {
             trade_rules,
             line_rules,
             path: Some(self.path.to_owned()),
+            record_needs,
+            line_needs,
+            tests,
         }
+    }
+
+    /// A `[[tests]]` block: an input, and at least one check (a test that checks nothing
+    /// would always pass).
+    fn test(&mut self, n: usize, test: &Spanned<RawTest>) -> Option<SchemeTest> {
+        let span = test.span();
+        let raw = test.get_ref();
+        let name = raw.name.clone().unwrap_or_else(|| format!("test {n}"));
+        let here = self.path.parent().unwrap_or(Path::new("."));
+        let input = match (&raw.input, &raw.body) {
+            (Some(file), None) => TestInput::File(here.join(file)),
+            (None, Some(body)) => TestInput::Body(body.clone()),
+            (None, None) => {
+                self.error(span, format!("{name}: give input (a file) or body"));
+                return None;
+            }
+            (Some(_), Some(_)) => {
+                self.error(span, format!("{name}: give input or body, not both"));
+                return None;
+            }
+        };
+        if raw.expect.is_none() && raw.expect_error.is_none() && raw.assert.is_empty() {
+            self.error(
+                span,
+                format!("{name}: checks nothing; give expect, expect_error or assert"),
+            );
+            return None;
+        }
+        if raw.expect.is_some() && raw.expect_error.is_some() {
+            self.error(
+                span,
+                format!("{name}: expect and expect_error contradict each other; give one"),
+            );
+            return None;
+        }
+        let mut asserts = Vec::with_capacity(raw.assert.len());
+        for assert in &raw.assert {
+            asserts.push(self.compile(assert, &["trades", "error"], "assert")?);
+        }
+        let (line, _) = self.position(span.start);
+        Some(SchemeTest {
+            name,
+            line,
+            input,
+            expect: raw.expect.as_ref().map(|file| here.join(file)),
+            expect_error: raw.expect_error.clone(),
+            asserts,
+        })
     }
 
     fn tables(
@@ -583,4 +656,94 @@ fn valid_id(id: &str) -> bool {
     matches!(bytes.next(), Some(b'a'..=b'z' | b'0'..=b'9'))
         && id.len() <= 63
         && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" with the closest of them named.
+fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_owned();
+    };
+    let Some((unknown, expected)) = rest.split_once('`') else {
+        return message.to_owned();
+    };
+    let candidates = expected.split('`').skip(1).step_by(2);
+    format!("{message}{}", did_you_mean(unknown, candidates))
+}
+
+/// `; did you mean "x"?` for the candidate closest to `word`, when one is close enough.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| format!("; did you mean {c:?}?"))
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1)
+                .min(row[j] + 1)
+                .min(previous + usize::from(ca != *cb));
+            previous = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        parse(
+            Path::new("s.toml"),
+            text.as_bytes(),
+            &BuiltinOptions::default(),
+            &["default".to_owned()],
+        )
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+    }
+
+    #[test]
+    fn errors_name_the_place_and_the_closest_key() {
+        assert_eq!(
+            errors("id = \"a\"\n[trade]\nshop_no = { from = \"x\", tabel = \"t\" }\n"),
+            [
+                "s.toml:3:25: unknown field `tabel`, expected one of `value`, `from`, `expr`, `table`, `miss`, `miss_value`; did you mean \"table\"?"
+            ]
+        );
+        assert_eq!(
+            errors("id = \"a\"\n[trade]\nshopno = { value = 1 }\nbuyer_nik = { value = 1 }\n"),
+            [
+                "s.toml:3:1: [trade] \"shopno\" is not a field of a trade_push trade; did you mean \"shop_no\"?",
+                "s.toml:4:1: [trade] \"buyer_nik\" is not a field of a trade_push trade; did you mean \"buyer_nick\"?",
+            ]
+        );
+        let all = errors(
+            "id = \"a\"\nskip = \"line.x\"\n[trade]\npaid = { expr = \"record.paid +\" }\nseller_memo = {}\ntid = { value = 1, from = \"a\" }\nshop_no = { from = \"a\", table = \"t\" }\n",
+        );
+        assert_eq!(all.len(), 5, "{all:#?}");
+        assert!(
+            all[0].starts_with("s.toml:2:9: skip does not compile: undeclared variable 'line'"),
+            "{}",
+            all[0]
+        );
+        assert!(all[1].starts_with("s.toml:4:"), "{}", all[1]);
+        assert!(all[1].contains("expr does not compile"), "{}", all[1]);
+        assert!(all[2].contains("no source"), "{}", all[2]);
+        assert!(all[3].contains("more than one source"), "{}", all[3]);
+        assert!(all[4].contains("table \"t\" does not exist"), "{}", all[4]);
+    }
 }

@@ -111,6 +111,36 @@ pub struct Scheme {
     pub line_rules: Vec<(LineField, Rule)>,
     /// The file it was read from; `None` for the built-in scheme.
     pub path: Option<PathBuf>,
+    /// The fields of `record` and `line` its expressions read (`None`: all of them), so
+    /// evaluation builds only those.
+    pub record_needs: expr::Needed,
+    pub line_needs: expr::Needed,
+    /// The file's `[[tests]]`, run by `wdtpipe scheme test`.
+    pub tests: Vec<SchemeTest>,
+}
+
+/// One `[[tests]]` block of a scheme file.
+#[derive(Debug, Clone)]
+pub struct SchemeTest {
+    pub name: String,
+    /// Where it starts in the file.
+    pub line: usize,
+    pub input: TestInput,
+    /// A file of the exact trades (the fixtures' expected form).
+    pub expect: Option<PathBuf>,
+    /// The field the record must be invalid on.
+    pub expect_error: Option<String>,
+    /// CEL over `trades` and `error`: every one must be true.
+    pub asserts: Vec<expr::Expr>,
+}
+
+/// A test's callback body.
+#[derive(Debug, Clone)]
+pub enum TestInput {
+    /// Inline (`body`).
+    Body(String),
+    /// A file, relative to the scheme file (`input`).
+    File(PathBuf),
 }
 
 impl Default for Scheme {
@@ -134,6 +164,9 @@ impl Scheme {
             trade_rules: Vec::new(),
             line_rules: Vec::new(),
             path: None,
+            record_needs: Some(Default::default()),
+            line_needs: Some(Default::default()),
+            tests: Vec::new(),
         }
     }
 
@@ -146,6 +179,23 @@ impl Scheme {
     pub fn label(&self) -> String {
         format!("{}@{}", self.id, self.version)
     }
+
+    /// What produces a trade field (`shop_no`) or a line field (`order_list[].goods_no`):
+    /// the scheme's rule, or the built-in mapping.
+    pub fn producer(&self, field: &str, line: bool) -> String {
+        let rule = if line {
+            self.line_rules
+                .iter()
+                .find(|(f, _)| f.name() == field)
+                .map(|(f, r)| format!("[line] {f} = {}", r.describe()))
+        } else {
+            self.trade_rules
+                .iter()
+                .find(|(f, _)| f.name() == field)
+                .map(|(f, r)| format!("[trade] {f} = {}", r.describe()))
+        };
+        rule.unwrap_or_else(|| "the built-in mapping (MAPPING.md)".to_owned())
+    }
 }
 
 /// A rule for one field: a source, then an optional table lookup.
@@ -153,6 +203,46 @@ impl Scheme {
 pub struct Rule {
     pub source: RuleSource,
     pub lookup: Option<Lookup>,
+}
+
+impl Rule {
+    /// Whether the rule reads its field's built-in value (`default` in an expression, or a
+    /// table's `miss = "default"`), which is then worth computing.
+    pub fn reads_default(&self) -> bool {
+        matches!(self.source, RuleSource::Expr(_))
+            || self
+                .lookup
+                .as_ref()
+                .is_some_and(|lookup| lookup.miss == Miss::Default)
+    }
+
+    /// The rule as a scheme file writes it, for reports.
+    pub fn describe(&self) -> String {
+        let source = match &self.source {
+            RuleSource::Value(value) => format!("value = {value:?}"),
+            RuleSource::From(paths) => {
+                let paths: Vec<&str> = paths.iter().map(|p| p.text.as_str()).collect();
+                if paths.len() == 1 {
+                    format!("from = {:?}", paths[0])
+                } else {
+                    format!("from = {paths:?}")
+                }
+            }
+            RuleSource::Expr(expr) => format!("expr = {:?}", expr.text),
+        };
+        match &self.lookup {
+            None => format!("{{ {source} }}"),
+            Some(lookup) => {
+                let miss = match &lookup.miss {
+                    Miss::Reject => String::new(),
+                    Miss::Keep => ", miss = \"keep\"".to_owned(),
+                    Miss::Default => ", miss = \"default\"".to_owned(),
+                    Miss::Value(value) => format!(", miss_value = {value:?}"),
+                };
+                format!("{{ {source}, table = {:?}{miss} }}", lookup.table)
+            }
+        }
+    }
 }
 
 /// Where a rule's text comes from.
