@@ -29,24 +29,14 @@ pub enum Action {
     /// Check scheme files (files or directories; default SCHEMES_DIR): every error of every
     /// file with file, line and column. Exits 0 only when all are valid.
     Validate {
-        /// Scheme files or directories of them.
-        paths: Vec<PathBuf>,
-        /// The schemes directory, when no path is given.
-        #[arg(long, env = "SCHEMES_DIR")]
-        schemes_dir: Option<PathBuf>,
         #[command(flatten)]
-        connectors: ConnectorsArg,
+        files: SchemeFiles,
     },
     /// Run the `[[tests]]` of scheme files (files or directories; default SCHEMES_DIR).
     /// Exits 1 on any failure.
     Test {
-        /// Scheme files or directories of them.
-        paths: Vec<PathBuf>,
-        /// The schemes directory, when no path is given.
-        #[arg(long, env = "SCHEMES_DIR")]
-        schemes_dir: Option<PathBuf>,
         #[command(flatten)]
-        connectors: ConnectorsArg,
+        files: SchemeFiles,
         /// Also write a JUnit XML report here.
         #[arg(long)]
         junit: Option<PathBuf>,
@@ -70,19 +60,38 @@ pub enum Action {
     },
 }
 
+/// Which scheme files a tool reads, and the WDT accounts they may name.
+#[derive(Debug, clap::Args)]
+pub struct SchemeFiles {
+    /// Scheme files or directories of them.
+    paths: Vec<PathBuf>,
+    /// The schemes directory, when no path is given.
+    #[arg(long, env = "SCHEMES_DIR")]
+    schemes_dir: Option<PathBuf>,
+    #[command(flatten)]
+    connectors: ConnectorsArg,
+}
+
+impl SchemeFiles {
+    /// The paths given, or SCHEMES_DIR; and the connector names.
+    fn resolve(self) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
+        let paths = if self.paths.is_empty() {
+            vec![
+                self.schemes_dir
+                    .context("name scheme files or directories, or set SCHEMES_DIR")?,
+            ]
+        } else {
+            self.paths
+        };
+        let names = wdtpipe_common::connectors::names(self.connectors.connectors_file.as_deref())?;
+        Ok((paths, names))
+    }
+}
+
 pub async fn run(args: SchemeArgs) -> anyhow::Result<()> {
     match args.action {
-        Action::Validate {
-            paths,
-            schemes_dir,
-            connectors,
-        } => {
-            let paths = if paths.is_empty() {
-                vec![schemes_dir.context("name scheme files or directories, or set SCHEMES_DIR")?]
-            } else {
-                paths
-            };
-            let names = wdtpipe_common::connectors::names(connectors.connectors_file.as_deref())?;
+        Action::Validate { files } => {
+            let (paths, names) = files.resolve()?;
             let (files, errors) = validate(&paths, &names);
             for error in &errors {
                 println!("{error}");
@@ -98,18 +107,8 @@ pub async fn run(args: SchemeArgs) -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         }
-        Action::Test {
-            paths,
-            schemes_dir,
-            connectors,
-            junit,
-        } => {
-            let paths = if paths.is_empty() {
-                vec![schemes_dir.context("name scheme files or directories, or set SCHEMES_DIR")?]
-            } else {
-                paths
-            };
-            let names = wdtpipe_common::connectors::names(connectors.connectors_file.as_deref())?;
+        Action::Test { files, junit } => {
+            let (paths, names) = files.resolve()?;
             let files = crate::scheme_test::scheme_files(&paths);
             let outcomes = crate::scheme_test::run_files(&files, &names);
             print!("{}", crate::scheme_test::render(&outcomes));

@@ -1191,22 +1191,22 @@ fn enqueue(
             continue;
         }
         let mut tids: Vec<String> = record.trades.iter().map(|t| t.key.tid.clone()).collect();
+        let meta = |tids: Vec<String>| RecordMeta {
+            accepted_at_ms: now_ms,
+            tids,
+            source: record.source.clone(),
+            request_id: request_id.to_owned(),
+            traceparent: record.traceparent.clone(),
+            received_at_ms: record.received_at_ms,
+            transformed_at_ms: record.transformed_at_ms,
+            scheme: record.scheme.clone(),
+            record_id: record.record_id.clone(),
+            skipped: record.skipped_tid.is_some(),
+        };
         if let Some(tid) = record.skipped_tid.as_ref().filter(|t| !t.is_empty()) {
             // Nothing to push: remember for the tid's status that its scheme skipped it.
             tids.push(tid.clone());
-            let note = RecordMeta {
-                accepted_at_ms: now_ms,
-                tids: vec![tid.clone()],
-                source: record.source.clone(),
-                request_id: request_id.to_owned(),
-                traceparent: record.traceparent.clone(),
-                received_at_ms: record.received_at_ms,
-                transformed_at_ms: record.transformed_at_ms,
-                scheme: record.scheme.clone(),
-                record_id: record.record_id.clone(),
-                skipped: true,
-            };
-            txn.put_msg(keys::skipped_key(tid), &note);
+            txn.put_msg(keys::skipped_key(tid), &meta(vec![tid.clone()]));
         }
         for TradeToWrite { key, encoded } in record.trades {
             let seq = *next_seq;
@@ -1251,19 +1251,7 @@ fn enqueue(
             }
             txn.put_entry(entry_key, before, &entry);
         }
-        let meta = RecordMeta {
-            accepted_at_ms: now_ms,
-            tids: tids.clone(),
-            source: record.source.clone(),
-            request_id: request_id.to_owned(),
-            traceparent: record.traceparent.clone(),
-            received_at_ms: record.received_at_ms,
-            transformed_at_ms: record.transformed_at_ms,
-            scheme: record.scheme.clone(),
-            record_id: record.record_id.clone(),
-            skipped: record.skipped_tid.is_some(),
-        };
-        txn.put_msg(keys::record_key(&record.record_id), &meta);
+        txn.put_msg(keys::record_key(&record.record_id), &meta(tids.clone()));
         all_tids.extend(tids);
     }
     if !idempotency_key.is_empty() && !request_seen {

@@ -70,6 +70,24 @@ pub fn fixture(prefix: &str) -> Fixture {
         .unwrap_or_else(|| panic!("no fixture {prefix}"))
 }
 
+/// Fixture 01's record with its own `tid` (its lines' `src_tid` and `src_oid` follow), for
+/// tests that need many distinct orders.
+pub fn record_with_tid(tid: &str) -> Value {
+    let mut record: Value = serde_json::from_slice(&fixture("01-").body).expect("fixture 01");
+    record["tid"] = tid.into();
+    record["src_tids"] = tid.into();
+    for (i, line) in record["details_list"]
+        .as_array_mut()
+        .expect("fixture 01 has lines")
+        .iter_mut()
+        .enumerate()
+    {
+        line["src_tid"] = tid.into();
+        line["src_oid"] = format!("{tid}-{}", i + 1).into();
+    }
+    record
+}
+
 impl Fixture {
     /// The HTTP status the callback must get.
     pub fn status(&self) -> u16 {
@@ -479,6 +497,20 @@ impl Pipeline {
         let bytes = response.bytes().await.expect("answer body");
         let body = serde_json::from_slice(&bytes).expect("JSON answer");
         (status, body)
+    }
+
+    /// The schemes transform serves, over gRPC `ListSchemes` (plaintext).
+    pub async fn list_schemes(&self) -> wdtpipe_proto::v1::ListSchemesResponse {
+        wdtpipe_proto::v1::transform_client::TransformClient::connect(format!(
+            "http://{}",
+            self.transform_grpc
+        ))
+        .await
+        .expect("transform answers")
+        .list_schemes(wdtpipe_proto::v1::ListSchemesRequest {})
+        .await
+        .expect("ListSchemes answers")
+        .into_inner()
     }
 
     /// A gRPC client for deliver shard 0 (over TLS when the pipeline uses it).

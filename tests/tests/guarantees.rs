@@ -29,20 +29,7 @@ async fn with_sandbox(faults: Faults) -> (RunningSandbox, Pipeline) {
 
 /// A record like fixture 01 with its own tid.
 fn generated(tid: &str) -> Vec<u8> {
-    let template = wdtpipe_tests::fixture("01-").body;
-    let mut record: serde_json::Value = serde_json::from_slice(&template).unwrap();
-    record["tid"] = tid.into();
-    record["src_tids"] = tid.into();
-    for (i, line) in record["details_list"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .enumerate()
-    {
-        line["src_tid"] = tid.into();
-        line["src_oid"] = format!("{tid}-{}", i + 1).into();
-    }
-    serde_json::to_vec(&record).unwrap()
+    serde_json::to_vec(&wdtpipe_tests::record_with_tid(tid)).unwrap()
 }
 
 /// With 20% server errors, throttling, 429s and dropped connections at WDT, every accepted

@@ -9,7 +9,7 @@ use wdtpipe_proto::v1::SubmitRequest;
 use wdtpipe_proto::v1::ingest_client::IngestClient;
 use wdtpipe_tests::{
     Pipeline, PipelineOptions, RunningSandbox, eventually, fixture, fixtures, free_addr,
-    sandbox_config, wdt_for,
+    record_with_tid, sandbox_config, wdt_for,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -437,17 +437,7 @@ WH01 = "SHOP-MALL"
     assert_eq!(delivered.1.shop_no, "SHOP01");
     let statuses = pipeline.status("T0001").await;
     assert_eq!(statuses[0].scheme, format!("mall@{version}"));
-    let listed = wdtpipe_proto::v1::transform_client::TransformClient::connect(format!(
-        "http://{}",
-        pipeline.transform_grpc
-    ))
-    .await
-    .unwrap()
-    .list_schemes(wdtpipe_proto::v1::ListSchemesRequest {})
-    .await
-    .unwrap()
-    .into_inner()
-    .schemes;
+    let listed = pipeline.list_schemes().await.schemes;
     let listed: Vec<(String, String, u32)> = listed
         .into_iter()
         .map(|s| (s.id, s.version, s.trade_rules))
@@ -509,23 +499,6 @@ async fn a_broken_scheme_directory_is_refused_at_start() {
     );
 }
 
-/// Fixture 01 as a record of `tid`.
-fn record_for(tid: &str) -> Value {
-    let mut record: Value = serde_json::from_slice(&fixture("01-").body).unwrap();
-    record["tid"] = tid.into();
-    record["src_tids"] = tid.into();
-    for (i, line) in record["details_list"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .enumerate()
-    {
-        line["src_tid"] = tid.into();
-        line["src_oid"] = format!("{tid}-{}", i + 1).into();
-    }
-    record
-}
-
 fn memo_scheme(memo: &str) -> String {
     format!("id = \"mall\"\n\n[trade]\nseller_memo = {{ value = \"{memo}\" }}\n")
 }
@@ -580,7 +553,7 @@ async fn schemes_reload_while_callbacks_flow() {
                 n += 1;
                 let after_refusal = refusal_seen.load(Ordering::SeqCst);
                 let tids = [format!("R{sender}-{n}-A"), format!("R{sender}-{n}-B")];
-                let body = json!([record_for(&tids[0]), record_for(&tids[1])]);
+                let body = json!([record_with_tid(&tids[0]), record_with_tid(&tids[1])]);
                 let (status, answer) = pipeline
                     .post_to(
                         "/v1/callback/mall",

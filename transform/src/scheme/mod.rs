@@ -325,3 +325,23 @@ impl SchemeSet {
         schemes.into_iter()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The built-in `default` is always there, unless a file of that id replaces it.
+    #[test]
+    fn a_default_file_replaces_the_built_in_scheme() {
+        let set = SchemeSet::builtin(BuiltinOptions::default());
+        assert_eq!(set.get("").unwrap().version, BUILTIN_VERSION);
+        let file = Scheme {
+            version: "0123456789ab".into(),
+            ..Scheme::default()
+        };
+        let set = SchemeSet::from_schemes(BuiltinOptions::default(), vec![file]);
+        assert_eq!(set.get("default").unwrap().version, "0123456789ab");
+        assert_eq!(set.iter().count(), 1);
+        assert!(set.get("other").is_none());
+    }
+}
