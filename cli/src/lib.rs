@@ -6,6 +6,7 @@ mod bench_client;
 pub mod dlq;
 pub mod queue;
 pub mod scheme;
+pub mod scheme_preview;
 pub mod scheme_test;
 pub mod send;
 pub mod status;

@@ -3,6 +3,7 @@
 //!   load time), over gRPC `Transform.ListSchemes`;
 //! - `validate`: every error of every scheme file, with file, line and column;
 //! - `test`: the files' `[[tests]]` (see [`crate::scheme_test`]);
+//! - `preview`: what a callback would become (see [`crate::scheme_preview`]);
 //! - `new`: a commented starting file that validates as written.
 
 use anyhow::Context;
@@ -40,6 +41,23 @@ pub enum Action {
         /// Also write a JUnit XML report here.
         #[arg(long)]
         junit: Option<PathBuf>,
+    },
+    /// The trades a callback would become with a scheme, each field with what produced it;
+    /// nothing is sent or written.
+    Preview {
+        /// The scheme file.
+        #[arg(long)]
+        scheme: PathBuf,
+        /// The callback body (a JSON file, or - for standard input).
+        callback: PathBuf,
+        /// Only the fields that differ from the built-in scheme.
+        #[arg(long)]
+        diff: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connectors: ConnectorsArg,
     },
     /// Write a commented starting scheme (every rule kind, a table, tests) to PATH.
     New {
@@ -118,6 +136,44 @@ pub async fn run(args: SchemeArgs) -> anyhow::Result<()> {
             }
             if outcomes.iter().any(|o| !o.failures.is_empty()) {
                 std::process::exit(1)
+            }
+            Ok(())
+        }
+        Action::Preview {
+            scheme,
+            callback,
+            diff,
+            json,
+            connectors,
+        } => {
+            let names = wdtpipe_common::connectors::names(connectors.connectors_file.as_deref())?;
+            let scheme =
+                load_file(&scheme, &BuiltinOptions::default(), &names).map_err(|errors| {
+                    anyhow::anyhow!(
+                        "{}",
+                        errors
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )
+                })?;
+            let body = if callback.as_os_str() == "-" {
+                let mut body = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)?;
+                body
+            } else {
+                std::fs::read(&callback)
+                    .with_context(|| format!("cannot read {}", callback.display()))?
+            };
+            let previews = crate::scheme_preview::preview(&scheme, &body, diff)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&crate::scheme_preview::json(&previews))?
+                );
+            } else {
+                print!("{}", crate::scheme_preview::render(&previews, diff));
             }
             Ok(())
         }

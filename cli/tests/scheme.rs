@@ -77,7 +77,7 @@ fn new_writes_a_file_that_validates() {
 }
 
 /// The callback the test files below map: one record, one line.
-const BODY: &str = r#"{"tid": "T1", "warehouse_no": "WH01", "paid": "10", "nick_name": "buyer",
+const BODY: &str = r#"{"tid": "T1", "shop_no": "SHOP00", "warehouse_no": "WH01", "paid": "10", "nick_name": "buyer",
  "receiver_name": "张三", "receiver_address": "中关村大街 1 号", "receiver_mobile": "13800000000",
  "details_list": [{"goods_no": "A-1", "goods_name": "杯子", "num": "1", "price": "10"}]}"#;
 
@@ -194,4 +194,78 @@ fn json_expected(shop: &str) -> String {
     "goods_id": "A-1", "goods_no": "A-1", "goods_name": "杯子", "adjust_amount": "0",
     "discount": "0", "share_discount": "0"}}]}}}}]}}"#
     )
+}
+
+/// `scheme preview`: each field with what produced it — the built-in mapping, a `from`
+/// path, an expression, a table and the key it looked up; `--diff` shows only what the
+/// scheme changes, and nothing for a scheme without rules.
+#[test]
+fn preview_shows_what_produced_each_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let callback = dir.path().join("in.json");
+    std::fs::write(&callback, BODY).unwrap();
+    let scheme = dir.path().join("s.toml");
+    std::fs::write(
+        &scheme,
+        format!(
+            "{SCHEME}seller_memo = {{ expr = \"'memo ' + record.tid\" }}\nbuyer_email = {{ from = \"nick_name\" }}\n"
+        )
+        .replacen("[tables.shops]\nWH01 = \"SHOP01\"\n", "", 1)
+            + "[tables.shops]\nWH01 = \"SHOP01\"\n",
+    )
+    .unwrap();
+    let out = wdtpipe(&[
+        "scheme",
+        "preview",
+        "--scheme",
+        scheme.to_str().unwrap(),
+        callback.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    for expected in [
+        "record 1: trade T1 → shop SHOP01",
+        "shop_no = \"SHOP01\"   ← { from = \"warehouse_no\", table = \"shops\" }: looked up \"WH01\" in table shops: \"SHOP01\"",
+        "seller_memo = \"memo T1\"   ← { expr = \"'memo ' + record.tid\" }: gave \"memo T1\"",
+        "buyer_email = \"buyer\"   ← { from = \"nick_name\" }: gave \"buyer\"",
+        "buyer_nick = \"buyer\"   ← built-in",
+        "order_list[1].goods_no = \"A-1\"   ← built-in",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+
+    let diff = stdout(&wdtpipe(&[
+        "scheme",
+        "preview",
+        "--diff",
+        "--scheme",
+        scheme.to_str().unwrap(),
+        callback.to_str().unwrap(),
+    ]));
+    assert!(
+        diff.contains("seller_memo") && diff.contains("buyer_email"),
+        "{diff}"
+    );
+    assert!(
+        !diff.contains("buyer_nick") && !diff.contains("goods_no"),
+        "{diff}"
+    );
+
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "id = \"empty\"\n").unwrap();
+    let out = wdtpipe(&[
+        "scheme",
+        "preview",
+        "--diff",
+        "--json",
+        "--scheme",
+        empty.to_str().unwrap(),
+        callback.to_str().unwrap(),
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json[0]["trades"][0]["fields"],
+        serde_json::json!({}),
+        "{json}"
+    );
 }

@@ -449,6 +449,53 @@ WH01 = "SHOP-MALL"
             ("mall".to_owned(), version.clone(), 2)
         ]
     );
+    // The same mapping as a dry run with provenance, for a serving scheme and for a text.
+    let records = wdtpipe_ingest::callback::parse_body(&fixture("01-").body).unwrap();
+    let mut transform = wdtpipe_proto::v1::transform_client::TransformClient::connect(format!(
+        "http://{}",
+        pipeline.transform_grpc
+    ))
+    .await
+    .unwrap();
+    let preview = transform
+        .preview(wdtpipe_proto::v1::PreviewRequest {
+            records: records.clone(),
+            scheme: "mall".into(),
+            scheme_text: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(preview.scheme, format!("mall@{version}"));
+    assert_eq!(preview.records[0].trades[0].shop_no, "SHOP-MALL");
+    let fields: Vec<(&str, &str)> = preview.records[0]
+        .fields
+        .iter()
+        .map(|f| (f.field.as_str(), f.rule.as_str()))
+        .collect();
+    assert!(
+        fields.contains(&(
+            "shop_no",
+            "{ from = \"warehouse_no\", table = \"shops\" }: looked up \"WH01\" in table shops: \"SHOP-MALL\""
+        )),
+        "{fields:?}"
+    );
+    let draft = transform
+        .preview(wdtpipe_proto::v1::PreviewRequest {
+            records,
+            scheme: String::new(),
+            scheme_text: "id = \"draft\"\n[trade]\nshop_no = { value = \"X\" }\n".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(draft.records[0].trades[0].shop_no, "X");
+    assert_eq!(
+        sandbox.sandbox.trade("T0001").unwrap().versions,
+        1,
+        "nothing sent"
+    );
+
     let skipped = pipeline.status("T-CANCELLED").await;
     assert_eq!(skipped.len(), 1, "{skipped:?}");
     assert_eq!(skipped[0].state, DeliveryState::Skipped as i32);

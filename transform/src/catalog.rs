@@ -94,6 +94,11 @@ impl Catalog {
         Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// The WDT accounts a scheme may name.
+    pub fn connectors(&self) -> &[String] {
+        &self.connectors
+    }
+
     /// The schemes directory, if one is configured.
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()

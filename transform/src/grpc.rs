@@ -1,7 +1,7 @@
 //! The gRPC `Transform` service: a thin adapter over [`crate::pipeline::Transformer`].
 //! Concurrent requests reach each deliver shard coalesced into `EnqueueBatch` calls.
 
-use crate::mapping::Mapped;
+use crate::mapping::{Mapped, map_record_traced};
 use crate::pipeline::{ProcessError, ShardFailure, Shards, Transformer};
 use std::future::Future;
 use std::pin::Pin;
@@ -14,9 +14,9 @@ use wdtpipe_proto::v1::deliver_client::DeliverClient;
 use wdtpipe_proto::v1::transform_server::Transform;
 use wdtpipe_proto::v1::{
     ConvertRequest, ConvertResponse, ConvertedRecord, EnqueueBatchRequest, EnqueueRequest,
-    EnqueueResponse, ListSchemesRequest, ListSchemesResponse, ProcessBatchRequest,
-    ProcessBatchResponse, ProcessOutcome, ProcessRequest, ProcessResponse, SchemeInfo,
-    enqueue_outcome, process_outcome,
+    EnqueueResponse, FieldProvenance, ListSchemesRequest, ListSchemesResponse, PreviewRequest,
+    PreviewResponse, PreviewedRecord, ProcessBatchRequest, ProcessBatchResponse, ProcessOutcome,
+    ProcessRequest, ProcessResponse, SchemeInfo, enqueue_outcome, process_outcome,
 };
 
 /// Sends an enqueue to one deliver shard, coalesced with concurrent ones.
@@ -147,6 +147,74 @@ impl Transform for TransformService {
                     trades: mapped.into_trades(),
                 })
                 .collect(),
+        }))
+    }
+
+    async fn preview(
+        &self,
+        request: Request<PreviewRequest>,
+    ) -> Result<Response<PreviewResponse>, Status> {
+        let request = request.into_inner();
+        let scheme = if request.scheme_text.is_empty() {
+            self.transformer.scheme(&request.scheme).map_err(status)?
+        } else {
+            let loaded = self.transformer.catalog().current();
+            let options = loaded
+                .set
+                .get("")
+                .map(|s| s.builtin.clone())
+                .unwrap_or_default();
+            let names = self.transformer.catalog().connectors().to_vec();
+            let scheme = crate::scheme::file::parse(
+                std::path::Path::new("preview.toml"),
+                request.scheme_text.as_bytes(),
+                &options,
+                &names,
+            )
+            .map_err(|errors| {
+                Status::invalid_argument(
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
+            std::sync::Arc::new(scheme)
+        };
+        let records = request
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, record)| {
+                let (mapped, trace) = map_record_traced(record, i as u32 + 1, &scheme);
+                let fields = trace
+                    .into_iter()
+                    .map(|t| FieldProvenance {
+                        trade: t.trade as u32,
+                        line: t.line.map_or(0, |l| l as u32 + 1),
+                        field: t.field.to_owned(),
+                        rule: t.rule,
+                    })
+                    .collect();
+                match mapped {
+                    Ok(mapped) => PreviewedRecord {
+                        skipped: mapped.is_skipped(),
+                        trades: mapped.into_trades(),
+                        error: String::new(),
+                        fields,
+                    },
+                    Err(r) => PreviewedRecord {
+                        error: rejection::message(&r),
+                        fields,
+                        ..PreviewedRecord::default()
+                    },
+                }
+            })
+            .collect();
+        Ok(Response::new(PreviewResponse {
+            scheme: scheme.label(),
+            records,
         }))
     }
 

@@ -17,7 +17,7 @@
 //! A scheme's `skip` expression, when true, acknowledges the record without mapping it.
 
 use crate::builtin::{Draft, drafts};
-use crate::rules::Evaluator;
+use crate::rules::{Evaluator, Trace};
 use crate::scheme::Scheme;
 use crate::scheme::fields::{LineField, TradeField};
 use rust_decimal::Decimal;
@@ -69,7 +69,31 @@ pub fn map_record(
     position: u32,
     scheme: &Scheme,
 ) -> Result<Mapped, RecordRejection> {
-    let evaluator = Evaluator::new(record, position, scheme);
+    map_with_trace(
+        &Evaluator::new(record, position, scheme),
+        record,
+        position,
+        scheme,
+    )
+}
+
+/// [`map_record`], and what each of the scheme's rules did (a preview).
+pub fn map_record_traced(
+    record: &StockoutRecord,
+    position: u32,
+    scheme: &Scheme,
+) -> (Result<Mapped, RecordRejection>, Vec<Trace>) {
+    let evaluator = Evaluator::new(record, position, scheme).traced();
+    let result = map_with_trace(&evaluator, record, position, scheme);
+    (result, evaluator.into_trace())
+}
+
+fn map_with_trace(
+    evaluator: &Evaluator<'_>,
+    record: &StockoutRecord,
+    position: u32,
+    scheme: &Scheme,
+) -> Result<Mapped, RecordRejection> {
     if let Some(skip) = &scheme.skip
         && evaluator.skip(skip)?
     {
@@ -79,8 +103,8 @@ pub fn map_record(
     }
     let mut drafts = drafts(record, position, &scheme.builtin)?;
     if !scheme.trade_rules.is_empty() || !scheme.line_rules.is_empty() {
-        for draft in &mut drafts {
-            evaluator.apply(scheme, draft)?;
+        for (index, draft) in drafts.iter_mut().enumerate() {
+            evaluator.apply(scheme, index, draft)?;
         }
     } else {
         for draft in &mut drafts {

@@ -12,7 +12,7 @@ use crate::scheme::expr::{
 use crate::scheme::fields::FieldValue;
 use crate::scheme::{FieldPath, Miss, Rule, RuleSource, Scheme};
 use serde_json::Value as Json;
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use wdtpipe_common::record::{DETAILS_KEY, Fields, KUAIDI100_KEY};
 use wdtpipe_common::rejection::rejection;
 use wdtpipe_proto::v1::{Kuaidi100Data, RecordRejection, StockoutDetail, StockoutRecord};
@@ -24,6 +24,23 @@ pub struct Evaluator<'a> {
     position: u32,
     scheme: &'a Scheme,
     cel_record: OnceCell<::cel::Value>,
+    /// When previewing: what each rule did (see [`Trace`]).
+    trace: Option<RefCell<Vec<Trace>>>,
+    /// The last rule's source text and table outcome, for the trace.
+    last: RefCell<String>,
+}
+
+/// What produced one field of one trade, for `wdtpipe scheme preview`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trace {
+    /// The trade's index among the record's trades.
+    pub trade: usize,
+    /// The line's index in the trade's `order_list`, for a line field.
+    pub line: Option<usize>,
+    pub field: &'static str,
+    /// The rule as written, and what it read (`from` path's text, the key a table looked
+    /// up and whether it had it).
+    pub rule: String,
 }
 
 /// What a rule reads: the header (a `[trade]` rule) or a line and the header.
@@ -40,6 +57,31 @@ impl<'a> Evaluator<'a> {
             position,
             scheme,
             cel_record: OnceCell::new(),
+            trace: None,
+            last: RefCell::new(String::new()),
+        }
+    }
+
+    /// Records what each rule does, for a preview.
+    pub fn traced(mut self) -> Self {
+        self.trace = Some(RefCell::new(Vec::new()));
+        self
+    }
+
+    /// What the rules did so far.
+    pub fn into_trace(self) -> Vec<Trace> {
+        self.trace.map(RefCell::into_inner).unwrap_or_default()
+    }
+
+    fn note(&self, trade: usize, line: Option<usize>, field: &'static str, rule: &Rule) {
+        if let Some(trace) = &self.trace {
+            let rule = format!("{}: {}", rule.describe(), self.last.borrow());
+            trace.borrow_mut().push(Trace {
+                trade,
+                line,
+                field,
+                rule,
+            });
         }
     }
 
@@ -66,7 +108,12 @@ impl<'a> Evaluator<'a> {
 
     /// Applies the scheme's trade rules, then the built-in line status, then its line
     /// rules, to one draft.
-    pub fn apply(&self, scheme: &Scheme, draft: &mut Draft) -> Result<(), RecordRejection> {
+    pub fn apply(
+        &self,
+        scheme: &Scheme,
+        index: usize,
+        draft: &mut Draft,
+    ) -> Result<(), RecordRejection> {
         for (field, rule) in &scheme.trade_rules {
             let default = if rule.reads_default() {
                 field.get(&draft.trade)
@@ -80,6 +127,7 @@ impl<'a> Evaluator<'a> {
                 return Err(self.fail(draft, field.name().to_owned(), &why));
             }
             mark_trade(draft, *field);
+            self.note(index, None, field.name(), rule);
         }
         draft.follow_trade_status();
         if scheme.line_rules.is_empty() {
@@ -104,6 +152,7 @@ impl<'a> Evaluator<'a> {
                     return Err(self.fail(draft, format!("details_list[{n}].{field}"), &why));
                 }
                 mark_line(&mut draft.lines[i], *field);
+                self.note(index, Some(i), field.name(), rule);
             }
         }
         Ok(())
@@ -153,11 +202,30 @@ impl<'a> Evaluator<'a> {
                 result_text(value)?
             }
         };
+        if self.trace.is_some() {
+            *self.last.borrow_mut() = format!("gave {text:?}");
+        }
         let Some(lookup) = &rule.lookup else {
             return Ok(text);
         };
         if let Some(found) = lookup.entries.get(&text) {
+            if self.trace.is_some() {
+                *self.last.borrow_mut() =
+                    format!("looked up {text:?} in table {}: {found:?}", lookup.table);
+            }
             return Ok(found.clone());
+        }
+        if self.trace.is_some() {
+            let miss = match &lookup.miss {
+                Miss::Reject => "rejected".to_owned(),
+                Miss::Keep => "kept the text".to_owned(),
+                Miss::Default => "took the built-in value".to_owned(),
+                Miss::Value(value) => format!("took miss_value {value:?}"),
+            };
+            *self.last.borrow_mut() = format!(
+                "looked up {text:?} in table {}: no entry, {miss}",
+                lookup.table
+            );
         }
         match &lookup.miss {
             Miss::Reject => Err(format!("table {} has no entry for {text:?}", lookup.table)),
