@@ -146,8 +146,11 @@ impl WdtClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let answer = match response.bytes().await {
-            Ok(bytes) => parse_answer(&bytes),
+        let answer = match read_capped(response).await {
+            Ok(Some(bytes)) => parse_answer(&bytes),
+            Ok(None) => Err(format!(
+                "answer longer than {MAX_ANSWER_BYTES} bytes; not read"
+            )),
             Err(e) => return Reply::Transport(describe(&e)),
         };
         Reply::Http {
@@ -156,6 +159,28 @@ impl WdtClient {
             answer,
         }
     }
+}
+
+/// The longest answer deliver reads from WDT: its answers are a few hundred bytes, and a
+/// proxy's error page a few kilobytes; more is not read into memory.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// The answer's body, `None` when it is longer than [`MAX_ANSWER_BYTES`].
+async fn read_capped(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_ANSWER_BYTES as u64)
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 /// A transport error with its causes, without the URL's query (there is none) or secrets
@@ -209,59 +234,6 @@ fn snippet(body: &[u8]) -> String {
         out.push('…');
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_with_numbers_or_strings() {
-        let a = parse_answer(br#"{"code":0,"message":"","new_count":2,"chg_count":"1"}"#).unwrap();
-        assert_eq!((a.code, a.new_count, a.chg_count), (0, 2, 1));
-        let a = parse_answer(br#"{"code":"1040","message":"slow down"}"#).unwrap();
-        assert_eq!((a.code, a.message.as_str()), (1040, "slow down"));
-        let a = parse_answer(br#"{"code":99,"message":[{"tid":"T1","error":"x"}]}"#).unwrap();
-        assert_eq!(a.message, r#"[{"error":"x","tid":"T1"}]"#);
-        assert!(parse_answer(b"<html>").is_err());
-        assert!(parse_answer(br#"{"message":"no code"}"#).is_err());
-    }
-
-    #[test]
-    fn form_is_signed_over_the_exact_text_sent() {
-        let client = WdtClient::new(WdtConfig {
-            url: "http://127.0.0.1:1/openapi2/".into(),
-            sid: "test2".into(),
-            appkey: "test2-xx".into(),
-            appsecret: wdtpipe_common::config::Secret::new("12345"),
-            ..WdtConfig::default()
-        })
-        .unwrap();
-        assert_eq!(
-            client.endpoint(),
-            "http://127.0.0.1:1/openapi2/trade_push.php"
-        );
-        let trade = TradeOrder {
-            tid: "T1".into(),
-            buyer_nick: "你好".into(),
-            ..TradeOrder::default()
-        };
-        let form = client.form("SHOP", &[&trade], 1_470_042_310);
-        let get = |k: &str| {
-            form.iter()
-                .find(|(key, _)| *key == k)
-                .map(|(_, v)| v.clone())
-                .unwrap()
-        };
-        assert!(get("trade_list").contains("\"buyer_nick\":\"你好\""));
-        let unsigned: Vec<(&str, &str)> = form
-            .iter()
-            .filter(|(k, _)| *k != "sign")
-            .map(|(k, v)| (*k, v.as_str()))
-            .collect();
-        assert!(sign::verify(unsigned, "12345", &get("sign")));
-        assert_eq!(get("switch"), "1");
-    }
 }
 
 /// Every WDT account deliver pushes with: each lane (a shop within an account, see
@@ -318,5 +290,110 @@ impl WdtApi for Accounts {
 
     fn endpoint(&self) -> &str {
         self.default.endpoint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_with_numbers_or_strings() {
+        let a = parse_answer(br#"{"code":0,"message":"","new_count":2,"chg_count":"1"}"#).unwrap();
+        assert_eq!((a.code, a.new_count, a.chg_count), (0, 2, 1));
+        let a = parse_answer(br#"{"code":"1040","message":"slow down"}"#).unwrap();
+        assert_eq!((a.code, a.message.as_str()), (1040, "slow down"));
+        let a = parse_answer(br#"{"code":99,"message":[{"tid":"T1","error":"x"}]}"#).unwrap();
+        assert_eq!(a.message, r#"[{"error":"x","tid":"T1"}]"#);
+        assert!(parse_answer(b"<html>").is_err());
+        assert!(parse_answer(br#"{"message":"no code"}"#).is_err());
+    }
+
+    #[test]
+    fn form_is_signed_over_the_exact_text_sent() {
+        let client = WdtClient::new(WdtConfig {
+            url: "http://127.0.0.1:1/openapi2/".into(),
+            sid: "test2".into(),
+            appkey: "test2-xx".into(),
+            appsecret: wdtpipe_common::config::Secret::new("12345"),
+            ..WdtConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            client.endpoint(),
+            "http://127.0.0.1:1/openapi2/trade_push.php"
+        );
+        let trade = TradeOrder {
+            tid: "T1".into(),
+            buyer_nick: "你好".into(),
+            ..TradeOrder::default()
+        };
+        let form = client.form("SHOP", &[&trade], 1_470_042_310);
+        let get = |k: &str| {
+            form.iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert!(get("trade_list").contains("\"buyer_nick\":\"你好\""));
+        let unsigned: Vec<(&str, &str)> = form
+            .iter()
+            .filter(|(k, _)| *k != "sign")
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        assert!(sign::verify(unsigned, "12345", &get("sign")));
+        assert_eq!(get("switch"), "1");
+    }
+
+    /// An answer longer than MAX_ANSWER_BYTES is not read into memory: the call is an HTTP
+    /// answer whose body could not be read.
+    #[tokio::test]
+    async fn long_answers_are_not_read() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for chunked in [false, true] {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = vec![0; 64 * 1024];
+                let _ = socket.read(&mut request).await;
+                let body = vec![b' '; MAX_ANSWER_BYTES + 1];
+                let head = if chunked {
+                    // No length announced: the body is cut off while it streams.
+                    format!(
+                        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+                        body.len()
+                    )
+                } else {
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                };
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&body).await;
+                if chunked {
+                    let _ = socket.write_all(b"\r\n0\r\n\r\n").await;
+                }
+            }
+        });
+        let client = WdtClient::new(WdtConfig {
+            url: format!("http://{addr}"),
+            sid: "s".into(),
+            appkey: "k".into(),
+            appsecret: "x".to_owned().into(),
+            ..WdtConfig::default()
+        })
+        .unwrap();
+        for _ in 0..2 {
+            let reply = client.trade_push("S", &[]).await;
+            let Reply::Http { status, answer, .. } = reply else {
+                panic!("{reply:?}");
+            };
+            assert_eq!(status, 200);
+            assert_eq!(
+                answer,
+                Err(format!(
+                    "answer longer than {MAX_ANSWER_BYTES} bytes; not read"
+                ))
+            );
+        }
     }
 }

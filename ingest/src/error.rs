@@ -38,7 +38,11 @@ pub enum IngestError {
     /// The next stage cannot take the request now; the sender should retry.
     #[error("pipeline unavailable, retry later: {0}")]
     Unavailable(String),
-    /// The next stage failed in a way retrying will not fix.
+    /// The same, as a later stage said it: its words are logged, never sent to the sender.
+    #[error("pipeline unavailable, retry later: {0}")]
+    DownstreamUnavailable(String),
+    /// A later stage failed in a way retrying will not fix: logged in full, answered with
+    /// a generic message.
     #[error("pipeline error: {0}")]
     Downstream(String),
     /// `POST /v1/callback/{scheme}` names no scheme transform serves.
@@ -67,7 +71,7 @@ impl IngestError {
             | Code::DeadlineExceeded
             | Code::ResourceExhausted
             | Code::Cancelled
-            | Code::Aborted => IngestError::Unavailable(status.message().to_owned()),
+            | Code::Aborted => IngestError::DownstreamUnavailable(status.message().to_owned()),
             Code::NotFound => IngestError::NoScheme(status.message().to_owned()),
             _ => IngestError::Downstream(format!("{:?}: {}", status.code(), status.message())),
         }
@@ -82,7 +86,9 @@ impl IngestError {
             IngestError::NoRecords(_) | IngestError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Unavailable(_) | IngestError::DownstreamUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             IngestError::Downstream(_) => StatusCode::BAD_GATEWAY,
             IngestError::NoScheme(_) => StatusCode::NOT_FOUND,
         }
@@ -90,10 +96,22 @@ impl IngestError {
 }
 
 impl IngestError {
+    /// What a sender is told: the error itself, except a later stage's own words (internal
+    /// names, addresses, protocol errors), which only the logs get.
+    pub fn public_message(&self) -> String {
+        match self {
+            IngestError::DownstreamUnavailable(_) => "pipeline unavailable, retry later".to_owned(),
+            IngestError::Downstream(_) => {
+                "internal error: the callback was not accepted (the x-request-id header names it in the logs)".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// The HTTP answer, asking a sender to wait `retry_after_secs` before retrying a 503.
     pub fn into_response_with(self, retry_after_secs: u64) -> Response {
         let status = self.status_code();
-        let mut body = json!({"code": status.as_u16(), "message": self.to_string()});
+        let mut body = json!({"code": status.as_u16(), "message": self.public_message()});
         if let IngestError::Invalid(r) = &self {
             body["record"] = json!(r.position);
             body["tid"] = json!(r.tid);
@@ -126,11 +144,44 @@ impl From<IngestError> for Status {
             | IngestError::TooManyRecords { .. } => Status::invalid_argument(error.to_string()),
             IngestError::TooLarge(_) => Status::resource_exhausted(error.to_string()),
             IngestError::Unauthorized(_) => Status::unauthenticated(error.to_string()),
-            IngestError::Unavailable(_) | IngestError::Busy => {
-                Status::unavailable(error.to_string())
-            }
-            IngestError::Downstream(_) => Status::internal(error.to_string()),
+            IngestError::Unavailable(_)
+            | IngestError::DownstreamUnavailable(_)
+            | IngestError::Busy => Status::unavailable(error.public_message()),
+            IngestError::Downstream(_) => Status::internal(error.public_message()),
             IngestError::NoScheme(_) => Status::not_found(error.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A later stage's own words reach the logs (Display), never the sender (the answer).
+    #[tokio::test]
+    async fn senders_get_no_internal_text() {
+        for (status, code) in [
+            (
+                Status::internal("deliver: h2 protocol error at 10.0.0.7:50053"),
+                502,
+            ),
+            (
+                Status::unavailable("deliver: outbox at /var/lib/wdtpipe is full"),
+                503,
+            ),
+        ] {
+            let error = IngestError::from_downstream(status);
+            assert!(error.to_string().contains("deliver:"), "{error}");
+            let response = error.into_response_with(1);
+            assert_eq!(response.status().as_u16(), code);
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let body = String::from_utf8(body.to_vec()).unwrap();
+            assert!(
+                !body.contains("deliver") && !body.contains("10.0.0.7"),
+                "{body}"
+            );
         }
     }
 }

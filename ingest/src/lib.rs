@@ -54,6 +54,11 @@ pub async fn serve(
     let metrics = std::sync::Arc::new(metrics::IngestMetrics::new(&mut registry));
     let forwarder = Forwarder::new(channel.clone(), std::sync::Arc::clone(&metrics));
 
+    // The addresses actually bound (port 0 resolved), for the logs.
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let stop = Stop::spawn(shutdown);
 
     let (health_reporter, health_service) = rpc::health();
@@ -88,7 +93,7 @@ pub async fn serve(
     };
     tracing::info!(
         http = %http_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        grpc = %grpc_listener_addr(&config),
+        grpc = %grpc_addr,
         transform = %config.transform_url,
         sender_signatures = edge.verifier.is_some(),
         "ingest listening"
@@ -108,8 +113,4 @@ pub async fn serve(
     grpc_result?;
     http_result?;
     Ok(())
-}
-
-fn grpc_listener_addr(config: &IngestConfig) -> String {
-    config.grpc_addr.to_string()
 }
