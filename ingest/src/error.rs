@@ -38,6 +38,10 @@ pub enum IngestError {
     /// The next stage cannot take the request now; the sender should retry.
     #[error("pipeline unavailable, retry later: {0}")]
     Unavailable(String),
+    /// Deliver's outbox is above its high-water mark (a later stage answered
+    /// RESOURCE_EXHAUSTED): said in ingest's words, the stage's are logged.
+    #[error("pipeline unavailable, retry later: the outbox is above its high-water mark ({0})")]
+    Overloaded(String),
     /// The same, as a later stage said it: its words are logged, never sent to the sender.
     #[error("pipeline unavailable, retry later: {0}")]
     DownstreamUnavailable(String),
@@ -67,11 +71,10 @@ impl IngestError {
             return IngestError::Invalid(rejection);
         }
         match status.code() {
-            Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::ResourceExhausted
-            | Code::Cancelled
-            | Code::Aborted => IngestError::DownstreamUnavailable(status.message().to_owned()),
+            Code::ResourceExhausted => IngestError::Overloaded(status.message().to_owned()),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
+                IngestError::DownstreamUnavailable(status.message().to_owned())
+            }
             Code::NotFound => IngestError::NoScheme(status.message().to_owned()),
             _ => IngestError::Downstream(format!("{:?}: {}", status.code(), status.message())),
         }
@@ -86,9 +89,9 @@ impl IngestError {
             IngestError::NoRecords(_) | IngestError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            IngestError::Unavailable(_) | IngestError::DownstreamUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            IngestError::Unavailable(_)
+            | IngestError::DownstreamUnavailable(_)
+            | IngestError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Downstream(_) => StatusCode::BAD_GATEWAY,
             IngestError::NoScheme(_) => StatusCode::NOT_FOUND,
         }
@@ -101,6 +104,10 @@ impl IngestError {
     pub fn public_message(&self) -> String {
         match self {
             IngestError::DownstreamUnavailable(_) => "pipeline unavailable, retry later".to_owned(),
+            IngestError::Overloaded(_) => {
+                "pipeline unavailable, retry later: the outbox is above its high-water mark"
+                    .to_owned()
+            }
             IngestError::Downstream(_) => {
                 "internal error: the callback was not accepted (the x-request-id header names it in the logs)".to_owned()
             }
@@ -146,6 +153,7 @@ impl From<IngestError> for Status {
             IngestError::Unauthorized(_) => Status::unauthenticated(error.to_string()),
             IngestError::Unavailable(_)
             | IngestError::DownstreamUnavailable(_)
+            | IngestError::Overloaded(_)
             | IngestError::Busy => Status::unavailable(error.public_message()),
             IngestError::Downstream(_) => Status::internal(error.public_message()),
             IngestError::NoScheme(_) => Status::not_found(error.to_string()),

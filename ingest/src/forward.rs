@@ -71,23 +71,17 @@ impl Forwarder {
         records: Vec<StockoutRecord>,
         origin: &Origin,
     ) -> Result<Vec<Receipt>, IngestError> {
-        if records.is_empty() {
-            return Err(IngestError::NoRecords("request: no records"));
-        }
-        let received_at_ms = now_ms();
-        let records = records
-            .into_iter()
-            .enumerate()
-            .map(|(i, record)| RecordEnvelope {
-                record_id: record_id(&record),
-                received_at_ms,
-                source: origin.source.clone(),
-                position: u32::try_from(i + 1).unwrap_or(u32::MAX),
-                record: Some(record),
-                request_id: origin.request_id.clone(),
-                traceparent: origin.traceparent.clone(),
-            })
-            .collect();
+        self.submit_envelopes(envelopes(records, origin)?, origin)
+            .await
+    }
+
+    /// Forwards records already wrapped in their envelopes (record ids computed), e.g. on a
+    /// blocking thread for a big body.
+    pub async fn submit_envelopes(
+        &self,
+        records: Vec<RecordEnvelope>,
+        origin: &Origin,
+    ) -> Result<Vec<Receipt>, IngestError> {
         let started = tokio::time::Instant::now();
         let response = self
             .transform
@@ -108,4 +102,29 @@ impl Forwarder {
             .inc_by(receipts.iter().filter(|r| r.duplicate).count() as u64);
         Ok(receipts)
     }
+}
+
+/// Wraps a request's records in their envelopes: each with its `record_id` (md5 of its
+/// canonical JSON), position and origin.
+pub fn envelopes(
+    records: Vec<StockoutRecord>,
+    origin: &Origin,
+) -> Result<Vec<RecordEnvelope>, IngestError> {
+    if records.is_empty() {
+        return Err(IngestError::NoRecords("request: no records"));
+    }
+    let received_at_ms = now_ms();
+    Ok(records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| RecordEnvelope {
+            record_id: record_id(&record),
+            received_at_ms,
+            source: origin.source.clone(),
+            position: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            record: Some(record),
+            request_id: origin.request_id.clone(),
+            traceparent: origin.traceparent.clone(),
+        })
+        .collect())
 }

@@ -10,7 +10,7 @@ use crate::auth::WebhookVerifier;
 use crate::callback::parse_body;
 use crate::config::Limits;
 use crate::error::IngestError;
-use crate::forward::{Forwarder, Origin};
+use crate::forward::{Forwarder, Origin, envelopes};
 use crate::limits::check_shape;
 use crate::plain::parse_plain;
 use axum::Json;
@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 use wdtpipe_common::metrics::MetricsRegistry;
 use wdtpipe_common::request::{accept_request_id, new_request_id, valid_traceparent};
+use wdtpipe_proto::v1::RecordEnvelope;
 
 /// What the HTTP edge enforces.
 #[derive(Debug, Clone)]
@@ -181,24 +182,6 @@ async fn accept(
     let bytes = axum::body::to_bytes(body, limits.body_bytes)
         .await
         .map_err(|_| IngestError::TooLarge(limits.body_bytes))?;
-    if let Some(verifier) = &state.edge.verifier {
-        verifier.verify(headers, &bytes, jiff::Timestamp::now().as_second())?;
-    }
-    // Nearly every body is plain and read in one pass; the rest take the full parser.
-    let records = match parse_plain(&bytes, limits.json_depth, limits.string_bytes) {
-        Some(records) => records,
-        None => {
-            check_shape(&bytes, limits.json_depth, limits.string_bytes)?;
-            parse_body(&bytes)?
-        }
-    };
-    if records.len() > limits.records {
-        return Err(IngestError::TooManyRecords {
-            count: records.len(),
-            max: limits.records,
-        });
-    }
-    tracing::Span::current().record("records", records.len());
     let origin = Origin {
         source: "http".to_owned(),
         idempotency_key: idempotency_key(headers),
@@ -211,7 +194,18 @@ async fn accept(
             .unwrap_or_default(),
         scheme,
     };
-    let receipts = state.forwarder.submit(records, &origin).await?;
+    // Checking the signature, parsing and hashing a body is CPU work proportional to its
+    // size: a big body does it on a blocking thread, so the runtime's threads keep serving.
+    let envelopes = if bytes.len() > OFF_THREAD_BYTES {
+        let (edge, headers, origin) = (Arc::clone(&state.edge), headers.clone(), origin.clone());
+        tokio::task::spawn_blocking(move || read_body(&edge, &headers, &bytes, &origin))
+            .await
+            .map_err(|e| IngestError::Unavailable(format!("parsing was interrupted: {e}")))??
+    } else {
+        read_body(&state.edge, headers, &bytes, &origin)?
+    };
+    tracing::Span::current().record("records", envelopes.len());
+    let receipts = state.forwarder.submit_envelopes(envelopes, &origin).await?;
     let duplicates = receipts.iter().filter(|r| r.duplicate).count();
     tracing::info!(records = receipts.len(), duplicates, "callback accepted");
     let receipts: Vec<Value> = receipts
@@ -229,6 +223,37 @@ async fn accept(
         })
         .collect();
     Ok(json!({"code": 0, "message": "accepted", "receipts": receipts}))
+}
+
+/// Bodies larger than this are checked, parsed and hashed on a blocking thread.
+const OFF_THREAD_BYTES: usize = 256 * 1024;
+
+/// The CPU part of a callback: the sender's signature, the records, their ids.
+fn read_body(
+    edge: &Edge,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    origin: &Origin,
+) -> Result<Vec<RecordEnvelope>, IngestError> {
+    let limits = &edge.limits;
+    if let Some(verifier) = &edge.verifier {
+        verifier.verify(headers, bytes, jiff::Timestamp::now().as_second())?;
+    }
+    // Nearly every body is plain and read in one pass; the rest take the full parser.
+    let records = match parse_plain(bytes, limits.json_depth, limits.string_bytes) {
+        Some(records) => records,
+        None => {
+            check_shape(bytes, limits.json_depth, limits.string_bytes)?;
+            parse_body(bytes)?
+        }
+    };
+    if records.len() > limits.records {
+        return Err(IngestError::TooManyRecords {
+            count: records.len(),
+            max: limits.records,
+        });
+    }
+    envelopes(records, origin)
 }
 
 /// JSON, with or without a charset; a missing content type is taken as JSON.

@@ -521,3 +521,27 @@ async fn grpc_over_tls_with_an_admin_token() {
     pipeline.shutdown().await;
     sandbox.stop().await;
 }
+
+/// A body over 256 KiB (here 80 records, ~310 KB) is checked, parsed and hashed on a
+/// blocking thread: it is accepted whole, every record with its receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_body_is_accepted_whole() {
+    let (sandbox, pipeline) = with_sandbox(PipelineOptions::default()).await;
+    let records: Vec<Value> = (0..80)
+        .map(|n| wdtpipe_tests::record_with_tid(&format!("BIG-{n}")))
+        .collect();
+    let body = serde_json::to_vec(&records).unwrap();
+    assert!(body.len() > 256 * 1024, "{}", body.len());
+    let (status, answer) = pipeline.post(&body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["receipts"].as_array().unwrap().len(), 80);
+    assert_eq!(answer["receipts"][79]["tid"], "BIG-79");
+    eventually("every big-body trade at WDT", DEADLINE, || async {
+        (0..80)
+            .all(|n| sandbox.sandbox.trade(&format!("BIG-{n}")).is_some())
+            .then_some(())
+    })
+    .await;
+    pipeline.shutdown().await;
+    sandbox.stop().await;
+}
