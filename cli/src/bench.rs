@@ -74,21 +74,8 @@ fn scheme_of(args: &BenchArgs) -> anyhow::Result<(Option<String>, String)> {
     let Some(path) = &args.scheme else {
         return Ok((None, "default@builtin".to_owned()));
     };
-    let scheme = wdtpipe_transform::scheme::load_file(
-        path,
-        &wdtpipe_transform::scheme::BuiltinOptions::default(),
-        &[wdtpipe_common::connectors::DEFAULT.to_owned()],
-    )
-    .map_err(|errors| {
-        anyhow::anyhow!(
-            "{}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })?;
+    let scheme =
+        crate::scheme::load_scheme(path, &[wdtpipe_common::connectors::DEFAULT.to_owned()])?;
     Ok((Some(scheme.id.clone()), scheme.label()))
 }
 

@@ -78,6 +78,17 @@ pub enum Action {
     },
 }
 
+/// One scheme file, with the built-in defaults; its errors, one a line, as the error.
+pub fn load_scheme(
+    path: &std::path::Path,
+    connectors: &[String],
+) -> anyhow::Result<wdtpipe_transform::scheme::Scheme> {
+    load_file(path, &BuiltinOptions::default(), connectors).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{}", lines.join("\n"))
+    })
+}
+
 /// Which scheme files a tool reads, and the WDT accounts they may name.
 #[derive(Debug, clap::Args)]
 pub struct SchemeFiles {
@@ -147,17 +158,7 @@ pub async fn run(args: SchemeArgs) -> anyhow::Result<()> {
             connectors,
         } => {
             let names = wdtpipe_common::connectors::names(connectors.connectors_file.as_deref())?;
-            let scheme =
-                load_file(&scheme, &BuiltinOptions::default(), &names).map_err(|errors| {
-                    anyhow::anyhow!(
-                        "{}",
-                        errors
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    )
-                })?;
+            let scheme = load_scheme(&scheme, &names)?;
             let body = if callback.as_os_str() == "-" {
                 let mut body = Vec::new();
                 std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)?;
