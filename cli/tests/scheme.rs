@@ -269,3 +269,21 @@ fn preview_shows_what_produced_each_field() {
         "{json}"
     );
 }
+
+/// The README's example schemes and accounts (`examples/`) validate, and their tests pass.
+#[test]
+fn the_examples_validate_and_pass_their_tests() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let schemes = root.join("schemes");
+    let connectors = root.join("connectors.toml");
+    for tool in ["validate", "test"] {
+        let out = wdtpipe(&[
+            "scheme",
+            tool,
+            schemes.to_str().unwrap(),
+            "--connectors-file",
+            connectors.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "scheme {tool}: {}", stdout(&out));
+    }
+}
