@@ -16,8 +16,17 @@ use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use std::sync::Mutex;
 
+impl std::fmt::Debug for Poster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Poster::Plain(_) => f.write_str("Poster::Plain"),
+            _ => f.write_str("Poster::Tls"),
+        }
+    }
+}
+
 /// POSTs JSON bodies to one URL.
-pub enum Poster {
+pub(crate) enum Poster {
     Plain(Plain),
     Tls {
         client: reqwest::Client,
@@ -27,7 +36,7 @@ pub enum Poster {
 
 impl Poster {
     /// A client for `url` (`http://` or `https://`), keeping up to `connections` open.
-    pub fn new(url: &str, connections: usize) -> anyhow::Result<Self> {
+    pub(crate) fn new(url: &str, connections: usize) -> anyhow::Result<Self> {
         let uri: Uri = url
             .parse()
             .with_context(|| format!("bad target URL {url}"))?;
@@ -45,7 +54,7 @@ impl Poster {
     }
 
     /// Sends one JSON body; answers the HTTP status once the whole answer is read.
-    pub async fn post_json(&self, body: String) -> anyhow::Result<u16> {
+    pub(crate) async fn post_json(&self, body: String) -> anyhow::Result<u16> {
         match self {
             Self::Plain(plain) => plain.post_json(body).await,
             Self::Tls { client, url } => {
@@ -65,7 +74,7 @@ impl Poster {
 
 /// Plain HTTP/1.1: idle connections wait in a stack; a request takes one (or opens one),
 /// and puts it back once its answer has been read to the end.
-pub struct Plain {
+pub(crate) struct Plain {
     /// `host:port` to connect to.
     authority: String,
     host: HeaderValue,

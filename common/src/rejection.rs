@@ -10,6 +10,7 @@ use tonic::{Code, Status};
 use wdtpipe_proto::v1::RecordRejection;
 
 /// Renders a rejection the way every surface reports it.
+#[derive(Debug)]
 pub struct Display<'a>(pub &'a RecordRejection);
 
 impl fmt::Display for Display<'_> {

@@ -8,9 +8,11 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use wdtpipe_proto::v1::{TradeLine, TradeOrder};
 
 /// Serializes one trade in WDT's shape.
+#[derive(Debug)]
 pub struct WdtTrade<'a>(pub &'a TradeOrder);
 
 /// Serializes one order line in WDT's shape.
+#[derive(Debug)]
 pub struct WdtLine<'a>(pub &'a TradeLine);
 
 /// The `trade_list` form field for a call: a compact JSON array, CJK unescaped.

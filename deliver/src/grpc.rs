@@ -41,6 +41,12 @@ pub struct Admission {
     pub connectors: Vec<String>,
 }
 
+impl std::fmt::Debug for DeliverService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliverService").finish_non_exhaustive()
+    }
+}
+
 pub struct DeliverService {
     outbox: Arc<Outbox>,
     delivery: Arc<Delivery>,

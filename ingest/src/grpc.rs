@@ -7,6 +7,12 @@ use wdtpipe_common::request::{accept_request_id, new_request_id, valid_tracepare
 use wdtpipe_proto::v1::ingest_server::Ingest;
 use wdtpipe_proto::v1::{SubmitRequest, SubmitResponse};
 
+impl std::fmt::Debug for IngestService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestService").finish_non_exhaustive()
+    }
+}
+
 pub struct IngestService {
     forwarder: Forwarder,
     max_records: usize,

@@ -188,6 +188,18 @@ pub struct Cli {
     pub sign_error_shops: Vec<String>,
 }
 
+// Written by hand so the appsecret never reaches a log line.
+impl fmt::Debug for Cli {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cli")
+            .field("addr", &self.addr)
+            .field("sid", &self.sid)
+            .field("appkey", &self.appkey)
+            .field("appsecret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
 impl Cli {
     /// The sandbox settings these flags describe.
     pub fn config(&self) -> SandboxConfig {

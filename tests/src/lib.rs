@@ -172,6 +172,14 @@ impl Running {
     }
 }
 
+impl std::fmt::Debug for RunningSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningSandbox")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A WDT sandbox on a loopback port.
 pub struct RunningSandbox {
     pub sandbox: Sandbox,
@@ -297,6 +305,15 @@ async fn bind_any(what: &str) -> TcpListener {
     TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("bind {what}: {e}"))
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("http", &self.http)
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
 }
 
 /// ingest + transform + deliver (one or more shards) on ephemeral ports, each with its own

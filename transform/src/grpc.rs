@@ -45,6 +45,12 @@ pub fn shard_sender(client: DeliverClient<Channel>) -> ShardSender {
     })
 }
 
+impl std::fmt::Debug for GrpcShards {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcShards").finish_non_exhaustive()
+    }
+}
+
 /// The deliver shards over gRPC, in shard order.
 pub struct GrpcShards(pub Vec<ShardSender>);
 
@@ -84,6 +90,12 @@ fn status(error: ProcessError) -> Status {
             };
             Status::new(code, format!("deliver: {}", failure.message))
         }
+    }
+}
+
+impl std::fmt::Debug for TransformService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransformService").finish_non_exhaustive()
     }
 }
 

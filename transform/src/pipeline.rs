@@ -50,6 +50,12 @@ pub enum ProcessError {
     Deliver(ShardFailure),
 }
 
+impl std::fmt::Debug for Transformer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transformer").finish_non_exhaustive()
+    }
+}
+
 /// Maps requests with the catalog's schemes and writes them to the shards.
 pub struct Transformer {
     catalog: Arc<Catalog>,

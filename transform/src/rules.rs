@@ -17,6 +17,15 @@ use wdtpipe_common::record::{DETAILS_KEY, Fields, KUAIDI100_KEY};
 use wdtpipe_common::rejection::rejection;
 use wdtpipe_proto::v1::{Kuaidi100Data, RecordRejection, StockoutDetail, StockoutRecord};
 
+impl std::fmt::Debug for Evaluator<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evaluator")
+            .field("position", &self.position)
+            .field("scheme", &self.scheme.id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Evaluates rules for one record; CEL's `record` is built once, when first needed, with
 /// the fields the scheme's expressions read.
 pub struct Evaluator<'a> {
