@@ -330,6 +330,40 @@ field_table! {
     }
 }
 
+/// The tid of a record that yields one trade (MAPPING.md): the first non-empty of `tid`,
+/// the first item of `src_tids` (split on `,`), `src_trade_no`, `trade_no`.
+pub fn single_tid(record: &StockoutRecord) -> Option<String> {
+    let from_src_tids = record
+        .src_tids
+        .split(',')
+        .map(str::trim)
+        .find(|s| !s.is_empty());
+    [
+        Some(record.tid.as_str()),
+        from_src_tids,
+        Some(record.src_trade_no.as_str()),
+        Some(record.trade_no.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|s| !s.is_empty())
+    .map(str::to_owned)
+}
+
+/// The tid errors and status name for a record, in every stage: its single tid, else the
+/// first `src_tid` of its lines, else empty.
+pub fn tid_hint(record: &StockoutRecord) -> String {
+    single_tid(record).unwrap_or_else(|| {
+        record
+            .details_list
+            .iter()
+            .map(|l| l.src_tid.as_str())
+            .find(|s| !s.is_empty())
+            .unwrap_or_default()
+            .to_owned()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,5 +411,23 @@ mod tests {
         record.set_text("nick_name", "");
         let index = StockoutRecord::index_of("nick_name").unwrap();
         assert_eq!(record.empty_fields[index / 8], 1 << (index % 8));
+    }
+
+    /// The one tid rule both stages name a record by.
+    #[test]
+    fn tid_hint_follows_the_mapping() {
+        let mut record = StockoutRecord::default();
+        assert_eq!(tid_hint(&record), "");
+        record.details_list = vec![StockoutDetail {
+            src_tid: "L1".into(),
+            ..StockoutDetail::default()
+        }];
+        assert_eq!(tid_hint(&record), "L1");
+        record.trade_no = "N".into();
+        assert_eq!(tid_hint(&record), "N");
+        record.src_tids = " , S1,S2".into();
+        assert_eq!(tid_hint(&record), "S1");
+        record.tid = "T".into();
+        assert_eq!(single_tid(&record).as_deref(), Some("T"));
     }
 }

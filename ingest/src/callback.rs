@@ -118,25 +118,7 @@ fn record_from_object(
     }
 }
 
-/// The tid the mapping would pick for a single trade, for error messages only.
-pub fn tid_hint(record: &StockoutRecord) -> String {
-    let from_src_tids = record
-        .src_tids
-        .split(',')
-        .map(str::trim)
-        .find(|s| !s.is_empty());
-    [
-        Some(record.tid.as_str()),
-        from_src_tids,
-        Some(&record.src_trade_no),
-        Some(&record.trade_no),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|s| !s.is_empty())
-    .unwrap_or_default()
-    .to_owned()
-}
+pub use wdtpipe_common::record::tid_hint;
 
 /// Reads one key of an object into its text field, or into `extra` when unknown.
 fn read_into<T: Fields>(target: &mut T, key: &str, value: &RawValue) -> Result<(), String> {

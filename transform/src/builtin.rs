@@ -86,10 +86,7 @@ pub fn drafts(
     .drafts()
 }
 
-/// The tid errors and status name for a record: its single tid, else its first `src_tid`.
-pub fn tid_hint(record: &StockoutRecord) -> String {
-    single_tid(record).unwrap_or_else(|| first_src_tid(record))
-}
+pub use wdtpipe_common::record::tid_hint;
 
 struct Builtin<'a> {
     record: &'a StockoutRecord,
@@ -181,7 +178,7 @@ impl Builtin<'_> {
                 (groups.clone(), problems)
             }
             None => {
-                let tid = single_tid(r);
+                let tid = wdtpipe_common::record::single_tid(r);
                 let problem = match &tid {
                     None => Some((
                         "tid".to_owned(),
@@ -468,31 +465,6 @@ fn split_groups(lines: &[StockoutDetail]) -> Option<Vec<String>> {
         }
     }
     (tids.len() >= 2).then_some(tids)
-}
-
-/// The tid of an unsplit record: `tid`, the first item of `src_tids`, `src_trade_no`,
-/// `trade_no`, whichever is first non-empty.
-fn single_tid(r: &StockoutRecord) -> Option<String> {
-    let from_src_tids = r.src_tids.split(',').map(str::trim).find(|s| !s.is_empty());
-    [
-        Some(r.tid.as_str()),
-        from_src_tids,
-        Some(r.src_trade_no.as_str()),
-        Some(r.trade_no.as_str()),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|s| !s.is_empty())
-    .map(str::to_owned)
-}
-
-fn first_src_tid(r: &StockoutRecord) -> String {
-    r.details_list
-        .iter()
-        .map(|l| l.src_tid.as_str())
-        .find(|s| !s.is_empty())
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// The first non-empty `(field, text)`, or the first field with empty text.
