@@ -13,7 +13,7 @@ use wdtpipe_common::format_ms;
 use wdtpipe_common::grpc::{ClientTimeouts, GrpcTls, lazy_channel};
 use wdtpipe_proto::v1::transform_client::TransformClient;
 use wdtpipe_proto::v1::{ListSchemesRequest, SchemeInfo};
-use wdtpipe_transform::scheme::file::is_scheme_file;
+use wdtpipe_transform::scheme::dir::is_scheme_file;
 use wdtpipe_transform::scheme::{BuiltinOptions, SchemeError, load_dir, load_file};
 
 #[derive(Debug, clap::Args)]

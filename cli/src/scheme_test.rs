@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use wdtpipe_common::rejection;
 use wdtpipe_common::trade_json::trade_value;
 use wdtpipe_transform::mapping::map_records;
+use wdtpipe_transform::scheme::dir::is_scheme_file;
 use wdtpipe_transform::scheme::expr::{json_value, result_bool};
-use wdtpipe_transform::scheme::file::is_scheme_file;
 use wdtpipe_transform::scheme::{BuiltinOptions, Scheme, SchemeTest, TestInput, load_file};
 
 /// One test's outcome.

@@ -381,7 +381,7 @@ WH01 = "SHOP-MALL"
     std::fs::write(schemes.path().join("mall.toml"), mall).unwrap();
     std::fs::write(schemes.path().join(".hidden.toml"), "not = toml = at all").unwrap();
     std::fs::write(schemes.path().join("mall.toml~"), "backup").unwrap();
-    let version = wdtpipe_transform::scheme::file::version_of(mall.as_bytes());
+    let version = wdtpipe_transform::scheme::dir::version_of(mall.as_bytes());
     let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
     let pipeline = Pipeline::start(PipelineOptions {
         wdt: wdt_for(sandbox.wdt_url()),
@@ -571,7 +571,7 @@ async fn schemes_reload_while_callbacks_flow() {
     let version = |text: &str| {
         format!(
             "mall@{}",
-            wdtpipe_transform::scheme::file::version_of(text.as_bytes())
+            wdtpipe_transform::scheme::dir::version_of(text.as_bytes())
         )
     };
     let (label1, label2) = (version(&v1), version(&v2));

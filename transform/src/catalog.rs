@@ -3,7 +3,7 @@
 //! records with it, so a reload never mixes two versions within a request.
 
 use crate::metrics::TransformMetrics;
-use crate::scheme::file::is_scheme_file;
+use crate::scheme::dir::is_scheme_file;
 use crate::scheme::{BuiltinOptions, DEFAULT_CONNECTOR, SchemeError, SchemeSet, load_dir};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

@@ -1,26 +1,27 @@
 //! Scheme files (SCHEMES.md, "A scheme file"): TOML read into a [`Scheme`], every
 //! expression compiled and every name resolved, or refused with errors that give the file,
-//! line and column.
+//! line and column. Reading files and directories is in [`super::dir`].
 
+use super::dir::version_of;
 use super::expr::{self, CompileError};
 use super::fields::{LineField, TradeField};
+use super::suggest::{did_you_mean, with_suggestion};
 use super::{
     BuiltinOptions, DEFAULT_CONNECTOR, FieldPath, Lookup, Miss, Rule, RuleSource, Scheme,
     SchemeTest, Source, TestInput,
 };
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use toml::Spanned;
 
 /// One thing wrong with a scheme file, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemeError {
-    pub file: PathBuf,
+    pub file: std::path::PathBuf,
     /// 1-based; 0 when the error is about the file as a whole.
     pub line: usize,
     pub column: usize,
@@ -88,91 +89,6 @@ struct RawTest {
     expect_error: Option<String>,
     #[serde(default)]
     assert: Vec<Spanned<String>>,
-}
-
-/// Reads one scheme file. `connectors` are the WDT accounts a scheme may name.
-pub fn load_file(
-    path: &Path,
-    options: &BuiltinOptions,
-    connectors: &[String],
-) -> Result<Scheme, Vec<SchemeError>> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        vec![SchemeError {
-            file: path.to_owned(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read: {e}"),
-        }]
-    })?;
-    parse(path, &bytes, options, connectors)
-}
-
-/// Reads every scheme file of a directory (`*.toml`, not starting with `.` nor ending in
-/// `~`): all of them, or every error of every file.
-pub fn load_dir(
-    dir: &Path,
-    options: &BuiltinOptions,
-    connectors: &[String],
-) -> Result<Vec<Scheme>, Vec<SchemeError>> {
-    let whole = |message: String| {
-        vec![SchemeError {
-            file: dir.to_owned(),
-            line: 0,
-            column: 0,
-            message,
-        }]
-    };
-    let entries = std::fs::read_dir(dir).map_err(|e| whole(format!("cannot read: {e}")))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| is_scheme_file(path))
-        .collect();
-    files.sort();
-    let mut schemes: Vec<Scheme> = Vec::new();
-    let mut errors = Vec::new();
-    let mut ids: HashMap<String, PathBuf> = HashMap::new();
-    for file in files {
-        match load_file(&file, options, connectors) {
-            Ok(scheme) => {
-                if let Some(first) = ids.get(&scheme.id) {
-                    errors.push(SchemeError {
-                        file: file.clone(),
-                        line: 0,
-                        column: 0,
-                        message: format!(
-                            "id {:?} is also the id of {}: ids must be unique",
-                            scheme.id,
-                            first.display()
-                        ),
-                    });
-                } else {
-                    ids.insert(scheme.id.clone(), file.clone());
-                    schemes.push(scheme);
-                }
-            }
-            Err(mut file_errors) => errors.append(&mut file_errors),
-        }
-    }
-    if errors.is_empty() {
-        Ok(schemes)
-    } else {
-        Err(errors)
-    }
-}
-
-/// Whether a directory entry is a scheme file.
-pub fn is_scheme_file(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return false;
-    };
-    path.is_file() && name.ends_with(".toml") && !name.starts_with('.') && !name.ends_with('~')
-}
-
-/// The version of a scheme file: the first 12 hex digits of the SHA-256 of its bytes.
-pub fn version_of(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads a scheme from a file's bytes.
@@ -656,47 +572,6 @@ fn valid_id(id: &str) -> bool {
     matches!(bytes.next(), Some(b'a'..=b'z' | b'0'..=b'9'))
         && id.len() <= 63
         && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
-}
-
-/// serde's "unknown field `x`, expected one of `a`, `b`" with the closest of them named.
-fn with_suggestion(message: &str) -> String {
-    let Some(rest) = message.strip_prefix("unknown field `") else {
-        return message.to_owned();
-    };
-    let Some((unknown, expected)) = rest.split_once('`') else {
-        return message.to_owned();
-    };
-    let candidates = expected.split('`').skip(1).step_by(2);
-    format!("{message}{}", did_you_mean(unknown, candidates))
-}
-
-/// `; did you mean "x"?` for the candidate closest to `word`, when one is close enough.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    candidates
-        .into_iter()
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| format!("; did you mean {c:?}?"))
-        .unwrap_or_default()
-}
-
-/// Levenshtein distance, in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let next = (row[j + 1] + 1)
-                .min(row[j] + 1)
-                .min(previous + usize::from(ca != *cb));
-            previous = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]

@@ -5,9 +5,11 @@
 //! account (connector) its trades go to. The built-in scheme `default` has no rules. Scheme
 //! files are read and checked by [`file`]; a directory of them becomes a [`SchemeSet`].
 
+pub mod dir;
 pub mod expr;
 pub mod fields;
 pub mod file;
+mod suggest;
 
 use self::fields::{LineField, TradeField};
 use serde::Deserialize;
@@ -15,7 +17,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use self::file::{SchemeError, load_dir, load_file};
+pub use self::dir::{load_dir, load_file};
+pub use self::file::SchemeError;
 
 /// The id of the scheme `POST /v1/callback` uses, built in unless a file replaces it.
 pub const DEFAULT_ID: &str = "default";
