@@ -13,7 +13,7 @@ use wdtpipe_common::format_ms;
 use wdtpipe_common::grpc::{ClientTimeouts, GrpcTls, lazy_channel};
 use wdtpipe_proto::v1::transform_client::TransformClient;
 use wdtpipe_proto::v1::{ListSchemesRequest, SchemeInfo};
-use wdtpipe_transform::scheme::dir::is_scheme_file;
+use wdtpipe_transform::scheme::dir::files_in;
 use wdtpipe_transform::scheme::{BuiltinOptions, SchemeError, load_dir, load_file};
 
 #[derive(Debug, clap::Args)]
@@ -264,14 +264,7 @@ pub fn validate(paths: &[PathBuf], connectors: &[String]) -> (usize, Vec<SchemeE
     let (mut files, mut errors) = (0, Vec::new());
     for path in paths {
         if path.is_dir() {
-            files += std::fs::read_dir(path)
-                .map(|entries| {
-                    entries
-                        .filter_map(Result::ok)
-                        .filter(|e| is_scheme_file(&e.path()))
-                        .count()
-                })
-                .unwrap_or(0);
+            files += files_in(path).map_or(0, |found| found.len());
             if let Err(mut found) = load_dir(path, &options, connectors) {
                 errors.append(&mut found);
             }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use wdtpipe_common::rejection;
 use wdtpipe_common::trade_json::trade_value;
 use wdtpipe_transform::mapping::map_records;
-use wdtpipe_transform::scheme::dir::is_scheme_file;
+use wdtpipe_transform::scheme::dir::files_in;
 use wdtpipe_transform::scheme::expr::{json_value, result_bool};
 use wdtpipe_transform::scheme::{BuiltinOptions, Scheme, SchemeTest, TestInput, load_file};
 
@@ -219,17 +219,7 @@ pub fn scheme_files(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .map(|entries| {
-                    entries
-                        .filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|p| is_scheme_file(p))
-                        .collect()
-                })
-                .unwrap_or_default();
-            found.sort();
-            files.extend(found);
+            files.extend(files_in(path).unwrap_or_default());
         } else {
             files.push(path.clone());
         }

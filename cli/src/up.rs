@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use wdtpipe_common::grpc::GrpcTls;
 use wdtpipe_common::shutdown::Stop;
-use wdtpipe_deliver::config::WdtConfig;
 use wdtpipe_sandbox::{Sandbox, SandboxAccount, SandboxConfig};
 
 /// `up` takes every setting of the three stages, declared once by each stage (flag,
@@ -113,32 +112,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let url = format!("http://{sandbox_addr}/openapi2");
         // Every account of CONNECTORS_FILE gets a sandbox account of its own: its sid and
         // appkey, its secret from its appsecret_env or a made-up one.
+        deliver.load_connectors_with(connectors.connectors_file.as_deref(), |name, entry| {
+            Ok(std::env::var(&entry.appsecret_env)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| format!("sandbox-secret-{name}")))
+        })?;
         let mut accounts = Vec::new();
-        if let Some(path) = connectors.connectors_file.as_deref() {
-            for (name, entry) in wdtpipe_common::connectors::load(path)? {
-                let secret = std::env::var(&entry.appsecret_env)
-                    .ok()
-                    .filter(|s| !s.trim().is_empty())
-                    .unwrap_or_else(|| format!("sandbox-secret-{name}"));
-                let account = WdtConfig {
-                    url: url.clone(),
-                    sid: entry.sid.clone(),
-                    appkey: entry.appkey.clone(),
-                    appsecret: secret.clone().into(),
-                    switch: entry.switch,
-                    timeout_ms: entry.timeout_ms.unwrap_or(deliver.wdt.timeout_ms),
-                };
-                accounts.push(SandboxAccount {
-                    sid: entry.sid,
-                    appkey: entry.appkey,
-                    appsecret: secret,
-                });
-                if name == wdtpipe_common::connectors::DEFAULT {
-                    deliver.wdt = account;
-                } else {
-                    deliver.connectors.insert(name, account);
-                }
-            }
+        for account in deliver.connectors.values_mut() {
+            account.url.clone_from(&url);
+            accounts.push(SandboxAccount {
+                sid: account.sid.clone(),
+                appkey: account.appkey.clone(),
+                appsecret: account.appsecret.expose().to_owned(),
+            });
         }
         let sandbox_config = SandboxConfig {
             sid: non_empty_or(&deliver.wdt.sid, &defaults.sid),

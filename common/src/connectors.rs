@@ -85,11 +85,11 @@ pub fn names(path: Option<&Path>) -> Result<Vec<String>, ConfigError> {
 /// The queue a trade waits in at deliver: its shop within its account. For the default
 /// account that is the shop itself, so outboxes written before accounts existed read the
 /// same; another account's shop is `shop`, a unit separator, then the account.
-pub fn lane(shop_no: &str, connector: &str) -> String {
+pub fn lane<'a>(shop_no: &'a str, connector: &str) -> std::borrow::Cow<'a, str> {
     if connector.is_empty() || connector == DEFAULT {
-        shop_no.to_owned()
+        std::borrow::Cow::Borrowed(shop_no)
     } else {
-        format!("{shop_no}{LANE_SEPARATOR}{connector}")
+        std::borrow::Cow::Owned(format!("{shop_no}{LANE_SEPARATOR}{connector}"))
     }
 }
 

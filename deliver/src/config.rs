@@ -212,14 +212,10 @@ impl DeliverConfig {
         &mut self,
         path: Option<&std::path::Path>,
     ) -> Result<(), wdtpipe_common::config::ConfigError> {
-        use wdtpipe_common::config::ConfigError::Invalid;
-        let Some(path) = path else {
-            return Ok(());
-        };
-        for (name, entry) in wdtpipe_common::connectors::load(path)? {
+        self.load_connectors_with(path, |name, entry| {
             let secret = std::env::var(&entry.appsecret_env).unwrap_or_default();
             if secret.trim().is_empty() {
-                return Err(Invalid {
+                return Err(wdtpipe_common::config::ConfigError::Invalid {
                     name: "CONNECTORS_FILE",
                     reason: format!(
                         "connector {name:?}: the environment variable {} (its appsecret_env) is not set",
@@ -227,11 +223,30 @@ impl DeliverConfig {
                     ),
                 });
             }
+            Ok(secret.trim().to_owned())
+        })
+    }
+
+    /// [`DeliverConfig::load_connectors`] with each account's secret from `secret` (the
+    /// sandbox of `wdtpipe up` makes one up where the variable is unset).
+    pub fn load_connectors_with(
+        &mut self,
+        path: Option<&std::path::Path>,
+        secret: impl Fn(
+            &str,
+            &wdtpipe_common::connectors::ConnectorEntry,
+        ) -> Result<String, wdtpipe_common::config::ConfigError>,
+    ) -> Result<(), wdtpipe_common::config::ConfigError> {
+        let Some(path) = path else {
+            return Ok(());
+        };
+        for (name, entry) in wdtpipe_common::connectors::load(path)? {
+            let secret = secret(&name, &entry)?;
             let account = WdtConfig {
                 url: entry.url,
                 sid: entry.sid,
                 appkey: entry.appkey,
-                appsecret: Secret::new(secret.trim()),
+                appsecret: Secret::new(secret),
                 switch: entry.switch,
                 timeout_ms: entry.timeout_ms.unwrap_or(self.wdt.timeout_ms),
             };

@@ -314,8 +314,7 @@ impl Deliver for DeliverService {
             .map(|shop| {
                 let queue = queues.get(&shop).copied().unwrap_or_default();
                 let act = activity.get(&shop).cloned().unwrap_or_default();
-                let (shop_no, connector) = split_lane(&shop);
-                let (shop_no, connector) = (shop_no.to_owned(), connector.to_owned());
+                let (shop_no, connector) = shop_and_connector(&shop);
                 ShopStats {
                     connector,
                     queued: queue.ready.max(0) as u64,
@@ -359,8 +358,7 @@ impl Deliver for DeliverService {
             .dead_letters(&filter, limit)
             .map_err(DeliverError::from)?;
         for letter in &mut letters {
-            let (shop_no, connector) = split_lane(&letter.shop_no);
-            (letter.shop_no, letter.connector) = (shop_no.to_owned(), connector.to_owned());
+            (letter.shop_no, letter.connector) = shop_and_connector(&letter.shop_no);
         }
         Ok(Response::new(ListDeadLettersResponse {
             letters,
@@ -450,6 +448,13 @@ fn scoped(filter: Option<DeadLetterFilter>) -> Result<DeadLetterFilter, DeliverE
     }
 }
 
+/// The shop and the account (empty for `default`) of a lane, as the answers name them:
+/// the outbox keys each shop per account (`connectors::lane`).
+fn shop_and_connector(lane: &str) -> (String, String) {
+    let (shop_no, connector) = split_lane(lane);
+    (shop_no.to_owned(), connector.to_owned())
+}
+
 /// The status of a tid whose latest record its scheme skipped.
 fn skipped_status(tid: &str, note: RecordMeta, shard: &str) -> TradeStatus {
     TradeStatus {
@@ -477,8 +482,7 @@ fn status_of(
 ) -> Result<TradeStatus, DeliverError> {
     let trade = entry.pending.as_ref().map(pending_trade).transpose()?;
     let state = DeliveryState::try_from(entry.state).unwrap_or(DeliveryState::Unspecified);
-    let (shop_no, connector) = split_lane(&entry.shop_no);
-    let (shop_no, connector) = (shop_no.to_owned(), connector.to_owned());
+    let (shop_no, connector) = shop_and_connector(&entry.shop_no);
     Ok(TradeStatus {
         tid: entry.tid,
         shop_no,

@@ -17,7 +17,6 @@ use crate::classify::Classifier;
 use crate::config::DeliverConfig;
 use crate::error::DeliverError;
 use crate::store::Outbox;
-use crate::wdt::WdtClient;
 use crate::worker::Delivery;
 use std::future::Future;
 use std::sync::Arc;
@@ -53,15 +52,11 @@ pub async fn serve(
     let outbox = Arc::new(
         tokio::task::spawn_blocking(move || Outbox::open_with(&dir, retention, cache)).await??,
     );
-    for (connector, account) in config.accounts() {
-        tracing::info!(
-            connector,
-            endpoint = %WdtClient::new(account.clone())?.endpoint(),
-            sid = %account.sid,
-            "delivering to WDT"
-        );
+    let accounts = wdt::Accounts::new(&config)?;
+    for (connector, client) in accounts.iter() {
+        tracing::info!(connector, endpoint = client.endpoint(), sid = %client.sid(), "delivering to WDT");
     }
-    let client: Arc<dyn wdt::WdtApi> = Arc::new(wdt::Accounts::new(&config)?);
+    let client: Arc<dyn wdt::WdtApi> = Arc::new(accounts);
     let classifier = Classifier {
         retryable_codes: config.retryable_codes.clone(),
         config_codes: config.config_codes.clone(),

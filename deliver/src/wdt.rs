@@ -97,6 +97,11 @@ impl WdtClient {
         &self.endpoint
     }
 
+    /// The seller account calls are made for.
+    pub fn sid(&self) -> &str {
+        &self.config.sid
+    }
+
     /// The signed form fields of a `trade_push` call at `timestamp` (Unix seconds).
     pub fn form(
         &self,
@@ -256,6 +261,15 @@ impl Accounts {
             default: WdtClient::new(config.wdt.clone())?,
             others,
         })
+    }
+
+    /// Every account's client, `default` first.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &WdtClient)> {
+        std::iter::once((wdtpipe_common::connectors::DEFAULT, &self.default)).chain(
+            self.others
+                .iter()
+                .map(|(name, client)| (name.as_str(), client)),
+        )
     }
 
     fn client(&self, connector: &str) -> Option<&WdtClient> {

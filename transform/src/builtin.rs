@@ -52,11 +52,37 @@ impl LineSource {
     pub fn ruled(&self, field: LineField) -> bool {
         self.ruled_fields & (1 << field as u32) != 0
     }
+
+    /// Marks a line field as written by a rule.
+    pub fn mark(&mut self, field: LineField) {
+        self.ruled_fields |= 1 << field as u32;
+    }
 }
 
 impl Draft {
     pub fn ruled(&self, field: TradeField) -> bool {
         self.ruled_fields & (1 << field as u64) != 0
+    }
+
+    /// Marks a trade field as written by a rule.
+    pub fn mark(&mut self, field: TradeField) {
+        self.ruled_fields |= 1 << field as u64;
+    }
+
+    /// A rule's result that cannot be written or fails a check: named by the trade's tid
+    /// (as far as the rules have made it), else the record's.
+    pub fn rule_failed(
+        &self,
+        position: u32,
+        field: impl Into<String>,
+        why: &str,
+    ) -> RecordRejection {
+        let tid = if self.trade.tid.is_empty() {
+            &self.tid_hint
+        } else {
+            &self.trade.tid
+        };
+        rejection(position, tid, field, format!("scheme rule: {why}"))
     }
 
     /// The built-in line `status`: 80 for a refunded line, else the trade's (final)
@@ -481,14 +507,4 @@ fn first_non_empty<'a>(candidates: &[(&'static str, &'a String)]) -> (&'static s
 /// was trimmed when read; what remains is taken as it is (MAPPING.md does not trim again).
 fn without_astral(text: &str) -> String {
     text.chars().filter(|c| u32::from(*c) <= 0xFFFF).collect()
-}
-
-/// Marks a trade field as written by a rule.
-pub fn mark_trade(draft: &mut Draft, field: TradeField) {
-    draft.ruled_fields |= 1 << field as u64;
-}
-
-/// Marks a line field as written by a rule.
-pub fn mark_line(source: &mut LineSource, field: LineField) {
-    source.ruled_fields |= 1 << field as u32;
 }

@@ -3,8 +3,8 @@
 //! records with it, so a reload never mixes two versions within a request.
 
 use crate::metrics::TransformMetrics;
-use crate::scheme::dir::is_scheme_file;
-use crate::scheme::{BuiltinOptions, DEFAULT_CONNECTOR, SchemeError, SchemeSet, load_dir};
+use crate::scheme::dir::files_in;
+use crate::scheme::{BuiltinOptions, SchemeError, SchemeSet, load_dir};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -65,20 +65,6 @@ impl Catalog {
             })),
             last_error: Mutex::new(None),
         })
-    }
-
-    /// Only the built-in scheme with these options.
-    pub fn builtin(options: BuiltinOptions) -> Self {
-        Self {
-            dir: None,
-            current: RwLock::new(Arc::new(Loaded {
-                set: SchemeSet::builtin(options.clone()),
-                loaded_at_ms: wdtpipe_common::now_ms(),
-            })),
-            options,
-            connectors: vec![DEFAULT_CONNECTOR.to_owned()],
-            last_error: Mutex::new(None),
-        }
     }
 
     /// The last refused reload (when, and its errors), if any since the last good one.
@@ -152,15 +138,8 @@ impl Catalog {
 /// A fingerprint of the scheme files of a directory: their names and contents. `None`
 /// when the directory cannot be read (a reload then reports why).
 pub fn fingerprint(dir: &Path) -> Option<[u8; 32]> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| is_scheme_file(path))
-        .collect();
-    files.sort();
     let mut hash = Sha256::new();
-    for file in files {
+    for file in files_in(dir).ok()? {
         hash.update(file.as_os_str().as_encoded_bytes());
         hash.update([0]);
         hash.update(std::fs::read(&file).ok()?);

@@ -104,7 +104,7 @@ fn map_with_trace(
     let mut drafts = drafts(record, position, &scheme.builtin)?;
     if !scheme.trade_rules.is_empty() || !scheme.line_rules.is_empty() {
         for (index, draft) in drafts.iter_mut().enumerate() {
-            evaluator.apply(scheme, index, draft)?;
+            evaluator.apply(index, draft)?;
         }
     } else {
         for draft in &mut drafts {
@@ -150,14 +150,9 @@ impl Checks {
         rejection(self.position, tid, field, rule)
     }
 
-    /// A rule's result that fails a check: named by the trade's final tid.
+    /// A rule's result that fails a check.
     fn rule_failed(&self, draft: &Draft, field: impl Into<String>, why: &str) -> RecordRejection {
-        let tid = if draft.trade.tid.is_empty() {
-            &draft.tid_hint
-        } else {
-            &draft.trade.tid
-        };
-        self.reject(tid, field, format!("scheme rule: {why}"))
+        draft.rule_failed(self.position, field, why)
     }
 
     fn tids(&self, drafts: &[Draft]) -> Result<(), RecordRejection> {

@@ -5,7 +5,7 @@
 //! field's writing rules ([`crate::scheme::fields`]). Anything that fails makes the record
 //! invalid, naming the field and `scheme rule: …`; no partial value is ever written.
 
-use crate::builtin::{Draft, mark_line, mark_trade};
+use crate::builtin::Draft;
 use crate::scheme::expr::{
     Expr, default_value, line_value, record_value, result_bool, result_text,
 };
@@ -117,12 +117,8 @@ impl<'a> Evaluator<'a> {
 
     /// Applies the scheme's trade rules, then the built-in line status, then its line
     /// rules, to one draft.
-    pub fn apply(
-        &self,
-        scheme: &Scheme,
-        index: usize,
-        draft: &mut Draft,
-    ) -> Result<(), RecordRejection> {
+    pub fn apply(&self, index: usize, draft: &mut Draft) -> Result<(), RecordRejection> {
+        let scheme = self.scheme;
         for (field, rule) in &scheme.trade_rules {
             let default = if rule.reads_default() {
                 field.get(&draft.trade)
@@ -133,9 +129,9 @@ impl<'a> Evaluator<'a> {
                 .text(rule, Place::Trade, &default)
                 .and_then(|text| field.write(&mut draft.trade, &text));
             if let Err(why) = written {
-                return Err(self.fail(draft, field.name().to_owned(), &why));
+                return Err(draft.rule_failed(self.position, field.name(), &why));
             }
-            mark_trade(draft, *field);
+            draft.mark(*field);
             self.note(index, None, field.name(), rule);
         }
         draft.follow_trade_status();
@@ -158,22 +154,17 @@ impl<'a> Evaluator<'a> {
                     .text(rule, Place::Line(detail, &line), &default)
                     .and_then(|text| field.write(&mut draft.trade.order_list[i], &text));
                 if let Err(why) = written {
-                    return Err(self.fail(draft, format!("details_list[{n}].{field}"), &why));
+                    return Err(draft.rule_failed(
+                        self.position,
+                        format!("details_list[{n}].{field}"),
+                        &why,
+                    ));
                 }
-                mark_line(&mut draft.lines[i], *field);
+                draft.lines[i].mark(*field);
                 self.note(index, Some(i), field.name(), rule);
             }
         }
         Ok(())
-    }
-
-    fn fail(&self, draft: &Draft, field: String, why: &str) -> RecordRejection {
-        let tid = if draft.trade.tid.is_empty() {
-            &draft.tid_hint
-        } else {
-            &draft.trade.tid
-        };
-        rejection(self.position, tid, field, format!("scheme rule: {why}"))
     }
 
     /// The rule's text: its source, then its table.

@@ -39,13 +39,7 @@ pub fn load_dir(
             message,
         }]
     };
-    let entries = std::fs::read_dir(dir).map_err(|e| whole(format!("cannot read: {e}")))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| is_scheme_file(path))
-        .collect();
-    files.sort();
+    let files = files_in(dir).map_err(|e| whole(format!("cannot read: {e}")))?;
     let mut schemes: Vec<Scheme> = Vec::new();
     let mut errors = Vec::new();
     let mut ids: HashMap<String, PathBuf> = HashMap::new();
@@ -76,6 +70,17 @@ pub fn load_dir(
     } else {
         Err(errors)
     }
+}
+
+/// The scheme files of a directory, in name order.
+pub fn files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| is_scheme_file(path))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// Whether a directory entry is a scheme file.

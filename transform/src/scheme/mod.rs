@@ -25,7 +25,7 @@ pub const DEFAULT_ID: &str = "default";
 /// The version of the built-in scheme.
 pub const BUILTIN_VERSION: &str = "builtin";
 /// The WDT account a scheme writes to unless it names another.
-pub const DEFAULT_CONNECTOR: &str = "default";
+pub use wdtpipe_common::connectors::DEFAULT as DEFAULT_CONNECTOR;
 
 /// The default kuaidi100 `com` → WDT `logistics_type` table (exact, case-sensitive).
 pub const DEFAULT_CARRIERS: &[(&str, i32)] = &[
@@ -298,11 +298,6 @@ pub struct SchemeSet {
 }
 
 impl SchemeSet {
-    /// Only the built-in scheme.
-    pub fn builtin(options: BuiltinOptions) -> Self {
-        Self::from_schemes(options, Vec::new())
-    }
-
     /// These schemes, plus the built-in `default` unless one of them is `default`.
     pub fn from_schemes(options: BuiltinOptions, schemes: Vec<Scheme>) -> Self {
         let mut by_id: HashMap<String, Arc<Scheme>> = schemes
@@ -336,7 +331,7 @@ mod tests {
     /// The built-in `default` is always there, unless a file of that id replaces it.
     #[test]
     fn a_default_file_replaces_the_built_in_scheme() {
-        let set = SchemeSet::builtin(BuiltinOptions::default());
+        let set = SchemeSet::from_schemes(BuiltinOptions::default(), Vec::new());
         assert_eq!(set.get("").unwrap().version, BUILTIN_VERSION);
         let file = Scheme {
             version: "0123456789ab".into(),
