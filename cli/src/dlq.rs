@@ -1,4 +1,6 @@
-//! `wdtpipe dlq list|replay|discard`: the dead-letter store of a deliver service.
+//! `wdtpipe dlq list|replay|discard|remap`: the dead-letter store of the deliver shards.
+//! `remap` goes through transform (`Transform.Remap`), which maps the letters' records again
+//! with the fixed scheme and writes the result to the shards.
 
 use crate::target::DeliverTarget;
 use anyhow::Context;
@@ -7,8 +9,11 @@ use wdtpipe_common::format_ms;
 use wdtpipe_common::time::unix_ms;
 use wdtpipe_common::trade_json::trade_value;
 
+use wdtpipe_common::grpc::{ClientTimeouts, lazy_channel};
+use wdtpipe_proto::v1::transform_client::TransformClient;
 use wdtpipe_proto::v1::{
-    DeadLetter, DeadLetterFilter, DiscardRequest, ListDeadLettersRequest, ReplayRequest,
+    DeadLetter, DeadLetterFilter, DiscardRequest, ListDeadLettersRequest, RemapRequest,
+    RemapResponse, ReplayRequest,
 };
 
 #[derive(Debug, clap::Args)]
@@ -43,7 +48,24 @@ pub enum Action {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// Map dead letters' records again with their scheme's current version (after a fix)
+    /// and queue the result as the newest version of each tid, unless a newer one waits or
+    /// was delivered; the repaired letters go. A record still invalid stays a dead letter
+    /// with the new reason. Exits 1 when any matching letter was left.
+    Remap {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Map with this scheme (id) instead of the one each letter was mapped with.
+        #[arg(long)]
+        scheme: Option<String>,
+        /// The transform service that maps them.
+        #[arg(long, env = "TRANSFORM_URL", default_value = "http://127.0.0.1:50052")]
+        transform: String,
+    },
 }
+
+/// How long a re-map may take: it reads, maps and writes every matching letter.
+const REMAP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Which letters: by tid, shop, time of death; `--all` for every letter.
 #[derive(Debug, Clone, clap::Args)]
@@ -107,6 +129,14 @@ impl FilterArgs {
 }
 
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
+    if let Action::Remap {
+        filter,
+        scheme,
+        transform,
+    } = &args.action
+    {
+        return remap(&args.target, filter, scheme.as_deref(), transform).await;
+    }
     let clients = args.target.clients()?;
     match args.action {
         Action::List {
@@ -121,6 +151,7 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
                         .list_dead_letters(ListDeadLettersRequest {
                             filter: Some(filter.clone()),
                             limit,
+                            page_token: String::new(),
                         })
                         .await
                         .with_context(|| format!("cannot ask deliver at {url}"))?
@@ -196,6 +227,74 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             }
             println!("discarded {discarded}");
         }
+        Action::Remap { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+async fn remap(
+    target: &DeliverTarget,
+    filter: &FilterArgs,
+    scheme: Option<&str>,
+    transform: &str,
+) -> anyhow::Result<()> {
+    let timeouts = ClientTimeouts {
+        request: REMAP_DEADLINE,
+        ..ClientTimeouts::default()
+    };
+    let channel = lazy_channel(transform, timeouts, &target.tls)?;
+    let mut client = TransformClient::new(channel);
+    let mut done = RemapResponse::default();
+    for filter in filter.filters()? {
+        let mut request = tonic::Request::new(RemapRequest {
+            filter: Some(filter),
+            scheme: scheme.unwrap_or_default().to_owned(),
+        });
+        if let Some(value) = target.authorization()? {
+            request.metadata_mut().insert("authorization", value);
+        }
+        let answer = client
+            .remap(request)
+            .await
+            .map_err(|status| anyhow::anyhow!("transform at {transform}: {}", status.message()))?
+            .into_inner();
+        done.repaired += answer.repaired;
+        done.requeued += answer.requeued;
+        done.superseded += answer.superseded;
+        done.still_invalid += answer.still_invalid;
+        done.gone += answer.gone;
+        done.tids.extend(answer.tids);
+        done.problems.extend(answer.problems);
+    }
+    let listed = if done.tids.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", done.tids.join(", "))
+    };
+    println!(
+        "re-mapped {} dead letter(s); queued {} trade(s) (superseded by newer versions: {}){listed}",
+        done.repaired, done.requeued, done.superseded
+    );
+    if done.gone > 0 {
+        println!(
+            "{} letter(s) went meanwhile (replayed, discarded)",
+            done.gone
+        );
+    }
+    if !done.problems.is_empty() {
+        println!("{} letter(s) left:", done.problems.len());
+        for problem in &done.problems {
+            let connector = if problem.connector.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", problem.connector)
+            };
+            println!(
+                "  tid {}  shop {}{connector}\n    {}",
+                problem.tid, problem.shop_no, problem.reason
+            );
+        }
+        std::process::exit(1);
     }
     Ok(())
 }
@@ -209,6 +308,8 @@ fn letter_json(letter: &DeadLetter) -> serde_json::Value {
         "received_at_ms": letter.received_at_ms,
         "dead_at_ms": letter.dead_at_ms,
         "reason": letter.reason,
+        "scheme": letter.scheme,
+        "record_kept": letter.record.is_some(),
         "trade": letter.trade.as_ref().map(trade_value),
         "history": letter.history.iter().map(|a| serde_json::json!({
             "at_ms": a.at_ms, "outcome": a.outcome, "http_status": a.http_status,

@@ -20,7 +20,7 @@ pub struct DeliverTarget {
         default_value = "http://127.0.0.1:50053"
     )]
     pub deliver: Vec<String>,
-    /// Admin token for replay, discard and purge.
+    /// Admin token for replay, discard, remap and purge.
     #[arg(long, global = true, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     #[command(flatten)]
@@ -45,21 +45,24 @@ impl Interceptor for BearerToken {
 pub type Client = DeliverClient<InterceptedService<Channel, BearerToken>>;
 
 impl DeliverTarget {
-    /// One client per shard, with its URL.
-    pub fn clients(&self) -> anyhow::Result<Vec<(String, Client)>> {
-        let token = match self
+    /// `Bearer <token>`, when a token is given.
+    pub fn authorization(&self) -> anyhow::Result<Option<MetadataValue<tonic::metadata::Ascii>>> {
+        match self
             .token
             .as_deref()
             .map(str::trim)
             .filter(|t| !t.is_empty())
         {
-            Some(token) => Some(
-                format!("Bearer {token}")
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("the admin token must be printable ASCII"))?,
-            ),
-            None => None,
-        };
+            Some(token) => Ok(Some(format!("Bearer {token}").parse().map_err(|_| {
+                anyhow::anyhow!("the admin token must be printable ASCII")
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One client per shard, with its URL.
+    pub fn clients(&self) -> anyhow::Result<Vec<(String, Client)>> {
+        let token = self.authorization()?;
         self.deliver
             .iter()
             .map(|url| url.trim())

@@ -181,9 +181,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| "each record's shop_no".to_owned());
     let admin = if deliver.admin_token.is_empty() {
-        "open (set ADMIN_TOKEN to require a token for dlq replay/discard and purge)"
+        "open (set ADMIN_TOKEN to require a token for dlq replay/discard/remap and purge)"
     } else {
-        "ADMIN_TOKEN required for dlq replay/discard and purge"
+        "ADMIN_TOKEN required for dlq replay/discard/remap and purge"
     };
 
     let shutdown = stopped();

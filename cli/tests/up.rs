@@ -317,7 +317,7 @@ async fn waiting(deliver: &str, shop: &str) -> (u64, bool, u64) {
     )
 }
 
-/// `ADMIN_TOKEN=… wdtpipe up`: `wdtpipe purge`, `dlq replay --all` and `dlq discard --all`
+/// `ADMIN_TOKEN=… wdtpipe up`: `wdtpipe purge`, `dlq replay`, `dlq remap` and `dlq discard`
 /// are refused without the token and with a wrong one (changing nothing), and work with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_protects_admin_calls_with_the_token() {
@@ -383,6 +383,20 @@ async fn up_protects_admin_calls_with_the_token() {
     assert_refused(&cli(&right, &replay, &wrong), "replay with a wrong token");
     assert_eq!(waiting(&deliver, &shop).await.2, 1, "nothing replayed");
     assert_ok(&cli(&right, &replay, &[]), "replay with the token");
+    assert_eq!(waiting(&deliver, &shop).await, (1, true, 0));
+
+    // Re-map goes through transform, which passes the token on to deliver.
+    assert_ok(&cli(&right, &purge, &[]), "purge with the token");
+    let transform = format!("http://{}", up.printed("transform    "));
+    let remap = ["dlq", "remap", "T0001", "--transform", transform.as_str()];
+    assert_refused(&cli(&no_token, &remap, &[]), "remap without a token");
+    assert_refused(&cli(&right, &remap, &wrong), "remap with a wrong token");
+    assert_eq!(waiting(&deliver, &shop).await.2, 1, "nothing re-mapped");
+    let out = assert_ok(&cli(&right, &remap, &[]), "remap with the token");
+    assert!(
+        out.contains("re-mapped 1 dead letter(s); queued 1 trade(s)"),
+        "{out}"
+    );
     assert_eq!(waiting(&deliver, &shop).await, (1, true, 0));
 
     assert_ok(&cli(&right, &purge, &[]), "purge with the token");

@@ -30,6 +30,11 @@ pub fn reflection() -> tonic_reflection::server::v1::ServerReflectionServer<
         .expect("the embedded descriptor sets are valid")
 }
 
+/// Largest gRPC message a wdtpipe server or client decodes. tonic's default (4 MiB) is
+/// below what one request may carry between the stages: ingest takes 4 MiB bodies, and
+/// transform sends deliver each record's trades and the record itself.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Timeouts for a client channel to the next stage.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientTimeouts {

@@ -31,7 +31,9 @@ pub enum DeliverError {
 impl From<DeliverError> for Status {
     fn from(error: DeliverError) -> Self {
         match &error {
-            DeliverError::InvalidRequest(_) => Status::invalid_argument(error.to_string()),
+            DeliverError::InvalidRequest(_) | DeliverError::Store(StoreError::BadRequest(_)) => {
+                Status::invalid_argument(error.to_string())
+            }
             DeliverError::Overloaded(_) => Status::resource_exhausted(error.to_string()),
             DeliverError::Unauthenticated => Status::unauthenticated(error.to_string()),
             DeliverError::Store(StoreError::Closed) => {

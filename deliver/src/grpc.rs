@@ -15,7 +15,7 @@ use wdtpipe_proto::v1::{
     EnqueueResponse, GetRecordRequest, GetRecordResponse, GetStatusRequest, GetStatusResponse,
     ListDeadLettersRequest, ListDeadLettersResponse, OutboxEntry, PurgeRequest, PurgeResponse,
     RecordInfo, RecordMeta, ReplayRequest, ReplayResponse, ShopStats, StatsRequest, StatsResponse,
-    TradeStatus,
+    TradeOrder, TradeStatus, WriteRemappedRequest, WriteRemappedResponse,
 };
 use wdtpipe_proto::v1::{
     EnqueueBatchRequest, EnqueueBatchResponse, EnqueueOutcome, enqueue_outcome,
@@ -175,28 +175,33 @@ fn validate(request: &EnqueueRequest, connectors: &[String]) -> Result<(), Deliv
         if record.trades.is_empty() && !record.skipped {
             return invalid(format!("record {}: no trades", i + 1));
         }
-        for trade in &record.trades {
-            if trade.tid.is_empty() || trade.tid.len() > MAX_KEY_BYTES {
-                return invalid(format!("record {}: tid empty or too long", i + 1));
-            }
-            if trade.shop_no.is_empty()
-                || trade.shop_no.len() > MAX_KEY_BYTES
-                || !valid_shop(&trade.shop_no)
-            {
-                return invalid(format!(
-                    "record {} (tid {}): shop_no empty, too long or holding a control character",
-                    i + 1,
-                    trade.tid
-                ));
-            }
-            if !trade.connector.is_empty() && !connectors.contains(&trade.connector) {
-                return invalid(format!(
-                    "record {} (tid {}): connector {:?} is not configured at this deliver (CONNECTORS_FILE)",
-                    i + 1,
-                    trade.tid,
-                    trade.connector
-                ));
-            }
+        validate_trades(&record.trades, connectors)
+            .or_else(|m| invalid(format!("record {}{m}", i + 1)))?;
+    }
+    Ok(())
+}
+
+/// What every trade written to the outbox must be: a tid and a shop that fit in a key, and
+/// an account this deliver has. The error names the trade, to follow the record's name.
+fn validate_trades(trades: &[TradeOrder], connectors: &[String]) -> Result<(), String> {
+    for trade in trades {
+        if trade.tid.is_empty() || trade.tid.len() > MAX_KEY_BYTES {
+            return Err(": tid empty or too long".into());
+        }
+        if trade.shop_no.is_empty()
+            || trade.shop_no.len() > MAX_KEY_BYTES
+            || !valid_shop(&trade.shop_no)
+        {
+            return Err(format!(
+                " (tid {}): shop_no empty, too long or holding a control character",
+                trade.tid
+            ));
+        }
+        if !trade.connector.is_empty() && !connectors.contains(&trade.connector) {
+            return Err(format!(
+                " (tid {}): connector {:?} is not configured at this deliver (CONNECTORS_FILE)",
+                trade.tid, trade.connector
+            ));
         }
     }
     Ok(())
@@ -353,16 +358,17 @@ impl Deliver for DeliverService {
             0 => DEFAULT_LIST_LIMIT,
             n => n as usize,
         };
-        let (mut letters, total) = self
+        let mut page = self
             .outbox
-            .dead_letters(&filter, limit)
+            .dead_letters(&filter, limit, &request.page_token)
             .map_err(DeliverError::from)?;
-        for letter in &mut letters {
+        for letter in &mut page.letters {
             (letter.shop_no, letter.connector) = shop_and_connector(&letter.shop_no);
         }
         Ok(Response::new(ListDeadLettersResponse {
-            letters,
-            total: u32::try_from(total).unwrap_or(u32::MAX),
+            letters: page.letters,
+            total: u32::try_from(page.total).unwrap_or(u32::MAX),
+            next_page_token: page.next_page_token,
         }))
     }
 
@@ -387,6 +393,46 @@ impl Deliver for DeliverService {
         Ok(Response::new(ReplayResponse {
             replayed: done.replayed,
             superseded: done.superseded,
+            tids: done.tids,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn write_remapped(
+        &self,
+        request: Request<WriteRemappedRequest>,
+    ) -> Result<Response<WriteRemappedResponse>, Status> {
+        self.authorize(&request)?;
+        let letters = request.into_inner().letters;
+        if letters.is_empty() {
+            // Transform's first call: the credential is right, nothing to write.
+            return Ok(Response::new(WriteRemappedResponse::default()));
+        }
+        for letter in &letters {
+            validate_trades(&letter.trades, &self.admission.connectors).map_err(|m| {
+                DeliverError::InvalidRequest(format!("re-mapped record {}{m}", letter.record_id))
+            })?;
+        }
+        let done = self
+            .outbox
+            .write_remapped(letters, self.delivery.clock().now_ms())
+            .await
+            .map_err(DeliverError::from)?;
+        tracing::info!(
+            repaired = done.repaired,
+            requeued = done.requeued,
+            superseded = done.superseded,
+            still_invalid = done.still_invalid,
+            gone = done.gone,
+            "dead letters re-mapped"
+        );
+        self.delivery.notify(done.ready_shops);
+        Ok(Response::new(WriteRemappedResponse {
+            repaired: done.repaired,
+            requeued: done.requeued,
+            superseded: done.superseded,
+            still_invalid: done.still_invalid,
+            gone: done.gone,
             tids: done.tids,
         }))
     }

@@ -124,7 +124,8 @@ pub async fn serve(
         Arc::clone(&delivery),
         admission,
         shard.clone(),
-    ));
+    ))
+    .max_decoding_message_size(wdtpipe_common::grpc::MAX_MESSAGE_BYTES);
     tracing::info!(%addr, %shard, queued = outbox.queued().trades, "deliver listening");
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = config.tls.server()? {

@@ -8,7 +8,10 @@
 //! directly and see committed state, except the worker's reads of short ready queues: the
 //! writer keeps a copy of those in memory, updated after each commit (the `mirror` module).
 
+mod dead;
 mod mirror;
+
+pub use dead::{DeadPage, Remapped, Replayed, matches};
 
 use crate::config::Retention;
 use crate::keys::{self, TradeKey};
@@ -21,10 +24,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use wdtpipe_common::connectors::{DEFAULT, lane, split_lane};
+use wdtpipe_common::connectors::lane;
 use wdtpipe_proto::v1::{
     Attempt, DeadLetter, DeadLetterFilter, DeliveryState, EnqueueRecord, EnqueueResult,
-    OutboxEntry, PendingVersion, RecordMeta, TradeOrder,
+    OutboxEntry, PendingVersion, RecordMeta, RemappedLetter, TradeOrder,
 };
 
 /// Attempts kept in an entry's history (older ones are dropped).
@@ -48,6 +51,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("outbox data is corrupt: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    BadRequest(String),
     #[error("outbox is closed")]
     Closed,
     #[error(
@@ -184,15 +189,6 @@ pub struct Promoted {
     pub next_due_ms: Option<i64>,
 }
 
-/// What replaying dead letters did.
-#[derive(Debug, Default)]
-pub struct Replayed {
-    pub replayed: u32,
-    pub superseded: u32,
-    pub tids: Vec<String>,
-    pub ready_shops: BTreeSet<String>,
-}
-
 /// What one sweep step removed.
 #[derive(Debug, Default)]
 pub struct Expired {
@@ -216,6 +212,9 @@ struct RecordToWrite {
     /// Its scheme skipped it (no trades): the tid it would have had.
     skipped_tid: Option<String>,
     trades: Vec<TradeToWrite>,
+    /// The `StockoutRecord` it came from, encoded (empty when the caller sent none): kept
+    /// with each of its trades' pending versions, for a dead letter to keep.
+    source_record: Vec<u8>,
 }
 
 struct TradeToWrite {
@@ -243,6 +242,10 @@ impl From<EnqueueRecord> for RecordToWrite {
             traceparent: record.traceparent,
             scheme: record.scheme,
             skipped_tid: record.skipped.then_some(record.skipped_tid),
+            source_record: match &record.record {
+                Some(source) if !record.skipped => source.encode_to_vec(),
+                _ => Vec::new(),
+            },
         }
     }
 }
@@ -263,6 +266,7 @@ enum Op {
         tid: String,
     },
     Expire,
+    WriteRemapped(Vec<RemappedLetter>),
 }
 
 /// What a write did, sent back only once it is on disk.
@@ -274,6 +278,7 @@ enum Done {
     Discarded(u32),
     Purged(u32),
     Expired(Expired),
+    Remapped(Remapped),
 }
 
 struct Command {
@@ -649,34 +654,6 @@ impl Outbox {
             .collect()
     }
 
-    /// Dead letters of a tid, oldest first.
-    pub fn dead_letters_for_tid(&self, tid: &str) -> Result<Vec<DeadLetter>> {
-        self.tree
-            .scan_prefix(keys::dead_prefix(tid))
-            .map(|item| decode(&item?.1))
-            .collect()
-    }
-
-    /// Dead letters matching `filter`, newest first, at most `limit`; and how many match.
-    pub fn dead_letters(
-        &self,
-        filter: &DeadLetterFilter,
-        limit: usize,
-    ) -> Result<(Vec<DeadLetter>, usize)> {
-        let mut letters: Vec<DeadLetter> = Vec::new();
-        for item in self.tree.scan_prefix(dead_scan_prefix(filter)) {
-            let letter: DeadLetter = decode(&item?.1)?;
-            if matches(filter, &letter) {
-                letters.push(letter);
-            }
-        }
-        let total = letters.len();
-        letters.sort_by(|a, b| b.dead_at_ms.cmp(&a.dead_at_ms).then(b.seq.cmp(&a.seq)));
-        letters.truncate(limit);
-        Ok((letters, total))
-    }
-
-    /// What deliver remembers of a record id.
     /// The latest record a scheme skipped for this tid, while its status is kept.
     pub fn skip_note(&self, tid: &str) -> Result<Option<RecordMeta>> {
         self.tree
@@ -685,6 +662,7 @@ impl Outbox {
             .transpose()
     }
 
+    /// What deliver remembers of a record id.
     pub fn record(&self, record_id: &str) -> Result<Option<RecordMeta>> {
         self.tree
             .get(keys::record_key(record_id))?
@@ -1149,9 +1127,14 @@ impl Writer {
             Op::Settle(settlements) => settle(&mut txn, settlements, now_ms).map(Done::Settled),
             Op::Expire => expire(&mut txn, &mut self.cursors, now_ms, retention).map(Done::Expired),
             Op::Promote => promote(&mut txn, now_ms).map(Done::Promoted),
-            Op::Replay(filter) => replay(&mut txn, next_seq, &filter).map(Done::Replayed),
-            Op::Discard(filter) => discard(&mut txn, &filter).map(Done::Discarded),
-            Op::Purge { shop_no, tid } => purge(&mut txn, &shop_no, &tid, now_ms).map(Done::Purged),
+            Op::WriteRemapped(letters) => {
+                dead::write_remapped(&mut txn, next_seq, letters, now_ms).map(Done::Remapped)
+            }
+            Op::Replay(filter) => dead::replay(&mut txn, next_seq, &filter).map(Done::Replayed),
+            Op::Discard(filter) => dead::discard(&mut txn, &filter).map(Done::Discarded),
+            Op::Purge { shop_no, tid } => {
+                dead::purge(&mut txn, &shop_no, &tid, now_ms).map(Done::Purged)
+            }
         };
         let own = txn.own;
         if result.is_ok() {
@@ -1227,6 +1210,8 @@ fn enqueue(
                 transformed_at_ms: record.transformed_at_ms,
                 enqueued_at_ms: now_ms,
                 request_id: request_id.to_owned(),
+                record: record.source_record.clone(),
+                scheme: record.scheme.clone(),
             });
             entry.transformed_at_ms = record.transformed_at_ms;
             entry.enqueued_at_ms = now_ms;
@@ -1336,7 +1321,7 @@ fn settle(
                 );
             }
             Outcome::Dead { reason } => {
-                let letter = DeadLetter {
+                let mut letter = DeadLetter {
                     // In the store a letter's shop_no is its lane (shop and account).
                     connector: String::new(),
                     tid: ready.key.tid.clone(),
@@ -1348,7 +1333,13 @@ fn settle(
                     reason: reason.clone(),
                     trade: Some(ready.trade.clone()),
                     history: entry.history.clone(),
+                    ..DeadLetter::default()
                 };
+                // The record stays with the pending version; a version that died while a
+                // newer one waits has none left (the newer one is pushed anyway).
+                if let Some(pending) = entry.pending.as_ref().filter(|_| !superseded) {
+                    dead::keep_source(&mut letter, pending);
+                }
                 txn.put_msg(keys::dead_key(&ready.key, ready.seq), &letter);
                 entry.last_error.clone_from(&reason);
                 entry.attempts = 0;
@@ -1493,169 +1484,6 @@ fn push_history(history: &mut Vec<Attempt>, attempt: Attempt) {
     }
 }
 
-/// The narrowest key prefix holding every letter a filter can match.
-fn dead_scan_prefix(filter: &DeadLetterFilter) -> Vec<u8> {
-    if filter.tid.is_empty() {
-        keys::DEAD.to_vec()
-    } else {
-        keys::dead_prefix(&filter.tid)
-    }
-}
-
-/// True when a dead letter matches a filter (empty fields match everything). A letter's
-/// `shop_no` in the store is its lane: the shop, and its account unless `default`.
-pub fn matches(filter: &DeadLetterFilter, letter: &DeadLetter) -> bool {
-    let (shop, connector) = split_lane(&letter.shop_no);
-    (filter.tid.is_empty() || letter.tid == filter.tid)
-        && (filter.shop_no.is_empty() || shop == filter.shop_no)
-        && (filter.connector.is_empty()
-            || connector == filter.connector
-            || (connector.is_empty() && filter.connector == DEFAULT))
-        && (filter.since_ms == 0 || letter.dead_at_ms >= filter.since_ms)
-        && (filter.until_ms == 0 || letter.dead_at_ms < filter.until_ms)
-}
-
-/// Letters matching `filter` as `txn` sees them (deleted ones skipped), in key order: per
-/// tid and shop, oldest version first.
-fn matching_letters(
-    txn: &Txn<'_>,
-    filter: &DeadLetterFilter,
-) -> Result<Vec<(Vec<u8>, DeadLetter)>> {
-    let mut found = Vec::new();
-    for item in txn.tree.scan_prefix(dead_scan_prefix(filter)) {
-        let (key, _) = item?;
-        let Some(letter) = txn.get_msg::<DeadLetter>(&key)? else {
-            continue;
-        };
-        if matches(filter, &letter) {
-            found.push((key.to_vec(), letter));
-        }
-    }
-    Ok(found)
-}
-
-/// Puts letters back in their shops' queues. A letter older than a version of its tid that
-/// waits or was delivered is superseded: latest wins, so it is only removed.
-fn replay(txn: &mut Txn<'_>, next_seq: &mut u64, filter: &DeadLetterFilter) -> Result<Replayed> {
-    let mut done = Replayed::default();
-    for (letter_key, letter) in matching_letters(txn, filter)? {
-        txn.del(letter_key);
-        let key = TradeKey::new(&letter.tid, &letter.shop_no);
-        let entry_key = key.entry_key();
-        let mut entry: OutboxEntry = txn.get_msg(&entry_key)?.unwrap_or_else(|| OutboxEntry {
-            tid: key.tid.clone(),
-            shop_no: key.shop_no.clone(),
-            ..OutboxEntry::default()
-        });
-        let newer_waiting = entry.pending.as_ref().is_some_and(|p| p.seq > letter.seq);
-        if newer_waiting || entry.delivered_seq > letter.seq {
-            done.superseded += 1;
-            continue;
-        }
-        let before = Share::of(&entry);
-        let waiting = entry.pending.is_some();
-        entry.pending = Some(PendingVersion {
-            seq: letter.seq,
-            record_id: letter.record_id.clone(),
-            received_at_ms: letter.received_at_ms,
-            trade: letter
-                .trade
-                .as_ref()
-                .map(Message::encode_to_vec)
-                .unwrap_or_default(),
-            ..PendingVersion::default()
-        });
-        entry.attempts = 0;
-        entry.first_attempt_at_ms = 0;
-        entry.finished_at_ms = 0;
-        entry.dead_reason.clear();
-        entry.last_error = format!("replayed after: {}", letter.reason);
-        if !waiting {
-            let seq = *next_seq;
-            *next_seq += 1;
-            entry.queue_seq = seq;
-            entry.state = DeliveryState::Queued as i32;
-            entry.next_attempt_at_ms = 0;
-            txn.put(
-                keys::ready_key(&key.shop_no, seq),
-                key.tid.clone().into_bytes(),
-            );
-            done.ready_shops.insert(key.shop_no.clone());
-        }
-        txn.put_entry(entry_key, before, &entry);
-        done.replayed += 1;
-        if done.tids.last() != Some(&key.tid) {
-            done.tids.push(key.tid);
-        }
-    }
-    Ok(done)
-}
-
-fn discard(txn: &mut Txn<'_>, filter: &DeadLetterFilter) -> Result<u32> {
-    let letters = matching_letters(txn, filter)?;
-    let count = u32::try_from(letters.len()).unwrap_or(u32::MAX);
-    for (key, _) in letters {
-        txn.del(key);
-    }
-    Ok(count)
-}
-
-/// Takes waiting versions out of their queues into the dead-letter store. A version in
-/// flight is settled later against an entry with nothing waiting, which changes nothing.
-fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32> {
-    let prefix = if tid.is_empty() {
-        keys::ENTRY.to_vec()
-    } else {
-        keys::entry_prefix(tid)
-    };
-    let mut purged = 0;
-    let found: Vec<Vec<u8>> = txn
-        .tree
-        .scan_prefix(prefix)
-        .map(|item| item.map(|(key, _)| key.to_vec()))
-        .collect::<std::result::Result<_, _>>()?;
-    for entry_key in found {
-        let Some(mut entry) = txn.get_msg::<OutboxEntry>(&entry_key)? else {
-            continue;
-        };
-        if !shop_no.is_empty() && split_lane(&entry.shop_no).0 != shop_no {
-            continue;
-        }
-        let before = Share::of(&entry);
-        let Some(pending) = entry.pending.take() else {
-            continue;
-        };
-        let key = TradeKey::new(&entry.tid, &entry.shop_no);
-        txn.del(keys::ready_key(&key.shop_no, entry.queue_seq));
-        txn.del(keys::waiting_key(entry.next_attempt_at_ms, entry.queue_seq));
-        let reason = "purged by operator".to_owned();
-        let trade = pending_trade(&pending)?;
-        let letter = DeadLetter {
-            // In the store a letter's shop_no is its lane (shop and account).
-            connector: String::new(),
-            tid: key.tid.clone(),
-            shop_no: key.shop_no.clone(),
-            seq: pending.seq,
-            record_id: pending.record_id,
-            received_at_ms: pending.received_at_ms,
-            dead_at_ms: now_ms,
-            reason: reason.clone(),
-            trade: Some(trade),
-            history: entry.history.clone(),
-        };
-        txn.put_msg(keys::dead_key(&key, pending.seq), &letter);
-        entry.state = DeliveryState::Dead as i32;
-        entry.dead_reason = reason;
-        entry.next_attempt_at_ms = 0;
-        entry.attempts = 0;
-        entry.first_attempt_at_ms = 0;
-        finish(&mut entry, now_ms);
-        txn.put_entry(entry_key, before, &entry);
-        purged += 1;
-    }
-    Ok(purged)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1707,6 +1535,8 @@ mod tests {
                 transformed_at_ms: 1_701,
                 enqueued_at_ms: 1_702,
                 request_id: "req".into(),
+                record: vec![1, 2, 3],
+                scheme: "mall@0123456789ab".into(),
             }),
             queue_seq: 40,
             attempts: 3,

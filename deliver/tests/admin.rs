@@ -128,6 +128,7 @@ async fn dead_letters(client: &mut DeliverClient<tonic::transport::Channel>) -> 
         .list_dead_letters(ListDeadLettersRequest {
             filter: all(),
             limit: 0,
+            ..ListDeadLettersRequest::default()
         })
         .await
         .expect("listing needs no token")

@@ -323,19 +323,20 @@ async fn replay_and_discard_dead_letters() {
         all: true,
         ..DeadLetterFilter::default()
     };
-    let (letters, total) = outbox.dead_letters(&all, 10).unwrap();
+    let page = outbox.dead_letters(&all, 10, "").unwrap();
+    let (letters, total) = (page.letters, page.total);
     assert_eq!(total, 3);
     assert!(letters.iter().all(|l| l.reason.contains("is bad")));
     let s2 = DeadLetterFilter {
         shop_no: "S2".into(),
         ..DeadLetterFilter::default()
     };
-    assert_eq!(outbox.dead_letters(&s2, 10).unwrap().1, 1);
+    assert_eq!(outbox.dead_letters(&s2, 10, "").unwrap().total, 1);
     let later = DeadLetterFilter {
         since_ms: 101,
         ..DeadLetterFilter::default()
     };
-    assert_eq!(outbox.dead_letters(&later, 10).unwrap().1, 0);
+    assert_eq!(outbox.dead_letters(&later, 10, "").unwrap().total, 0);
 
     let s1 = DeadLetterFilter {
         shop_no: "S1".into(),
@@ -362,7 +363,207 @@ async fn replay_and_discard_dead_letters() {
 
     let discarded = outbox.discard(all.clone(), 300).await.unwrap();
     assert_eq!(discarded, 1, "only C's letter was left");
-    assert_eq!(outbox.dead_letters(&all, 10).unwrap().1, 0);
+    assert_eq!(outbox.dead_letters(&all, 10, "").unwrap().total, 0);
+}
+
+/// Dead letters keep the record and scheme their version came with, through replay and
+/// purge; listing pages cover every letter once, newest first; a page token that this
+/// outbox did not give is refused.
+#[tokio::test]
+async fn dead_letters_keep_their_record_and_list_in_pages() {
+    use wdtpipe_proto::v1::{DeadLetterFilter, StockoutRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    for n in 0..7 {
+        let tid = format!("T{n}");
+        let mut with_record = record(&format!("r{n}"), vec![trade(&tid, "S1", "1")]);
+        with_record.record = Some(StockoutRecord {
+            tid: tid.clone(),
+            warehouse_no: "WH01".into(),
+            ..StockoutRecord::default()
+        });
+        with_record.scheme = "mall@0123456789ab".into();
+        outbox
+            .enqueue(vec![with_record], String::new(), 1)
+            .await
+            .unwrap();
+    }
+    let ready = outbox.ready("S1", 3).unwrap();
+    let dead = |r: Ready| {
+        settle(
+            r,
+            Outcome::Dead {
+                reason: "rejected".into(),
+            },
+        )
+    };
+    outbox
+        .settle(ready.into_iter().map(dead).collect(), 100)
+        .await
+        .unwrap();
+    // The rest are purged into the store, later: they list first.
+    assert_eq!(
+        outbox.purge("S1".into(), String::new(), 200).await.unwrap(),
+        4
+    );
+    let all = DeadLetterFilter {
+        all: true,
+        ..DeadLetterFilter::default()
+    };
+    let (mut seen, mut token) = (Vec::new(), String::new());
+    loop {
+        let page = outbox.dead_letters(&all, 3, &token).unwrap();
+        assert_eq!(page.total, 7);
+        assert!(page.letters.len() <= 3);
+        seen.extend(page.letters);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let order: Vec<(i64, &str)> = seen
+        .iter()
+        .map(|l| (l.dead_at_ms, l.tid.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (200, "T6"),
+            (200, "T5"),
+            (200, "T4"),
+            (200, "T3"),
+            (100, "T2"),
+            (100, "T1"),
+            (100, "T0")
+        ]
+    );
+    for letter in &seen {
+        assert_eq!(letter.scheme, "mall@0123456789ab");
+        assert_eq!(letter.record.as_ref().unwrap().tid, letter.tid);
+    }
+    // Replayed and dead again: the record is still there.
+    let t0 = DeadLetterFilter {
+        tid: "T0".into(),
+        ..DeadLetterFilter::default()
+    };
+    assert_eq!(outbox.replay(t0.clone(), 300).await.unwrap().replayed, 1);
+    let ready = outbox.ready("S1", 10).unwrap();
+    outbox
+        .settle(ready.into_iter().map(dead).collect(), 400)
+        .await
+        .unwrap();
+    let again = outbox.dead_letters(&t0, 10, "").unwrap().letters;
+    assert_eq!(again[0].record.as_ref().unwrap().warehouse_no, "WH01");
+    assert!(matches!(
+        outbox.dead_letters(&all, 3, "not-a-token"),
+        Err(StoreError::BadRequest(_))
+    ));
+}
+
+/// Writing re-mapped letters: trades queue in the letters' original order under their
+/// versions, unless a newer version waits (latest wins); a still-invalid letter stays with
+/// the new reason; a letter that went meanwhile is `gone` and its trades are not written;
+/// the dead entry of a tid re-mapped to another shop goes.
+#[tokio::test]
+async fn remapped_letters_are_written_latest_wins() {
+    use wdtpipe_proto::v1::{DeadLetterFilter, DeadLetterKey, RemappedLetter};
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    for tid in ["A", "B", "C", "D"] {
+        enqueue_one(&outbox, &format!("r-{tid}"), trade(tid, "BAD", "1"), 1).await;
+    }
+    let ready = outbox.ready("BAD", 10).unwrap();
+    let seqs: Vec<u64> = ready.iter().map(|r| r.seq).collect();
+    let reject = |r: Ready| {
+        settle(
+            r,
+            Outcome::Dead {
+                reason: "shop BAD does not exist".into(),
+            },
+        )
+    };
+    outbox
+        .settle(ready.into_iter().map(reject).collect(), 100)
+        .await
+        .unwrap();
+    // A newer version of C waits at the good shop.
+    enqueue_one(&outbox, "r-C2", trade("C", "GOOD", "2"), 150).await;
+    // D's letter goes before the re-map lands.
+    let d = DeadLetterFilter {
+        tid: "D".into(),
+        ..DeadLetterFilter::default()
+    };
+    assert_eq!(outbox.discard(d, 160).await.unwrap(), 1);
+    let letter = |tid: &str, seq: u64| RemappedLetter {
+        letter: Some(DeadLetterKey {
+            tid: tid.into(),
+            shop_no: "BAD".into(),
+            connector: String::new(),
+            seq,
+        }),
+        seq,
+        record_id: format!("r-{tid}"),
+        scheme: "mall@fixed".into(),
+        trades: vec![trade(tid, "GOOD", "1")],
+        ..RemappedLetter::default()
+    };
+    let still_invalid = RemappedLetter {
+        trades: Vec::new(),
+        error: "re-mapped by mall@fixed: still invalid: shop_no: no entry".into(),
+        ..letter("B", seqs[1])
+    };
+    // Given out of order: written oldest first.
+    let done = outbox
+        .write_remapped(
+            vec![
+                letter("D", seqs[3]),
+                letter("C", seqs[2]),
+                still_invalid,
+                letter("A", seqs[0]),
+            ],
+            200,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            done.repaired,
+            done.requeued,
+            done.superseded,
+            done.still_invalid,
+            done.gone
+        ),
+        (2, 1, 1, 1, 1)
+    );
+    assert_eq!(done.tids, ["A"]);
+    let good: Vec<(String, String)> = outbox
+        .ready("GOOD", 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key.tid, r.trade.paid))
+        .collect();
+    assert_eq!(
+        good,
+        [("C".into(), "2".into()), ("A".into(), "1".into())],
+        "C keeps its newer version; A joins the queue"
+    );
+    let a = outbox.entry(&TradeKey::new("A", "GOOD")).unwrap().unwrap();
+    assert_eq!(a.scheme, "mall@fixed");
+    assert!(
+        a.last_error.contains("shop BAD does not exist"),
+        "{}",
+        a.last_error
+    );
+    assert!(outbox.entry(&TradeKey::new("A", "BAD")).unwrap().is_none());
+    let all = DeadLetterFilter {
+        all: true,
+        ..DeadLetterFilter::default()
+    };
+    let left = outbox.dead_letters(&all, 10, "").unwrap().letters;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].tid, "B");
+    assert!(left[0].reason.contains("still invalid"));
+    assert_eq!(left[0].scheme, "mall@fixed");
 }
 
 /// Bounded disk: after a burst drains, nothing is queued and no payload is kept; once the

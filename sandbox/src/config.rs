@@ -109,6 +109,9 @@ pub struct Faults {
     pub reject_without_tid: Option<String>,
     /// Calls for these `shop_no` always answer the sign-error code.
     pub sign_error_shops: Vec<String>,
+    /// Calls for these `shop_no` answer code 99 "店铺不存在" (the shop does not exist in
+    /// the account, or is not of platform 自有/其它): a rejection naming no tid.
+    pub unknown_shops: Vec<String>,
     /// When set, HTTP 500 and 429 answers carry `Retry-After` with this many seconds.
     pub retry_after_secs: Option<u64>,
     /// Probability of answering HTTP 429.
@@ -186,6 +189,9 @@ pub struct Cli {
     /// Answer the sign-error code for this shop (repeatable).
     #[arg(long = "sign-error-shop")]
     pub sign_error_shops: Vec<String>,
+    /// Answer code 99 "店铺不存在" for this shop (repeatable).
+    #[arg(long = "unknown-shop")]
+    pub unknown_shops: Vec<String>,
 }
 
 // Written by hand so the appsecret never reaches a log line.
@@ -219,6 +225,7 @@ impl Cli {
                 reject_tid_pattern: self.reject_tid_pattern.clone(),
                 reject_without_tid: self.reject_without_tid.clone(),
                 sign_error_shops: self.sign_error_shops.clone(),
+                unknown_shops: self.unknown_shops.clone(),
                 retry_after_secs: self.retry_after_secs,
                 http_429_rate: self.http_429_rate,
             },

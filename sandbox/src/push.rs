@@ -56,6 +56,9 @@ pub enum Refusal {
     /// Code 99: the `reject_without_tid` fault; the message names no tid.
     #[error("订单数据错误 (rejected by sandbox rule)")]
     RejectedWithoutTid,
+    /// Code 99: the `unknown_shops` fault.
+    #[error("店铺不存在 (shop {0} does not exist in this account)")]
+    UnknownShop(String),
 }
 
 impl Refusal {
@@ -73,7 +76,7 @@ impl Refusal {
             | Refusal::TradeListEmpty => 104,
             Refusal::TooManyTrades => 105,
             Refusal::Throttled => 1040,
-            Refusal::Trades(_) | Refusal::RejectedWithoutTid => 99,
+            Refusal::Trades(_) | Refusal::RejectedWithoutTid | Refusal::UnknownShop(_) => 99,
         }
     }
 }
@@ -289,6 +292,9 @@ fn check(
     // 6. Call fields.
     if draft.shop_no.is_empty() {
         return Err(Refusal::Missing("shop_no"));
+    }
+    if faults.unknown_shops.contains(&draft.shop_no) {
+        return Err(Refusal::UnknownShop(draft.shop_no.clone()));
     }
     if field("switch").is_some_and(|s| read_switch(s).is_none()) {
         return Err(Refusal::Switch);

@@ -107,6 +107,7 @@ async fn a_flaky_wdt_still_gets_everything() {
                 ..DeadLetterFilter::default()
             }),
             limit: 0,
+            ..ListDeadLettersRequest::default()
         })
         .await
         .unwrap()

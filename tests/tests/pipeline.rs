@@ -317,6 +317,7 @@ async fn rejected_tids_are_dead_lettered_then_replayed() {
                 ..Default::default()
             }),
             limit: 0,
+            ..ListDeadLettersRequest::default()
         })
         .await
         .unwrap()
@@ -852,4 +853,253 @@ async fn two_connectors_deliver_apart() {
     assert!(default_shop.paused_reason.is_empty(), "{default_shop:?}");
     pipeline.shutdown().await;
     sandbox.stop().await;
+}
+
+/// Re-map after a scheme fix (issue 15): a scheme maps a warehouse to a shop WDT does not
+/// have; the trades dead-letter, each keeping its record and scheme. Re-map is refused
+/// without the admin token. The file is fixed (live reload) and `Transform.Remap` delivers
+/// the records to the right shop: their dead letters and dead entries are gone; a record
+/// the fix leaves invalid stays a dead letter with the new reason; a tid whose newer version
+/// waits keeps it. `scheme` re-maps a letter with another scheme.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_remapped_after_a_scheme_fix() {
+    use wdtpipe_proto::v1::transform_client::TransformClient;
+    use wdtpipe_proto::v1::{DeadLetterFilter, ListDeadLettersRequest, RemapRequest};
+    const TOKEN: &str = "remap-admin-token";
+    let schemes = tempfile::tempdir().unwrap();
+    let broken = "id = \"mall\"\n\n[trade]\nshop_no = { from = \"warehouse_no\", table = \"shops\" }\n\n[tables.shops]\nWH01 = \"SHOP-GONE\"\nWH02 = \"SHOP-GONE\"\n";
+    let fixed = "id = \"mall\"\n\n[trade]\nshop_no = { from = \"warehouse_no\", table = \"shops\" }\n\n[tables.shops]\nWH01 = \"SHOP-MALL\"\n";
+    std::fs::write(schemes.path().join("mall.toml"), broken).unwrap();
+    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
+    let gone_shop = wdtpipe_sandbox::Faults {
+        unknown_shops: vec!["SHOP-GONE".into()],
+        ..Default::default()
+    };
+    sandbox.sandbox.set_faults(gone_shop.clone());
+    let pipeline = Pipeline::start(PipelineOptions {
+        wdt: wdt_for(sandbox.wdt_url()),
+        schemes_dir: Some(schemes.path().to_owned()),
+        admin_token: wdtpipe_common::config::Secret::new(TOKEN),
+        shards: 2,
+        ..PipelineOptions::default()
+    })
+    .await;
+    let mut still_invalid = record_with_tid("R-WH02");
+    still_invalid["warehouse_no"] = "WH02".into();
+    let records = [
+        record_with_tid("R-1"),
+        record_with_tid("R-2"),
+        still_invalid,
+        record_with_tid("R-NEWER"),
+    ];
+    for record in &records {
+        let (status, answer) = pipeline
+            .post_to(
+                "/v1/callback/mall",
+                &serde_json::to_vec(record).unwrap(),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let tids = ["R-1", "R-2", "R-WH02", "R-NEWER"];
+    for tid in tids {
+        eventually(&format!("{tid} dead at SHOP-GONE"), DEADLINE, || async {
+            pipeline.status(tid).await.into_iter().find(|s| {
+                s.state == DeliveryState::Dead as i32 && s.last_error.contains("店铺不存在")
+            })
+        })
+        .await;
+    }
+    let all = DeadLetterFilter {
+        all: true,
+        ..DeadLetterFilter::default()
+    };
+    let dead_letters = || async {
+        let mut letters = Vec::new();
+        for shard in 0..2 {
+            letters.extend(
+                pipeline
+                    .shard_client(shard)
+                    .list_dead_letters(ListDeadLettersRequest {
+                        filter: Some(all.clone()),
+                        ..ListDeadLettersRequest::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .letters,
+            );
+        }
+        letters.sort_by(|a, b| a.tid.cmp(&b.tid));
+        letters
+    };
+    let broken_label = format!(
+        "mall@{}",
+        wdtpipe_transform::scheme::dir::version_of(broken.as_bytes())
+    );
+    let letters = dead_letters().await;
+    assert_eq!(letters.len(), 4);
+    for letter in &letters {
+        assert_eq!(letter.scheme, broken_label, "{}", letter.tid);
+        let record = letter.record.as_ref().expect("the letter keeps its record");
+        assert_eq!(record.tid, letter.tid);
+    }
+
+    let mut transform = TransformClient::connect(format!("http://{}", pipeline.transform_grpc))
+        .await
+        .unwrap();
+    let remap = |token: Option<&str>, filter: DeadLetterFilter, scheme: &str| {
+        let mut request = tonic::Request::new(RemapRequest {
+            filter: Some(filter),
+            scheme: scheme.to_owned(),
+        });
+        if let Some(token) = token {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        request
+    };
+    for token in [None, Some("wrong")] {
+        let refused = transform
+            .remap(remap(token, all.clone(), ""))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    }
+    let refused = transform
+        .remap(remap(Some(TOKEN), DeadLetterFilter::default(), ""))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::InvalidArgument,
+        "a scope is needed"
+    );
+    assert_eq!(
+        dead_letters().await.len(),
+        4,
+        "refused calls change nothing"
+    );
+
+    // The fix, seen by the running transform.
+    std::fs::write(schemes.path().join("mall.toml"), fixed).unwrap();
+    let fixed_version = wdtpipe_transform::scheme::dir::version_of(fixed.as_bytes());
+    eventually("the fixed scheme serving", DEADLINE, || async {
+        let listed = pipeline.list_schemes().await.schemes;
+        listed
+            .iter()
+            .any(|s| s.id == "mall" && s.version == fixed_version)
+            .then_some(())
+    })
+    .await;
+    // A newer version of R-NEWER, mapped by the fixed scheme, waits (WDT answers 500).
+    sandbox.sandbox.set_faults(wdtpipe_sandbox::Faults {
+        error_rate: 1.0,
+        ..gone_shop.clone()
+    });
+    let mut newer = record_with_tid("R-NEWER");
+    newer["buyer_message"] = "the newer version".into();
+    let (status, answer) = pipeline
+        .post_to(
+            "/v1/callback/mall",
+            &serde_json::to_vec(&newer).unwrap(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    eventually("R-NEWER's newer version retrying", DEADLINE, || async {
+        pipeline
+            .status("R-NEWER")
+            .await
+            .into_iter()
+            .find(|s| s.shop_no == "SHOP-MALL" && s.state == DeliveryState::Retrying as i32)
+    })
+    .await;
+
+    let done = transform
+        .remap(remap(Some(TOKEN), all.clone(), ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            done.repaired,
+            done.requeued,
+            done.superseded,
+            done.still_invalid
+        ),
+        (3, 2, 1, 1),
+        "{done:?}"
+    );
+    let mut requeued = done.tids.clone();
+    requeued.sort();
+    assert_eq!(requeued, ["R-1", "R-2"]);
+    assert_eq!(done.problems.len(), 1, "{done:?}");
+    assert_eq!(done.problems[0].tid, "R-WH02");
+    assert!(
+        done.problems[0].reason.contains("still invalid")
+            && done.problems[0].reason.contains("shop_no"),
+        "{}",
+        done.problems[0].reason
+    );
+
+    sandbox
+        .sandbox
+        .set_faults(wdtpipe_sandbox::Faults::default());
+    for tid in ["R-1", "R-2", "R-NEWER"] {
+        let accepted = eventually(&format!("{tid} delivered"), DEADLINE, || async {
+            sandbox.sandbox.trade(tid)
+        })
+        .await;
+        assert_eq!(accepted.shop_no, "SHOP-MALL", "{tid}");
+        let statuses = pipeline.status(tid).await;
+        assert_eq!(
+            statuses.len(),
+            1,
+            "{tid}: the dead entry at SHOP-GONE is gone: {statuses:?}"
+        );
+    }
+    let newer_at_wdt = eventually("R-NEWER's newer version at WDT", DEADLINE, || async {
+        sandbox
+            .sandbox
+            .trade("R-NEWER")
+            .filter(|t| t.trade["buyer_message"] == "the newer version")
+    })
+    .await;
+    assert_eq!(newer_at_wdt.shop_no, "SHOP-MALL");
+    let status = &pipeline.status("R-1").await[0];
+    assert_eq!(status.state, DeliveryState::Delivered as i32);
+    assert_eq!(status.scheme, format!("mall@{fixed_version}"));
+    let letters = dead_letters().await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].tid, "R-WH02");
+    assert!(
+        letters[0].reason.contains("still invalid"),
+        "{}",
+        letters[0].reason
+    );
+
+    // Another scheme for the one the fix does not cover: the built-in mapping's shop.
+    let done = transform
+        .remap(remap(
+            Some(TOKEN),
+            DeadLetterFilter {
+                tid: "R-WH02".into(),
+                ..DeadLetterFilter::default()
+            },
+            "default",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((done.repaired, done.requeued), (1, 1), "{done:?}");
+    let accepted = eventually("R-WH02 delivered", DEADLINE, || async {
+        sandbox.sandbox.trade("R-WH02")
+    })
+    .await;
+    assert_eq!(accepted.shop_no, "SHOP01");
+    assert!(dead_letters().await.is_empty());
+    pipeline.shutdown().await;
 }

@@ -2,9 +2,7 @@
 //! Concurrent requests reach each deliver shard coalesced into `EnqueueBatch` calls.
 
 use crate::mapping::{Mapped, map_record_traced};
-use crate::pipeline::{ProcessError, ShardFailure, Shards, Transformer};
-use std::future::Future;
-use std::pin::Pin;
+use crate::pipeline::{ProcessError, ShardCall, ShardFailure, Shards, Transformer};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument as _;
@@ -18,13 +16,17 @@ use wdtpipe_proto::v1::{
     PreviewResponse, PreviewedRecord, ProcessBatchRequest, ProcessBatchResponse, ProcessOutcome,
     ProcessRequest, ProcessResponse, SchemeInfo, enqueue_outcome, process_outcome,
 };
+use wdtpipe_proto::v1::{
+    ListDeadLettersRequest, ListDeadLettersResponse, RemapRequest, RemapResponse,
+    WriteRemappedRequest, WriteRemappedResponse,
+};
 
 /// Sends an enqueue to one deliver shard, coalesced with concurrent ones.
 pub type ShardSender = Coalescer<EnqueueRequest, EnqueueResponse>;
 
 /// A coalescing sender for a deliver shard: concurrent enqueues travel as one
 /// `EnqueueBatch` call.
-pub fn shard_sender(client: DeliverClient<Channel>) -> ShardSender {
+fn shard_sender(client: DeliverClient<Channel>) -> ShardSender {
     Coalescer::new(32, 16, move |requests: Vec<EnqueueRequest>| {
         let mut client = client.clone();
         async move {
@@ -51,27 +53,79 @@ impl std::fmt::Debug for GrpcShards {
     }
 }
 
-/// The deliver shards over gRPC, in shard order.
-pub struct GrpcShards(pub Vec<ShardSender>);
+/// The deliver shards over gRPC, in shard order: enqueues go through each shard's
+/// coalescing sender, dead-letter calls straight to its client.
+pub struct GrpcShards {
+    senders: Vec<ShardSender>,
+    clients: Vec<DeliverClient<Channel>>,
+}
+
+impl GrpcShards {
+    pub fn new(clients: Vec<DeliverClient<Channel>>) -> Self {
+        Self {
+            senders: clients.iter().cloned().map(shard_sender).collect(),
+            clients,
+        }
+    }
+}
+
+fn shard_failure(status: &Status) -> ShardFailure {
+    ShardFailure {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+    }
+}
 
 impl Shards for GrpcShards {
     fn count(&self) -> usize {
-        self.0.len()
+        self.senders.len()
     }
 
-    fn enqueue(
-        &self,
-        shard: usize,
-        request: EnqueueRequest,
-    ) -> Pin<Box<dyn Future<Output = Result<EnqueueResponse, ShardFailure>> + Send + '_>> {
+    fn enqueue(&self, shard: usize, request: EnqueueRequest) -> ShardCall<'_, EnqueueResponse> {
         Box::pin(async move {
-            self.0[shard]
+            self.senders[shard]
                 .call(request)
                 .await
-                .map_err(|status| ShardFailure {
-                    code: status.code() as i32,
-                    message: status.message().to_owned(),
-                })
+                .map_err(|status| shard_failure(&status))
+        })
+    }
+
+    fn list_dead_letters(
+        &self,
+        shard: usize,
+        request: ListDeadLettersRequest,
+    ) -> ShardCall<'_, ListDeadLettersResponse> {
+        let mut client = self.clients[shard].clone();
+        Box::pin(async move {
+            client
+                .list_dead_letters(request)
+                .await
+                .map(Response::into_inner)
+                .map_err(|status| shard_failure(&status))
+        })
+    }
+
+    fn write_remapped(
+        &self,
+        shard: usize,
+        request: WriteRemappedRequest,
+        authorization: String,
+    ) -> ShardCall<'_, WriteRemappedResponse> {
+        let mut client = self.clients[shard].clone();
+        Box::pin(async move {
+            let mut request = Request::new(request);
+            if !authorization.is_empty() {
+                let value = authorization.parse().map_err(|_| ShardFailure {
+                    code: Code::Unauthenticated as i32,
+                    message: "the authorization value is not valid metadata".into(),
+                })?;
+                request.metadata_mut().insert("authorization", value);
+            }
+            client
+                .write_remapped(request)
+                .await
+                .map(Response::into_inner)
+                .map_err(|status| shard_failure(&status))
         })
     }
 }
@@ -81,6 +135,7 @@ fn status(error: ProcessError) -> Status {
     match error {
         ProcessError::NoRecords => Status::invalid_argument("no records"),
         ProcessError::NoScheme(message) => Status::not_found(message),
+        ProcessError::BadRequest(message) => Status::invalid_argument(message),
         ProcessError::Invalid(rejection) => rejection::to_status(&rejection),
         ProcessError::Deliver(failure) => {
             let code = match Code::from(failure.code) {
@@ -228,6 +283,37 @@ impl Transform for TransformService {
             scheme: scheme.label(),
             records,
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn remap(
+        &self,
+        request: Request<RemapRequest>,
+    ) -> Result<Response<RemapResponse>, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let request = request.into_inner();
+        let done = self
+            .transformer
+            .remap(
+                request.filter.unwrap_or_default(),
+                &request.scheme,
+                authorization,
+            )
+            .await
+            .map_err(|error| match error {
+                // Deliver's refusal of the credential or the filter is the caller's.
+                ProcessError::Deliver(failure) => Status::new(
+                    Code::from(failure.code),
+                    format!("deliver: {}", failure.message),
+                ),
+                error => status(error),
+            })?;
+        Ok(Response::new(done))
     }
 
     async fn list_schemes(

@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod mapping;
 pub mod metrics;
 pub mod pipeline;
+pub mod remap;
 pub mod rules;
 pub mod scheme;
 pub mod shard;
@@ -71,12 +72,13 @@ pub async fn serve(
     let metrics = Arc::new(metrics::TransformMetrics::new(&mut registry));
     let service = grpc::TransformService::new(pipeline::Transformer::new(
         Arc::clone(&catalog),
-        Box::new(grpc::GrpcShards(
+        Box::new(grpc::GrpcShards::new(
             channels
                 .iter()
                 .cloned()
-                .map(DeliverClient::new)
-                .map(grpc::shard_sender)
+                .map(|channel| {
+                    DeliverClient::new(channel).max_decoding_message_size(rpc::MAX_MESSAGE_BYTES)
+                })
                 .collect(),
         )),
         Arc::clone(&metrics),
@@ -126,7 +128,9 @@ pub async fn serve(
     server
         .add_service(health_service)
         .add_service(rpc::reflection())
-        .add_service(TransformServer::new(service))
+        .add_service(
+            TransformServer::new(service).max_decoding_message_size(rpc::MAX_MESSAGE_BYTES),
+        )
         .serve_with_incoming_shutdown(rpc::incoming(listeners.grpc), stop.stopped())
         .await?;
     if let Some(task) = metrics_task {

@@ -14,8 +14,9 @@ use tokio::time::Instant;
 use wdtpipe_common::connectors::DEFAULT;
 use wdtpipe_common::{now_ms, rejection};
 use wdtpipe_proto::v1::{
-    EnqueueRecord, EnqueueRequest, EnqueueResponse, ProcessRequest, ProcessResponse, Receipt,
-    RecordRejection, StockoutRecord, TradeOrder,
+    EnqueueRecord, EnqueueRequest, EnqueueResponse, ListDeadLettersRequest,
+    ListDeadLettersResponse, ProcessRequest, ProcessResponse, Receipt, RecordRejection,
+    StockoutRecord, TradeOrder, WriteRemappedRequest, WriteRemappedResponse,
 };
 
 /// Why a deliver shard did not take its part: the gRPC status code it answered (as its
@@ -26,15 +27,28 @@ pub struct ShardFailure {
     pub message: String,
 }
 
+/// What a shard call returns.
+pub type ShardCall<'a, T> = Pin<Box<dyn Future<Output = Result<T, ShardFailure>> + Send + 'a>>;
+
 /// The deliver shards, in shard order: where each request's trades are written.
 pub trait Shards: Send + Sync + 'static {
     fn count(&self) -> usize;
     /// Writes one request's part to one shard; answers once it is on disk there.
-    fn enqueue(
+    fn enqueue(&self, shard: usize, request: EnqueueRequest) -> ShardCall<'_, EnqueueResponse>;
+    /// One page of a shard's dead letters (`Deliver.ListDeadLetters`).
+    fn list_dead_letters(
         &self,
         shard: usize,
-        request: EnqueueRequest,
-    ) -> Pin<Box<dyn Future<Output = Result<EnqueueResponse, ShardFailure>> + Send + '_>>;
+        request: ListDeadLettersRequest,
+    ) -> ShardCall<'_, ListDeadLettersResponse>;
+    /// Writes re-mapped letters to a shard (`Deliver.WriteRemapped`), an admin call made
+    /// with the caller's `authorization` value (empty: none).
+    fn write_remapped(
+        &self,
+        shard: usize,
+        request: WriteRemappedRequest,
+        authorization: String,
+    ) -> ShardCall<'_, WriteRemappedResponse>;
 }
 
 /// Why a request was not taken.
@@ -48,6 +62,9 @@ pub enum ProcessError {
     Invalid(RecordRejection),
     /// A shard refused or could not be reached (the first such answer).
     Deliver(ShardFailure),
+    /// A request that cannot be served as asked (e.g. a dead-letter filter that sets
+    /// nothing).
+    BadRequest(String),
 }
 
 impl std::fmt::Debug for Transformer {
@@ -118,6 +135,19 @@ impl Transformer {
         &self.catalog
     }
 
+    pub(crate) fn shards(&self) -> &dyn Shards {
+        self.shards.as_ref()
+    }
+
+    /// The account name trades of a scheme carry: empty for `default`.
+    pub(crate) fn trade_connector(scheme: &Scheme) -> &str {
+        if scheme.connector == DEFAULT {
+            ""
+        } else {
+            scheme.connector.as_str()
+        }
+    }
+
     /// The scheme of this id (`""` is `default`).
     pub fn scheme(&self, id: &str) -> Result<Arc<Scheme>, ProcessError> {
         self.catalog
@@ -168,11 +198,7 @@ impl Transformer {
         let mut receipts = Vec::with_capacity(mapped.len());
         let mut records = Vec::with_capacity(mapped.len());
         let (mut trade_count, mut skipped_count) = (0, 0);
-        let connector = if scheme.connector == DEFAULT {
-            ""
-        } else {
-            scheme.connector.as_str()
-        };
+        let connector = Self::trade_connector(&scheme);
         for (i, (envelope, mapped)) in request.records.into_iter().zip(mapped).enumerate() {
             let skipped_tid = match &mapped {
                 Mapped::Skipped { tid } => Some(tid.clone()),
@@ -203,6 +229,8 @@ impl Transformer {
                 transformed_at_ms,
                 traceparent: envelope.traceparent,
                 scheme: label.clone(),
+                // Kept by deliver with the trades, for a dead letter to be re-mapped.
+                record: if skipped { None } else { envelope.record },
             });
         }
 
@@ -353,12 +381,24 @@ mod tests {
             self.count
         }
 
-        fn enqueue(
+        fn list_dead_letters(
             &self,
-            shard: usize,
-            request: EnqueueRequest,
-        ) -> Pin<Box<dyn Future<Output = Result<EnqueueResponse, ShardFailure>> + Send + '_>>
-        {
+            _shard: usize,
+            _request: ListDeadLettersRequest,
+        ) -> ShardCall<'_, ListDeadLettersResponse> {
+            Box::pin(std::future::ready(Ok(ListDeadLettersResponse::default())))
+        }
+
+        fn write_remapped(
+            &self,
+            _shard: usize,
+            _request: WriteRemappedRequest,
+            _authorization: String,
+        ) -> ShardCall<'_, WriteRemappedResponse> {
+            Box::pin(std::future::ready(Ok(WriteRemappedResponse::default())))
+        }
+
+        fn enqueue(&self, shard: usize, request: EnqueueRequest) -> ShardCall<'_, EnqueueResponse> {
             let results = request
                 .records
                 .iter()

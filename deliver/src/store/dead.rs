@@ -1,0 +1,496 @@
+//! The dead-letter store: letters listed page by page, replayed, discarded, purged into,
+//! and re-mapped. A letter lives under `x/ len16(tid) tid lane seq` and keeps the record its
+//! version was mapped from (when known), so that [`write_remapped`] can take that record
+//! mapped again by a fixed scheme.
+
+use super::{Done, Op, Outbox, Result, Share, StoreError, Txn, decode, finish, pending_trade};
+use crate::keys::{self, TradeKey};
+use prost::Message;
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
+use wdtpipe_common::connectors::{DEFAULT, lane, split_lane};
+use wdtpipe_proto::v1::{
+    DeadLetter, DeadLetterFilter, DeliveryState, OutboxEntry, PendingVersion, RecordMeta,
+    RemappedLetter,
+};
+
+/// What replaying dead letters did.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    pub replayed: u32,
+    pub superseded: u32,
+    pub tids: Vec<String>,
+    pub ready_shops: BTreeSet<String>,
+}
+
+/// One page of dead letters.
+#[derive(Debug, Default)]
+pub struct DeadPage {
+    pub letters: Vec<DeadLetter>,
+    /// How many letters match in all.
+    pub total: usize,
+    /// Names where the next page starts; empty on the last page.
+    pub next_page_token: String,
+}
+
+/// What writing re-mapped letters did (the fields of `WriteRemappedResponse`).
+#[derive(Debug, Default)]
+pub struct Remapped {
+    pub repaired: u32,
+    pub requeued: u32,
+    pub superseded: u32,
+    pub still_invalid: u32,
+    pub gone: u32,
+    pub tids: Vec<String>,
+    pub ready_shops: BTreeSet<String>,
+}
+
+/// A letter's place in the listing order: newest death first, then newest version, then
+/// key order. A page token is the place of a page's last letter.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct PagePlace {
+    dead_at_ms: Reverse<i64>,
+    seq: Reverse<u64>,
+    tid: String,
+    lane: String,
+}
+
+impl PagePlace {
+    fn of(letter: &DeadLetter) -> Self {
+        Self {
+            dead_at_ms: Reverse(letter.dead_at_ms),
+            seq: Reverse(letter.seq),
+            tid: letter.tid.clone(),
+            lane: letter.shop_no.clone(),
+        }
+    }
+
+    /// `dead_at.seq.len(tid).tid lane`.
+    fn token(&self) -> String {
+        format!(
+            "{}.{}.{}.{}{}",
+            self.dead_at_ms.0,
+            self.seq.0,
+            self.tid.len(),
+            self.tid,
+            self.lane
+        )
+    }
+
+    fn parse(token: &str) -> Option<Self> {
+        let mut parts = token.splitn(4, '.');
+        let dead_at_ms = parts.next()?.parse().ok()?;
+        let seq = parts.next()?.parse().ok()?;
+        let tid_len: usize = parts.next()?.parse().ok()?;
+        let rest = parts.next()?;
+        let (tid, lane) = (rest.get(..tid_len)?, rest.get(tid_len..)?);
+        Some(Self {
+            dead_at_ms: Reverse(dead_at_ms),
+            seq: Reverse(seq),
+            tid: tid.to_owned(),
+            lane: lane.to_owned(),
+        })
+    }
+}
+
+impl Outbox {
+    /// Dead letters of a tid, oldest first.
+    pub fn dead_letters_for_tid(&self, tid: &str) -> Result<Vec<DeadLetter>> {
+        self.tree
+            .scan_prefix(keys::dead_prefix(tid))
+            .map(|item| decode(&item?.1))
+            .collect()
+    }
+
+    /// Dead letters matching `filter`, newest first: at most `limit` of them, after the
+    /// page `page_token` names (`""` = from the newest).
+    pub fn dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+        limit: usize,
+        page_token: &str,
+    ) -> Result<DeadPage> {
+        let after = match page_token {
+            "" => None,
+            token => Some(PagePlace::parse(token).ok_or_else(|| {
+                StoreError::BadRequest(format!("page token {token:?} is not one this outbox gave"))
+            })?),
+        };
+        let mut letters: Vec<DeadLetter> = Vec::new();
+        for item in self.tree.scan_prefix(dead_scan_prefix(filter)) {
+            let letter: DeadLetter = decode(&item?.1)?;
+            if matches(filter, &letter) {
+                letters.push(letter);
+            }
+        }
+        let total = letters.len();
+        letters.sort_by_cached_key(PagePlace::of);
+        if let Some(after) = after {
+            letters.retain(|letter| PagePlace::of(letter) > after);
+        }
+        let next_page_token = match letters.get(limit) {
+            Some(_) => PagePlace::of(&letters[limit - 1]).token(),
+            None => String::new(),
+        };
+        letters.truncate(limit);
+        Ok(DeadPage {
+            letters,
+            total,
+            next_page_token,
+        })
+    }
+
+    /// Writes re-mapped dead letters ([`write_remapped`]).
+    pub async fn write_remapped(
+        &self,
+        letters: Vec<RemappedLetter>,
+        now_ms: i64,
+    ) -> Result<Remapped> {
+        match self.call(Op::WriteRemapped(letters), now_ms).await? {
+            Done::Remapped(done) => Ok(done),
+            _ => unreachable!("write_remapped answers Remapped"),
+        }
+    }
+}
+
+/// The narrowest key prefix holding every letter a filter can match.
+fn dead_scan_prefix(filter: &DeadLetterFilter) -> Vec<u8> {
+    if filter.tid.is_empty() {
+        keys::DEAD.to_vec()
+    } else {
+        keys::dead_prefix(&filter.tid)
+    }
+}
+
+/// True when a dead letter matches a filter (empty fields match everything). A letter's
+/// `shop_no` in the store is its lane: the shop, and its account unless `default`.
+pub fn matches(filter: &DeadLetterFilter, letter: &DeadLetter) -> bool {
+    let (shop, connector) = split_lane(&letter.shop_no);
+    (filter.tid.is_empty() || letter.tid == filter.tid)
+        && (filter.shop_no.is_empty() || shop == filter.shop_no)
+        && (filter.connector.is_empty()
+            || connector == filter.connector
+            || (connector.is_empty() && filter.connector == DEFAULT))
+        && (filter.since_ms == 0 || letter.dead_at_ms >= filter.since_ms)
+        && (filter.until_ms == 0 || letter.dead_at_ms < filter.until_ms)
+}
+
+/// Letters matching `filter` as `txn` sees them (deleted ones skipped), in key order: per
+/// tid and shop, oldest version first.
+fn matching_letters(
+    txn: &Txn<'_>,
+    filter: &DeadLetterFilter,
+) -> Result<Vec<(Vec<u8>, DeadLetter)>> {
+    let mut found = Vec::new();
+    for item in txn.tree.scan_prefix(dead_scan_prefix(filter)) {
+        let (key, _) = item?;
+        let Some(letter) = txn.get_msg::<DeadLetter>(&key)? else {
+            continue;
+        };
+        if matches(filter, &letter) {
+            found.push((key.to_vec(), letter));
+        }
+    }
+    Ok(found)
+}
+
+/// Puts letters back in their shops' queues. A letter older than a version of its tid that
+/// waits or was delivered is superseded: latest wins, so it is only removed.
+pub(super) fn replay(
+    txn: &mut Txn<'_>,
+    next_seq: &mut u64,
+    filter: &DeadLetterFilter,
+) -> Result<Replayed> {
+    let mut done = Replayed::default();
+    for (letter_key, letter) in matching_letters(txn, filter)? {
+        txn.del(letter_key);
+        let key = TradeKey::new(&letter.tid, &letter.shop_no);
+        let entry_key = key.entry_key();
+        let mut entry: OutboxEntry = txn.get_msg(&entry_key)?.unwrap_or_else(|| OutboxEntry {
+            tid: key.tid.clone(),
+            shop_no: key.shop_no.clone(),
+            ..OutboxEntry::default()
+        });
+        let newer_waiting = entry.pending.as_ref().is_some_and(|p| p.seq > letter.seq);
+        if newer_waiting || entry.delivered_seq > letter.seq {
+            done.superseded += 1;
+            continue;
+        }
+        let before = Share::of(&entry);
+        let waiting = entry.pending.is_some();
+        entry.pending = Some(PendingVersion {
+            seq: letter.seq,
+            record_id: letter.record_id.clone(),
+            received_at_ms: letter.received_at_ms,
+            trade: letter
+                .trade
+                .as_ref()
+                .map(Message::encode_to_vec)
+                .unwrap_or_default(),
+            record: letter
+                .record
+                .as_ref()
+                .map(Message::encode_to_vec)
+                .unwrap_or_default(),
+            scheme: letter.scheme.clone(),
+            ..PendingVersion::default()
+        });
+        entry.attempts = 0;
+        entry.first_attempt_at_ms = 0;
+        entry.finished_at_ms = 0;
+        entry.dead_reason.clear();
+        entry.last_error = format!("replayed after: {}", letter.reason);
+        if !waiting {
+            let seq = *next_seq;
+            *next_seq += 1;
+            entry.queue_seq = seq;
+            entry.state = DeliveryState::Queued as i32;
+            entry.next_attempt_at_ms = 0;
+            txn.put(
+                keys::ready_key(&key.shop_no, seq),
+                key.tid.clone().into_bytes(),
+            );
+            done.ready_shops.insert(key.shop_no.clone());
+        }
+        txn.put_entry(entry_key, before, &entry);
+        done.replayed += 1;
+        if done.tids.last() != Some(&key.tid) {
+            done.tids.push(key.tid);
+        }
+    }
+    Ok(done)
+}
+
+pub(super) fn discard(txn: &mut Txn<'_>, filter: &DeadLetterFilter) -> Result<u32> {
+    let letters = matching_letters(txn, filter)?;
+    let count = u32::try_from(letters.len()).unwrap_or(u32::MAX);
+    for (key, _) in letters {
+        txn.del(key);
+    }
+    Ok(count)
+}
+
+/// Takes waiting versions out of their queues into the dead-letter store. A version in
+/// flight is settled later against an entry with nothing waiting, which changes nothing.
+pub(super) fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32> {
+    let prefix = if tid.is_empty() {
+        keys::ENTRY.to_vec()
+    } else {
+        keys::entry_prefix(tid)
+    };
+    let mut purged = 0;
+    let found: Vec<Vec<u8>> = txn
+        .tree
+        .scan_prefix(prefix)
+        .map(|item| item.map(|(key, _)| key.to_vec()))
+        .collect::<std::result::Result<_, _>>()?;
+    for entry_key in found {
+        let Some(mut entry) = txn.get_msg::<OutboxEntry>(&entry_key)? else {
+            continue;
+        };
+        if !shop_no.is_empty() && split_lane(&entry.shop_no).0 != shop_no {
+            continue;
+        }
+        let before = Share::of(&entry);
+        let Some(pending) = entry.pending.take() else {
+            continue;
+        };
+        let key = TradeKey::new(&entry.tid, &entry.shop_no);
+        txn.del(keys::ready_key(&key.shop_no, entry.queue_seq));
+        txn.del(keys::waiting_key(entry.next_attempt_at_ms, entry.queue_seq));
+        let reason = "purged by operator".to_owned();
+        let trade = pending_trade(&pending)?;
+        let mut letter = DeadLetter {
+            // In the store a letter's shop_no is its lane (shop and account).
+            connector: String::new(),
+            tid: key.tid.clone(),
+            shop_no: key.shop_no.clone(),
+            seq: pending.seq,
+            record_id: pending.record_id.clone(),
+            received_at_ms: pending.received_at_ms,
+            dead_at_ms: now_ms,
+            reason: reason.clone(),
+            trade: Some(trade),
+            history: entry.history.clone(),
+            ..DeadLetter::default()
+        };
+        keep_source(&mut letter, &pending);
+        txn.put_msg(keys::dead_key(&key, pending.seq), &letter);
+        entry.state = DeliveryState::Dead as i32;
+        entry.dead_reason = reason;
+        entry.next_attempt_at_ms = 0;
+        entry.attempts = 0;
+        entry.first_attempt_at_ms = 0;
+        finish(&mut entry, now_ms);
+        txn.put_entry(entry_key, before, &entry);
+        purged += 1;
+    }
+    Ok(purged)
+}
+
+/// Gives a letter the record and scheme its version was mapped from, as the pending version
+/// kept them. A record that does not decode is left out (the letter can still be replayed).
+pub(super) fn keep_source(letter: &mut DeadLetter, pending: &PendingVersion) {
+    letter.scheme.clone_from(&pending.scheme);
+    if pending.record.is_empty() {
+        return;
+    }
+    match decode(&pending.record) {
+        Ok(record) => letter.record = Some(record),
+        Err(error) => {
+            tracing::warn!(tid = %letter.tid, %error, "dead letter's record does not decode; kept without it");
+        }
+    }
+}
+
+/// Writes letters' records as transform mapped them again, oldest version first so that
+/// re-queued trades keep their order:
+/// - still invalid (`error`): the letter stays, with the new reason and scheme;
+/// - trades: each becomes its (tid, lane)'s pending version under the letter's sequence
+///   number, unless a newer version waits or was delivered there (superseded: latest wins);
+///   then the letter goes, and so does the dead entry it left when the trades now live
+///   under another key (a tid re-mapped to another shop), unless that key ever delivered;
+/// - skipped: the letter goes; the tid's status says its scheme skipped it.
+///
+/// A letter no longer in the store (replayed, discarded, re-mapped meanwhile) is `gone`,
+/// and its trades are not written.
+pub(super) fn write_remapped(
+    txn: &mut Txn<'_>,
+    next_seq: &mut u64,
+    mut letters: Vec<RemappedLetter>,
+    now_ms: i64,
+) -> Result<Remapped> {
+    let mut done = Remapped::default();
+    letters.sort_by_key(|letter| letter.seq);
+    for item in letters {
+        let held = match &item.letter {
+            Some(at) => {
+                let key = TradeKey::new(&at.tid, &lane(&at.shop_no, &at.connector));
+                let letter_key = keys::dead_key(&key, at.seq);
+                match txn.get_msg::<DeadLetter>(&letter_key)? {
+                    Some(letter) => Some((key, letter_key, letter)),
+                    None => {
+                        done.gone += 1;
+                        continue;
+                    }
+                }
+            }
+            None => None,
+        };
+        if !item.error.is_empty() {
+            if let Some((_, letter_key, mut letter)) = held {
+                letter.reason.clone_from(&item.error);
+                letter.scheme.clone_from(&item.scheme);
+                txn.put_msg(letter_key, &letter);
+                done.still_invalid += 1;
+            }
+            continue;
+        }
+        let reason = held
+            .as_ref()
+            .map(|(_, _, l)| l.reason.as_str())
+            .unwrap_or("");
+        let note = format!("re-mapped by {} after: {reason}", item.scheme);
+        let record = item
+            .record
+            .as_ref()
+            .map(Message::encode_to_vec)
+            .unwrap_or_default();
+        let mut written = Vec::with_capacity(item.trades.len());
+        for trade in &item.trades {
+            let key = TradeKey::new(&trade.tid, &lane(&trade.shop_no, &trade.connector));
+            written.push(key.clone());
+            let entry_key = key.entry_key();
+            let mut entry: OutboxEntry = txn.get_msg(&entry_key)?.unwrap_or_else(|| OutboxEntry {
+                tid: key.tid.clone(),
+                shop_no: key.shop_no.clone(),
+                ..OutboxEntry::default()
+            });
+            let newer_waiting = entry.pending.as_ref().is_some_and(|p| p.seq > item.seq);
+            if newer_waiting || entry.delivered_seq > item.seq {
+                done.superseded += 1;
+                continue;
+            }
+            let before = Share::of(&entry);
+            let waiting = entry.pending.is_some();
+            entry.pending = Some(PendingVersion {
+                seq: item.seq,
+                record_id: item.record_id.clone(),
+                received_at_ms: item.received_at_ms,
+                trade: trade.encode_to_vec(),
+                transformed_at_ms: now_ms,
+                enqueued_at_ms: now_ms,
+                request_id: String::new(),
+                record: record.clone(),
+                scheme: item.scheme.clone(),
+            });
+            entry.transformed_at_ms = now_ms;
+            entry.enqueued_at_ms = now_ms;
+            entry.request_id.clear();
+            entry.scheme.clone_from(&item.scheme);
+            entry.versions += 1;
+            entry.record_id.clone_from(&item.record_id);
+            entry.received_at_ms = item.received_at_ms;
+            entry.attempts = 0;
+            entry.first_attempt_at_ms = 0;
+            entry.finished_at_ms = 0;
+            entry.dead_reason.clear();
+            entry.last_error.clone_from(&note);
+            if !waiting {
+                let queue_seq = *next_seq;
+                *next_seq += 1;
+                entry.queue_seq = queue_seq;
+                entry.state = DeliveryState::Queued as i32;
+                entry.next_attempt_at_ms = 0;
+                txn.put(
+                    keys::ready_key(&key.shop_no, queue_seq),
+                    key.tid.clone().into_bytes(),
+                );
+                done.ready_shops.insert(key.shop_no.clone());
+            }
+            txn.put_entry(entry_key, before, &entry);
+            done.requeued += 1;
+            if !done.tids.contains(&key.tid) {
+                done.tids.push(key.tid);
+            }
+        }
+        if item.skipped && !item.skipped_tid.is_empty() {
+            let meta = RecordMeta {
+                accepted_at_ms: now_ms,
+                tids: vec![item.skipped_tid.clone()],
+                received_at_ms: item.received_at_ms,
+                transformed_at_ms: now_ms,
+                scheme: item.scheme.clone(),
+                record_id: item.record_id.clone(),
+                skipped: true,
+                ..RecordMeta::default()
+            };
+            txn.put_msg(keys::skipped_key(&item.skipped_tid), &meta);
+        }
+        let Some((old_key, letter_key, _)) = held else {
+            continue;
+        };
+        txn.del(letter_key);
+        done.repaired += 1;
+        if !written.contains(&old_key) {
+            // The tid lives under another key now: the dead entry it left would only say
+            // "dead" in its status. Kept when that key delivered a version (latest wins
+            // there still needs it).
+            let entry_key = old_key.entry_key();
+            if let Some(mut entry) = txn.get_msg::<OutboxEntry>(&entry_key)?
+                && entry.pending.is_none()
+            {
+                if entry.delivered_seq == 0 {
+                    txn.del(entry_key);
+                } else {
+                    entry.dead_reason.clear();
+                    entry.last_error.clone_from(&note);
+                    entry.state = DeliveryState::Delivered as i32;
+                    finish(&mut entry, now_ms);
+                    txn.put_entry(entry_key, None, &entry);
+                }
+            }
+        }
+    }
+    Ok(done)
+}
