@@ -381,7 +381,7 @@ impl Deliver for DeliverService {
         let filter = scoped(request.into_inner().filter)?;
         let done = self
             .outbox
-            .replay(filter, self.delivery.clock().now_ms())
+            .replay(filter)
             .await
             .map_err(DeliverError::from)?;
         tracing::info!(
@@ -446,7 +446,7 @@ impl Deliver for DeliverService {
         let filter = scoped(request.into_inner().filter)?;
         let discarded = self
             .outbox
-            .discard(filter, self.delivery.clock().now_ms())
+            .discard(filter)
             .await
             .map_err(DeliverError::from)?;
         tracing::info!(discarded, "dead letters discarded");

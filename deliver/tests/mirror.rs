@@ -155,7 +155,7 @@ async fn copies_in_memory_read_as_sled_does() {
                     shop_no: SHOPS[rng.random_range(0..SHOPS.len())].into(),
                     ..DeadLetterFilter::default()
                 };
-                outbox.replay(filter, now).await.unwrap();
+                outbox.replay(filter).await.unwrap();
             }
             90..93 => {
                 let shop = SHOPS[rng.random_range(0..SHOPS.len())];

@@ -342,7 +342,7 @@ async fn replay_and_discard_dead_letters() {
         shop_no: "S1".into(),
         ..DeadLetterFilter::default()
     };
-    let replayed = outbox.replay(s1, 200).await.unwrap();
+    let replayed = outbox.replay(s1).await.unwrap();
     assert_eq!(
         (replayed.replayed, replayed.superseded),
         (1, 1),
@@ -361,7 +361,7 @@ async fn replay_and_discard_dead_letters() {
     );
     assert_eq!(state(&outbox, "B", "S1"), DeliveryState::Queued);
 
-    let discarded = outbox.discard(all.clone(), 300).await.unwrap();
+    let discarded = outbox.discard(all.clone()).await.unwrap();
     assert_eq!(discarded, 1, "only C's letter was left");
     assert_eq!(outbox.dead_letters(&all, 10, "").unwrap().total, 0);
 }
@@ -446,7 +446,7 @@ async fn dead_letters_keep_their_record_and_list_in_pages() {
         tid: "T0".into(),
         ..DeadLetterFilter::default()
     };
-    assert_eq!(outbox.replay(t0.clone(), 300).await.unwrap().replayed, 1);
+    assert_eq!(outbox.replay(t0.clone()).await.unwrap().replayed, 1);
     let ready = outbox.ready("S1", 10).unwrap();
     outbox
         .settle(ready.into_iter().map(dead).collect(), 400)
@@ -493,7 +493,7 @@ async fn remapped_letters_are_written_latest_wins() {
         tid: "D".into(),
         ..DeadLetterFilter::default()
     };
-    assert_eq!(outbox.discard(d, 160).await.unwrap(), 1);
+    assert_eq!(outbox.discard(d).await.unwrap(), 1);
     let letter = |tid: &str, seq: u64| RemappedLetter {
         letter: Some(DeadLetterKey {
             tid: tid.into(),

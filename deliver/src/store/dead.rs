@@ -3,7 +3,10 @@
 //! version was mapped from (when known), so that [`write_remapped`] can take that record
 //! mapped again by a fixed scheme.
 
-use super::{Done, Op, Outbox, Result, Share, StoreError, Txn, decode, finish, pending_trade};
+use super::tally::Share;
+use super::txn::Txn;
+use super::writer::WriterState;
+use super::{Outbox, Result, StoreError, decode, finish, pending_trade};
 use crate::keys::{self, TradeKey};
 use prost::Message;
 use std::cmp::Reverse;
@@ -140,16 +143,31 @@ impl Outbox {
         })
     }
 
+    /// Puts dead letters matching `filter` back in the queue (latest version wins).
+    pub async fn replay(&self, filter: DeadLetterFilter) -> Result<Replayed> {
+        self.write(move |txn, state| replay(txn, state, &filter))
+            .await
+    }
+
+    /// Deletes dead letters matching `filter`; returns how many.
+    pub async fn discard(&self, filter: DeadLetterFilter) -> Result<u32> {
+        self.write(move |txn, _| discard(txn, &filter)).await
+    }
+
+    /// Moves waiting trades of a shop (or a tid) into the dead-letter store.
+    pub async fn purge(&self, shop_no: String, tid: String, now_ms: i64) -> Result<u32> {
+        self.write(move |txn, _| purge(txn, &shop_no, &tid, now_ms))
+            .await
+    }
+
     /// Writes re-mapped dead letters ([`write_remapped`]).
     pub async fn write_remapped(
         &self,
         letters: Vec<RemappedLetter>,
         now_ms: i64,
     ) -> Result<Remapped> {
-        match self.call(Op::WriteRemapped(letters), now_ms).await? {
-            Done::Remapped(done) => Ok(done),
-            _ => unreachable!("write_remapped answers Remapped"),
-        }
+        self.write(move |txn, state| write_remapped(txn, state, letters, now_ms))
+            .await
     }
 }
 
@@ -196,9 +214,9 @@ fn matching_letters(
 
 /// Puts letters back in their shops' queues. A letter older than a version of its tid that
 /// waits or was delivered is superseded: latest wins, so it is only removed.
-pub(super) fn replay(
+fn replay(
     txn: &mut Txn<'_>,
-    next_seq: &mut u64,
+    state: &mut WriterState,
     filter: &DeadLetterFilter,
 ) -> Result<Replayed> {
     let mut done = Replayed::default();
@@ -241,8 +259,7 @@ pub(super) fn replay(
         entry.dead_reason.clear();
         entry.last_error = format!("replayed after: {}", letter.reason);
         if !waiting {
-            let seq = *next_seq;
-            *next_seq += 1;
+            let seq = state.take_seq();
             entry.queue_seq = seq;
             entry.state = DeliveryState::Queued as i32;
             entry.next_attempt_at_ms = 0;
@@ -261,7 +278,7 @@ pub(super) fn replay(
     Ok(done)
 }
 
-pub(super) fn discard(txn: &mut Txn<'_>, filter: &DeadLetterFilter) -> Result<u32> {
+fn discard(txn: &mut Txn<'_>, filter: &DeadLetterFilter) -> Result<u32> {
     let letters = matching_letters(txn, filter)?;
     let count = u32::try_from(letters.len()).unwrap_or(u32::MAX);
     for (key, _) in letters {
@@ -272,7 +289,7 @@ pub(super) fn discard(txn: &mut Txn<'_>, filter: &DeadLetterFilter) -> Result<u3
 
 /// Takes waiting versions out of their queues into the dead-letter store. A version in
 /// flight is settled later against an entry with nothing waiting, which changes nothing.
-pub(super) fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32> {
+fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32> {
     let prefix = if tid.is_empty() {
         keys::ENTRY.to_vec()
     } else {
@@ -354,9 +371,9 @@ pub(super) fn keep_source(letter: &mut DeadLetter, pending: &PendingVersion) {
 ///
 /// A letter no longer in the store (replayed, discarded, re-mapped meanwhile) is `gone`,
 /// and its trades are not written.
-pub(super) fn write_remapped(
+fn write_remapped(
     txn: &mut Txn<'_>,
-    next_seq: &mut u64,
+    state: &mut WriterState,
     mut letters: Vec<RemappedLetter>,
     now_ms: i64,
 ) -> Result<Remapped> {
@@ -437,8 +454,7 @@ pub(super) fn write_remapped(
             entry.dead_reason.clear();
             entry.last_error.clone_from(&note);
             if !waiting {
-                let queue_seq = *next_seq;
-                *next_seq += 1;
+                let queue_seq = state.take_seq();
                 entry.queue_seq = queue_seq;
                 entry.state = DeliveryState::Queued as i32;
                 entry.next_attempt_at_ms = 0;

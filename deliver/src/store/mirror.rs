@@ -17,7 +17,8 @@
 //! [`TOTAL_LIMIT`], is dropped. A backlog is therefore read from sled, and its shop gets a
 //! copy again once it has drained.
 
-use super::{ReadyItem, Result, StoreError, parse_queue_key, queued_tid};
+use super::ready::{parse_queue_key, queued_tid};
+use super::{ReadyItem, Result, StoreError};
 use crate::keys::{self, TradeKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
