@@ -115,6 +115,28 @@ pub fn render(answers: &[StatsResponse]) -> String {
         "DEAD",
         "PAUSED"
     );
+    // A shard that cannot write says so above its shops: nothing moves there meanwhile.
+    let mut warnings = String::new();
+    for answer in answers.iter().filter(|a| !a.storage_error.is_empty()) {
+        warnings.push_str(&format!(
+            "shard {}: OUTBOX CANNOT WRITE since {}: {}\n",
+            answer.shard,
+            wdtpipe_common::format_ms(answer.storage_error_since_ms),
+            answer.storage_error
+        ));
+    }
+    for answer in answers
+        .iter()
+        .filter(|a| a.min_free_bytes > 0 && a.free_bytes < a.min_free_bytes)
+    {
+        warnings.push_str(&format!(
+            "shard {}: disk low: {} bytes free, below DELIVER_MIN_FREE_BYTES ({}): new callbacks get 503\n",
+            answer.shard, answer.free_bytes, answer.min_free_bytes
+        ));
+    }
+    if !warnings.is_empty() {
+        out = format!("{warnings}{out}");
+    }
     for shop in merge(answers).values() {
         out.push_str(&format!(
             "{:<14} {:<20} {:>9} {:>9} {:>9} {:>9} {:>11} {:>11} {:>6}  {}\n",
@@ -153,7 +175,10 @@ fn json(answers: &[StatsResponse]) -> anyhow::Result<String> {
         .iter()
         .map(|a| {
             serde_json::json!({"shard": a.shard, "queued_trades": a.queued_trades,
-                "queued_bytes": a.queued_bytes, "disk_bytes": a.disk_bytes})
+                "queued_bytes": a.queued_bytes, "disk_bytes": a.disk_bytes,
+                "free_bytes": a.free_bytes, "min_free_bytes": a.min_free_bytes,
+                "storage_error": a.storage_error, "storage_error_since_ms": a.storage_error_since_ms,
+                "failed_commits": a.failed_commits})
         })
         .collect();
     Ok(format!(

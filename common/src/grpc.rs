@@ -6,9 +6,9 @@ use std::time::Duration;
 use tonic::transport::{
     Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig,
 };
-use tonic_health::server::HealthReporter;
 
 pub use tonic_health::ServingStatus;
+pub use tonic_health::server::HealthReporter;
 
 /// The `grpc.health.v1` service and its reporter. Services start NOT_SERVING and flip to
 /// SERVING once their store and downstream clients are ready.

@@ -45,6 +45,10 @@ pub struct Settings {
     /// [default: 4294967296].
     #[arg(long, env = "DELIVER_HIGH_WATER_BYTES")]
     pub high_water_bytes: Option<u64>,
+    /// Refuse new batches while the outbox's disk has less than this many bytes free, so
+    /// that settling and replay keep room; 0 turns the watermark off [default: 134217728].
+    #[arg(long, env = "DELIVER_MIN_FREE_BYTES")]
+    pub min_free_bytes: Option<u64>,
 }
 
 /// The WDT account deliver pushes to.
@@ -96,6 +100,7 @@ impl Settings {
         config.insecure_no_admin_token |= self.insecure_no_admin_token;
         set(&mut config.high_water_trades, self.high_water_trades);
         set(&mut config.high_water_bytes, self.high_water_bytes);
+        set(&mut config.min_free_bytes, self.min_free_bytes);
         Ok(config)
     }
 }

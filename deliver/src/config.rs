@@ -49,6 +49,10 @@ pub struct DeliverConfig {
     pub high_water_trades: u64,
     /// ... or while their payloads take this many bytes.
     pub high_water_bytes: u64,
+    /// ... or while the outbox's disk has fewer bytes free than this (0 = no watermark).
+    /// The writer keeps a quarter of it (at least 4 MiB) as a reserve it never writes into,
+    /// for settling, replay and the sweep (`DELIVER_MIN_FREE_BYTES`).
+    pub min_free_bytes: u64,
     /// Bearer token required by the mutating admin RPCs (Replay, Discard, Purge); empty:
     /// none required (`ADMIN_TOKEN`). Required when `grpc_addr` is not loopback, unless
     /// `insecure_no_admin_token` says otherwise.
@@ -79,6 +83,7 @@ impl Default for DeliverConfig {
             drain_timeout_ms: 20_000,
             high_water_trades: 2_000_000,
             high_water_bytes: 4 * 1024 * 1024 * 1024,
+            min_free_bytes: 128 * 1024 * 1024,
             admin_token: Secret::default(),
             insecure_no_admin_token: false,
             tls: GrpcTls::default(),

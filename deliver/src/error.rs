@@ -12,6 +12,9 @@ pub enum DeliverError {
     /// The outbox is above its high-water mark: senders should retry later.
     #[error("outbox above its high-water mark ({0}); retry later")]
     Overloaded(String),
+    /// The outbox's disk is below `DELIVER_MIN_FREE_BYTES`: senders should retry later.
+    #[error("outbox disk low ({0}); retry later")]
+    DiskLow(String),
     #[error("admin token missing or wrong")]
     Unauthenticated,
     #[error(transparent)]
@@ -34,7 +37,9 @@ impl From<DeliverError> for Status {
             DeliverError::InvalidRequest(_) | DeliverError::Store(StoreError::BadRequest(_)) => {
                 Status::invalid_argument(error.to_string())
             }
-            DeliverError::Overloaded(_) => Status::resource_exhausted(error.to_string()),
+            DeliverError::Overloaded(_) | DeliverError::DiskLow(_) => {
+                Status::resource_exhausted(error.to_string())
+            }
             DeliverError::Unauthenticated => Status::unauthenticated(error.to_string()),
             DeliverError::Store(StoreError::Closed) => {
                 Status::unavailable("deliver is shutting down")

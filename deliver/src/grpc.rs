@@ -1,7 +1,7 @@
 //! The gRPC `Deliver` service: thin handlers over the outbox and the delivery engine.
 
 use crate::error::DeliverError;
-use crate::store::{Outbox, pending_trade};
+use crate::store::{Outbox, StoreError, pending_trade};
 use crate::worker::Delivery;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -119,8 +119,13 @@ impl DeliverService {
             .collect()
     }
 
-    /// Refuses new work above the high-water mark, so a stuck WDT cannot fill the disk.
+    /// Refuses new work above the high-water mark, so a stuck WDT cannot fill the disk,
+    /// below the disk's free-space watermark, and while the outbox cannot write.
     fn admit(&self) -> Result<(), DeliverError> {
+        self.outbox.admit().map_err(|error| match error {
+            StoreError::DiskLow(why) => DeliverError::DiskLow(why),
+            other => DeliverError::Store(other),
+        })?;
         let queued = self.outbox.queued();
         let Admission {
             high_water_trades: max_trades,
@@ -335,7 +340,13 @@ impl Deliver for DeliverService {
             })
             .collect();
         let writer = self.outbox.writer_stats();
+        let storage = self.outbox.storage_health();
         Ok(Response::new(StatsResponse {
+            storage_error: storage.problem().unwrap_or_default(),
+            storage_error_since_ms: storage.failing_since_ms,
+            free_bytes: storage.free_bytes.unwrap_or(0),
+            min_free_bytes: storage.min_free_bytes,
+            failed_commits: storage.failed_commits,
             shard: self.shard.clone(),
             queued_trades: queued.trades.max(0) as u64,
             queued_bytes: queued.bytes.max(0) as u64,

@@ -48,10 +48,13 @@ pub async fn serve(
     let dir = config.data_dir.join("outbox");
     std::fs::create_dir_all(&dir)
         .map_err(|e| DeliverError::Store(store::StoreError::Sled(e.into())))?;
-    let (retention, cache) = (config.retention, config.cache_bytes);
-    let outbox = Arc::new(
-        tokio::task::spawn_blocking(move || Outbox::open_with(&dir, retention, cache)).await??,
-    );
+    let options = store::OutboxOptions {
+        retention: config.retention,
+        cache_bytes: config.cache_bytes,
+        min_free_bytes: config.min_free_bytes,
+    };
+    let outbox =
+        Arc::new(tokio::task::spawn_blocking(move || Outbox::open_with(&dir, options)).await??);
     let accounts = wdt::Accounts::new(&config)?;
     for (connector, client) in accounts.iter() {
         tracing::info!(connector, endpoint = client.endpoint(), sid = %client.sid(), "delivering to WDT");
@@ -93,6 +96,11 @@ pub async fn serve(
                 .await;
         }
     });
+    tokio::spawn(watch_storage(
+        Arc::clone(&outbox),
+        health_reporter.clone(),
+        stop.receiver(),
+    ));
     let metrics_task = listeners.metrics.map(|listener| {
         let refresh = gauges(Arc::clone(&outbox), Arc::clone(&delivery));
         tokio::spawn(wdtpipe_common::metrics::serve(
@@ -149,6 +157,42 @@ pub async fn serve(
     result.map_err(DeliverError::from)
 }
 
+/// Keeps the health NOT_SERVING while the outbox cannot write (and logs the changes), so
+/// load balancers and probes see what the 503s say. Ends when deliver stops (the stop
+/// reports NOT_SERVING itself).
+async fn watch_storage(
+    outbox: Arc<Outbox>,
+    reporter: rpc::HealthReporter,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let problem = outbox.write_problem();
+        if problem.is_some() == serving {
+            serving = problem.is_none();
+            match &problem {
+                Some(problem) => tracing::error!(%problem, "the outbox cannot write: NOT_SERVING"),
+                None => tracing::warn!("the outbox writes again: SERVING"),
+            }
+            let status = if serving {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            for service in ["", "wdtpipe.v1.Deliver"] {
+                reporter.set_service_status(service, status).await;
+            }
+        }
+    }
+}
+
 /// Reads the outbox gauges fresh for a scrape.
 fn gauges(outbox: Arc<Outbox>, delivery: Arc<Delivery>) -> wdtpipe_common::metrics::Refresh {
     Arc::new(move || {
@@ -160,6 +204,14 @@ fn gauges(outbox: Arc<Outbox>, delivery: Arc<Delivery>) -> wdtpipe_common::metri
             .paused_shops
             .set(delivery.paused_shops().len() as i64);
         metrics.disk_bytes.set(outbox.disk_bytes() as i64);
+        let storage = outbox.storage_health();
+        metrics.outbox_writable.set(i64::from(storage.writable()));
+        metrics
+            .outbox_free_bytes
+            .set(storage.free_bytes.map_or(-1, |b| b as i64));
+        metrics
+            .outbox_failed_commits
+            .set(storage.failed_commits as i64);
         let writer = outbox.writer_stats();
         metrics.flushes.set(writer.flushes as i64);
         metrics.writer_busy_seconds.set(writer.busy.as_secs_f64());

@@ -38,6 +38,12 @@ pub struct DeliverMetrics {
     /// Seconds the outbox writer spent committing, and the part in fsync, since start.
     pub writer_busy_seconds: Gauge<f64, AtomicU64>,
     pub writer_flush_seconds: Gauge<f64, AtomicU64>,
+    /// 1 while the outbox's writes succeed; 0 while they fail or hang.
+    pub outbox_writable: Gauge,
+    /// Bytes free for the outbox's directory.
+    pub outbox_free_bytes: Gauge,
+    /// Group commits that failed since start.
+    pub outbox_failed_commits: Gauge,
 }
 
 impl DeliverMetrics {
@@ -61,7 +67,25 @@ impl DeliverMetrics {
             flushes: Gauge::default(),
             writer_busy_seconds: Gauge::default(),
             writer_flush_seconds: Gauge::default(),
+            outbox_writable: Gauge::default(),
+            outbox_free_bytes: Gauge::default(),
+            outbox_failed_commits: Gauge::default(),
         };
+        registry.register(
+            "wdtpipe_deliver_outbox_writable",
+            "1 while the outbox's writes succeed, 0 while they fail (disk full) or hang",
+            m.outbox_writable.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_outbox_free_bytes",
+            "Bytes free for the outbox's directory",
+            m.outbox_free_bytes.clone(),
+        );
+        registry.register(
+            "wdtpipe_deliver_outbox_failed_commits",
+            "Outbox group commits that failed since start",
+            m.outbox_failed_commits.clone(),
+        );
         registry.register(
             "wdtpipe_deliver_enqueues",
             "Enqueue calls by outcome",

@@ -293,7 +293,10 @@ impl Delivery {
             if *stop.borrow() {
                 break;
             }
-            if hold.is_none() {
+            // While the outbox cannot write, results could not be written back: nothing new
+            // is pushed (the calls out finish), and the loop looks again in a moment.
+            let storage_problem = self.outbox.write_problem();
+            if hold.is_none() && storage_problem.is_none() {
                 while calls.len() < window {
                     let read = match ahead.take() {
                         Some(read) => read,
@@ -343,6 +346,12 @@ impl Delivery {
                 }
             }
             if calls.is_empty() {
+                if storage_problem.is_some() {
+                    tokio::select! {
+                        () = tokio::time::sleep(STORE_ERROR_PAUSE) => continue,
+                        _ = stop.changed() => break,
+                    }
+                }
                 if let Some((until, reason)) = hold.take() {
                     // Every call of the failed round is written back: wait, then retry.
                     if let Some(reason) = &reason {
@@ -372,7 +381,7 @@ impl Delivery {
                     _ = stop.changed() => break,
                 }
             }
-            let room = hold.is_none() && calls.len() < window;
+            let room = hold.is_none() && storage_problem.is_none() && calls.len() < window;
             tokio::select! {
                 Some(joined) = calls.join_next_with_id() => {
                     let (id, outcome) = match joined {

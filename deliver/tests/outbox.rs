@@ -194,7 +194,7 @@ async fn settling() {
         "C is back at its original place, after B"
     );
     assert_eq!(outbox.next_due().unwrap(), None);
-    assert_eq!(outbox.queued_len(), 2);
+    assert_eq!(outbox.queued_len().unwrap(), 2);
 }
 
 /// Everything acknowledged survives closing and reopening, and sequence numbers keep rising.
@@ -253,7 +253,7 @@ async fn a_held_directory_is_refused_and_a_closed_one_reopens() {
         outbox.close().unwrap();
     }
     let outbox = Outbox::open(dir.path()).unwrap();
-    assert_eq!(outbox.queued_len(), 20);
+    assert_eq!(outbox.queued_len().unwrap(), 20);
 }
 
 /// Concurrent enqueues all land (they share group commits).
@@ -588,7 +588,7 @@ async fn a_drained_burst_leaves_nothing_behind() {
             .collect();
         outbox.enqueue(records, String::new(), now).await.unwrap();
     }
-    assert_eq!(outbox.queued_len(), TRADES);
+    assert_eq!(outbox.queued_len().unwrap(), TRADES);
     for shop in ["S0", "S1", "S2", "S3"] {
         loop {
             let batch = outbox.ready(shop, 50).unwrap();
@@ -611,7 +611,7 @@ async fn a_drained_burst_leaves_nothing_behind() {
         }
     }
     let counts = outbox.key_counts().unwrap();
-    assert_eq!(outbox.queued_len(), 0);
+    assert_eq!(outbox.queued_len().unwrap(), 0);
     assert!(
         !counts.contains_key("q/") && !counts.contains_key("w/"),
         "{counts:?}"
@@ -686,4 +686,49 @@ async fn oldest_waiting_per_shop() {
         .unwrap();
     assert_eq!(tids(&outbox.ready("S2", 10).unwrap()), ["D"]);
     assert_eq!(outbox.oldest_waiting().unwrap()["S2"], 300);
+}
+
+/// A failed commit fails only its writes (nothing of them is kept); the writer reopens
+/// sled and the next write succeeds, after the last one committed, without a restart.
+#[tokio::test]
+async fn a_failed_commit_fails_only_its_writes_and_the_outbox_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    enqueue_one(&outbox, "r-a", trade("A", "S1", "1"), 1).await;
+    outbox.fail_next_commit();
+    let failed = outbox
+        .enqueue(
+            vec![record("r-b", vec![trade("B", "S1", "1")])],
+            String::new(),
+            2,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&failed, StoreError::WriteFailed(why) if why.contains("injected")),
+        "{failed:?}"
+    );
+    let health = outbox.storage_health();
+    assert!(!health.writable());
+    assert!(health.failing.unwrap().contains("injected"));
+    assert_eq!(health.failed_commits, 1);
+    assert!(outbox.admit().is_err(), "no new batch while writes fail");
+    // Reads go on meanwhile.
+    assert_eq!(tids(&outbox.ready("S1", 10).unwrap()), ["A"]);
+
+    // The next write reopens sled first, and succeeds.
+    enqueue_one(&outbox, "r-c", trade("C", "S1", "1"), 3).await;
+    assert!(outbox.storage_health().writable());
+    outbox.admit().unwrap();
+    let ready = outbox.ready("S1", 10).unwrap();
+    assert_eq!(tids(&ready), ["A", "C"], "B's failed write left nothing");
+    assert!(ready[1].seq > ready[0].seq);
+    assert_eq!(outbox.queued().trades, 2);
+    assert!(outbox.record("r-b").unwrap().is_none());
+    // The refused record is taken when sent again.
+    let again = enqueue_one(&outbox, "r-b", trade("B", "S1", "1"), 4).await;
+    assert!(!again.results[0].duplicate);
+    drop(outbox);
+    let reopened = Outbox::open(dir.path()).unwrap();
+    assert_eq!(tids(&reopened.ready("S1", 10).unwrap()), ["A", "C", "B"]);
 }

@@ -38,9 +38,10 @@ pub enum IngestError {
     /// The next stage cannot take the request now; the sender should retry.
     #[error("pipeline unavailable, retry later: {0}")]
     Unavailable(String),
-    /// Deliver's outbox is above its high-water mark (a later stage answered
-    /// RESOURCE_EXHAUSTED): said in ingest's words, the stage's are logged.
-    #[error("pipeline unavailable, retry later: the outbox is above its high-water mark ({0})")]
+    /// Deliver's outbox is full: above its high-water mark, or its disk below the free-space
+    /// watermark (a later stage answered RESOURCE_EXHAUSTED). Said in ingest's words; the
+    /// stage's are logged.
+    #[error("pipeline unavailable, retry later: the outbox is full ({0})")]
     Overloaded(String),
     /// The same, as a later stage said it: its words are logged, never sent to the sender.
     #[error("pipeline unavailable, retry later: {0}")]
@@ -104,6 +105,9 @@ impl IngestError {
     pub fn public_message(&self) -> String {
         match self {
             IngestError::DownstreamUnavailable(_) => "pipeline unavailable, retry later".to_owned(),
+            IngestError::Overloaded(why) if why.contains("disk low") => {
+                "pipeline unavailable, retry later: the outbox's disk is nearly full".to_owned()
+            }
             IngestError::Overloaded(_) => {
                 "pipeline unavailable, retry later: the outbox is above its high-water mark"
                     .to_owned()

@@ -242,6 +242,7 @@ pub struct PipelineOptions {
     pub webhook_secrets: Vec<Secret>,
     /// Deliver's admission and admin token.
     pub high_water_trades: u64,
+    pub min_free_bytes: u64,
     pub admin_token: Secret,
     /// Deliver shards (transform routes by tid).
     pub shards: usize,
@@ -266,6 +267,7 @@ impl Default for PipelineOptions {
             limits: Limits::default(),
             webhook_secrets: Vec::new(),
             high_water_trades: DeliverConfig::default().high_water_trades,
+            min_free_bytes: DeliverConfig::default().min_free_bytes,
             admin_token: Secret::default(),
             shards: 1,
         }
@@ -447,6 +449,7 @@ impl Pipeline {
             retry: self.options.retry.clone(),
             drain_timeout_ms: 5_000,
             high_water_trades: self.options.high_water_trades,
+            min_free_bytes: self.options.min_free_bytes,
             admin_token: self.options.admin_token.clone(),
             tls: self.options.tls.clone(),
             ..DeliverConfig::default()

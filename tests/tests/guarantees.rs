@@ -172,3 +172,222 @@ async fn every_fixture_sent_twice_is_queued_once() {
     pipeline.shutdown().await;
     sandbox.stop().await;
 }
+
+/// A tmpfs of `bytes` mounted on a fresh directory, unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(bytes: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+            .arg("tmpfs")
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs on {} (this test needs root: .ci/run runs it as root)",
+            dir.path().display()
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a file of zeros until the disk is full (or `limit` bytes are written).
+    fn fill(&self, name: &str, limit: u64) -> u64 {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.path().join(name)).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        let mut written = 0;
+        while written < limit {
+            match file.write(&chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => written += n as u64,
+            }
+        }
+        let _ = file.sync_all();
+        written
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Issue 16's disk-full run: with WDT down, callbacks fill the outbox's disk down to
+/// `DELIVER_MIN_FREE_BYTES`; from then on they get 503 with `Retry-After` (never a 200
+/// that is not kept). The disk then fills completely (another process): writes stop, the
+/// health says NOT_SERVING and `Stats` says why, and nothing crashes. Once space is freed
+/// and WDT is back, without a restart, new callbacks are accepted and every acknowledged
+/// callback reaches WDT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "mounts a tmpfs, so it needs root; .ci/run runs it"]
+async fn a_full_disk_refuses_then_recovers_without_a_restart() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use wdtpipe_proto::v1::StatsRequest;
+    let disk = Tmpfs::mount(48 << 20);
+    let sandbox = RunningSandbox::start(
+        wdtpipe_sandbox::SandboxConfig {
+            faults: Faults {
+                error_rate: 1.0,
+                ..Faults::default()
+            },
+            ..sandbox_config()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
+    // Most of the disk is taken already: what is left fills in a few thousand callbacks.
+    disk.fill("filler-1", 26 << 20);
+    let data = disk.path().join("data");
+    let pipeline = Pipeline::start_in(
+        PipelineOptions {
+            wdt: wdt_for(sandbox.wdt_url()),
+            min_free_bytes: 12 << 20,
+            ..PipelineOptions::default()
+        },
+        &data,
+    )
+    .await;
+
+    // Callbacks until the watermark refuses them.
+    let client = reqwest::Client::new();
+    let mut acknowledged: Vec<String> = Vec::new();
+    let mut refused = 0;
+    let mut n = 0;
+    while refused < 20 {
+        let batch: Vec<String> = (0..16).map(|i| format!("F{}", n + i)).collect();
+        n += 16;
+        let posts = batch.iter().map(|tid| {
+            let (client, url, body) = (
+                client.clone(),
+                format!("{}/v1/callback", pipeline.http),
+                generated(tid),
+            );
+            async move {
+                let answer = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let retry_after = answer.headers().get("retry-after").is_some();
+                (
+                    answer.status().as_u16(),
+                    retry_after,
+                    answer.text().await.unwrap(),
+                )
+            }
+        });
+        for (tid, (status, retry_after, body)) in batch.iter().zip(futures_join_all(posts).await) {
+            match status {
+                200 => acknowledged.push(tid.clone()),
+                503 => {
+                    assert!(retry_after, "a 503 says when to retry");
+                    assert!(body.contains("disk"), "{body}");
+                    refused += 1;
+                }
+                other => panic!("callback {tid}: HTTP {other}: {body}"),
+            }
+        }
+        assert!(n < 40_000, "the watermark never refused a callback");
+    }
+    assert!(!acknowledged.is_empty());
+    let stats = || async {
+        pipeline
+            .deliver_client()
+            .await
+            .stats(StatsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let low = stats().await;
+    assert!(low.free_bytes < low.min_free_bytes, "{low:?}");
+    assert!(
+        low.storage_error.is_empty(),
+        "settling still writes: {low:?}"
+    );
+
+    // Another process takes the rest of the disk: the outbox stops writing, and says so.
+    disk.fill("filler-2", u64::MAX);
+    let failing = eventually("Stats says the outbox cannot write", DEADLINE, || async {
+        let answer = stats().await;
+        (!answer.storage_error.is_empty()).then_some(answer)
+    })
+    .await;
+    assert!(failing.storage_error.contains("disk full"), "{failing:?}");
+    let health = tonic_health::pb::health_client::HealthClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", pipeline.deliver_grpc))
+            .unwrap()
+            .connect_lazy(),
+    );
+    let health_is = |status: ServingStatus| {
+        let mut health = health.clone();
+        async move {
+            let answer = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: "wdtpipe.v1.Deliver".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            (answer.status == status as i32).then_some(())
+        }
+    };
+    eventually("health NOT_SERVING", DEADLINE, || {
+        health_is(ServingStatus::NotServing)
+    })
+    .await;
+    let (status, answer) = pipeline.post(&generated("F-DURING")).await;
+    assert_eq!(status, 503, "{answer}");
+
+    // Space is freed and WDT is back: everything resumes by itself.
+    std::fs::remove_file(disk.path().join("filler-1")).unwrap();
+    std::fs::remove_file(disk.path().join("filler-2")).unwrap();
+    sandbox.sandbox.set_faults(Faults::default());
+    eventually("health SERVING again", DEADLINE, || {
+        health_is(ServingStatus::Serving)
+    })
+    .await;
+    let (status, answer) = pipeline.post(&generated("F-AFTER")).await;
+    assert_eq!(status, 200, "{answer}");
+    acknowledged.push("F-AFTER".into());
+    eventually("every acknowledged callback at WDT", DEADLINE, || async {
+        acknowledged
+            .iter()
+            .all(|tid| sandbox.sandbox.trade(tid).is_some())
+            .then_some(())
+    })
+    .await;
+    let after = stats().await;
+    assert!(after.storage_error.is_empty(), "{after:?}");
+    assert!(after.failed_commits > 0);
+    pipeline.shutdown().await;
+}
+
+/// `join_all` without another dependency: runs the futures concurrently, answers in order.
+async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}

@@ -99,7 +99,7 @@ impl PagePlace {
 impl Outbox {
     /// Dead letters of a tid, oldest first.
     pub fn dead_letters_for_tid(&self, tid: &str) -> Result<Vec<DeadLetter>> {
-        self.tree
+        self.tree()?
             .scan_prefix(keys::dead_prefix(tid))
             .map(|item| decode(&item?.1))
             .collect()
@@ -120,7 +120,7 @@ impl Outbox {
             })?),
         };
         let mut letters: Vec<DeadLetter> = Vec::new();
-        for item in self.tree.scan_prefix(dead_scan_prefix(filter)) {
+        for item in self.tree()?.scan_prefix(dead_scan_prefix(filter)) {
             let letter: DeadLetter = decode(&item?.1)?;
             if matches(filter, &letter) {
                 letters.push(letter);

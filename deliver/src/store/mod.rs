@@ -15,6 +15,7 @@
 //! | `writer` | the writer thread, its group commit, typed answers |
 //! | `txn` | a write's view (its writes over the group's over sled) |
 //! | `tally` | what is queued, kept by the writer |
+//! | `storage` | free space, the reserve, failed and stuck writes |
 //! | `ready`, `mirror` | ready-queue reads, and the in-memory copy of short queues |
 //! | `enqueue`, `settle`, `dead`, `sweep` | the writes, one file per kind |
 
@@ -24,6 +25,7 @@ mod mirror;
 mod open;
 mod ready;
 mod settle;
+mod storage;
 mod sweep;
 mod tally;
 mod txn;
@@ -31,8 +33,10 @@ mod writer;
 
 pub use dead::{DeadPage, Remapped, Replayed, matches};
 pub use enqueue::Enqueued;
+pub use open::OutboxOptions;
 pub use ready::{Ready, ReadyItem, ReadyRead};
 pub use settle::{Outcome, Promoted, Settlement};
+pub use storage::{STALL_AFTER, StorageHealth};
 pub use sweep::Expired;
 pub use tally::{Queued, ShopQueue};
 pub use writer::WriterStats;
@@ -42,7 +46,7 @@ use prost::Message;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tally::Tally;
 use wdtpipe_proto::v1::{DeadLetter, OutboxEntry, PendingVersion, RecordMeta, TradeOrder};
@@ -78,6 +82,12 @@ pub enum StoreError {
     /// Writing to disk failed: nothing of the write is acknowledged.
     #[error("outbox write failed: {0}")]
     WriteFailed(String),
+    /// Below `DELIVER_MIN_FREE_BYTES` free: new batches wait, settling goes on.
+    #[error("outbox disk low: {0}")]
+    DiskLow(String),
+    /// The outbox is being reopened after a failed write: try again in a moment.
+    #[error("outbox reopening after a failed write; retry")]
+    Reopening,
 }
 
 impl StoreError {
@@ -109,10 +119,22 @@ fn is_disk_full(error: &std::io::Error) -> bool {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The open sled database and the outbox's tree in it. The writer replaces them when it
+/// reopens sled after a failed write.
+#[derive(Clone)]
+pub(super) struct Handles {
+    pub(super) db: sled::Db,
+    pub(super) tree: sled::Tree,
+}
+
+/// Where readers find the current [`Handles`] (`None` while the writer reopens sled).
+pub(super) type SharedHandles = Arc<RwLock<Option<Handles>>>;
+
 /// The outbox. Cheap to share behind an `Arc`.
 pub struct Outbox {
-    db: sled::Db,
-    tree: sled::Tree,
+    handles: SharedHandles,
+    /// The disk: free space, failed and stuck writes.
+    storage: Arc<storage::Storage>,
     commands: Mutex<Option<mpsc::Sender<writer::Command>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Operations started and not yet answered (they run on other threads).
@@ -132,10 +154,20 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
+    /// The outbox's tree, as readers see it now.
+    fn tree(&self) -> Result<sled::Tree> {
+        self.handles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|h| h.tree.clone())
+            .ok_or(StoreError::Reopening)
+    }
+
     /// Number of keys under each prefix (`t/`, `q/`, ...): what the outbox holds.
     pub fn key_counts(&self) -> Result<BTreeMap<String, usize>> {
         let mut counts = BTreeMap::new();
-        for item in self.tree.iter() {
+        for item in self.tree()?.iter() {
             let (key, _) = item?;
             let prefix = String::from_utf8_lossy(&key[..key.len().min(2)]).into_owned();
             *counts.entry(prefix).or_insert(0) += 1;
@@ -145,7 +177,7 @@ impl Outbox {
 
     /// The entry of a tid in a shop.
     pub fn entry(&self, key: &TradeKey) -> Result<Option<OutboxEntry>> {
-        self.tree
+        self.tree()?
             .get(key.entry_key())?
             .map(|v| decode(&v))
             .transpose()
@@ -153,7 +185,7 @@ impl Outbox {
 
     /// Every entry for a tid (one per shop that holds it).
     pub fn entries_for_tid(&self, tid: &str) -> Result<Vec<OutboxEntry>> {
-        self.tree
+        self.tree()?
             .scan_prefix(keys::entry_prefix(tid))
             .map(|item| decode(&item?.1))
             .collect()
@@ -161,7 +193,7 @@ impl Outbox {
 
     /// The latest record a scheme skipped for this tid, while its status is kept.
     pub fn skip_note(&self, tid: &str) -> Result<Option<RecordMeta>> {
-        self.tree
+        self.tree()?
             .get(keys::skipped_key(tid))?
             .map(|v| decode(&v))
             .transpose()
@@ -169,15 +201,16 @@ impl Outbox {
 
     /// What deliver remembers of a record id.
     pub fn record(&self, record_id: &str) -> Result<Option<RecordMeta>> {
-        self.tree
+        self.tree()?
             .get(keys::record_key(record_id))?
             .map(|v| decode(&v))
             .transpose()
     }
 
     /// Number of trades waiting (ready or retrying), counted from the queues' keys.
-    pub fn queued_len(&self) -> usize {
-        self.tree.scan_prefix(keys::READY).count() + self.tree.scan_prefix(keys::WAITING).count()
+    pub fn queued_len(&self) -> Result<usize> {
+        let tree = self.tree()?;
+        Ok(tree.scan_prefix(keys::READY).count() + tree.scan_prefix(keys::WAITING).count())
     }
 
     /// Trades waiting to be delivered and their payload bytes, from the running totals.
@@ -197,7 +230,7 @@ impl Outbox {
     /// Dead letters per shop.
     pub fn dead_letter_counts(&self) -> Result<BTreeMap<String, u64>> {
         let mut counts = BTreeMap::new();
-        for item in self.tree.scan_prefix(keys::DEAD) {
+        for item in self.tree()?.scan_prefix(keys::DEAD) {
             let letter: DeadLetter = decode(&item?.1)?;
             *counts.entry(letter.shop_no).or_insert(0) += 1;
         }
@@ -216,10 +249,16 @@ impl Outbox {
 
     /// Bytes sled takes on disk.
     pub fn disk_bytes(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        let handles = self.handles.read().unwrap_or_else(|e| e.into_inner());
+        handles
+            .as_ref()
+            .and_then(|h| h.db.size_on_disk().ok())
+            .unwrap_or(0)
     }
 
-    /// Stops the writer after it applied everything already sent, then flushes.
+    /// Stops the writer after it applied everything already sent, then flushes. A writer
+    /// stuck in a commit is left behind (joining it would never return): what was
+    /// acknowledged is on disk, and the process should restart.
     pub fn close(&self) -> Result<()> {
         drop(
             self.commands
@@ -227,10 +266,23 @@ impl Outbox {
                 .unwrap_or_else(|e| e.into_inner())
                 .take(),
         );
+        if let Some(stalled) = self.storage.stalled() {
+            return Err(StoreError::WriteFailed(format!(
+                "an outbox write has not returned for {} s; closing without waiting for it",
+                stalled.as_secs()
+            )));
+        }
         if let Some(handle) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = handle.join();
         }
-        self.db.flush()?;
+        let handles = self
+            .handles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(handles) = handles {
+            handles.db.flush()?;
+        }
         Ok(())
     }
 }

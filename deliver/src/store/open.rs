@@ -2,51 +2,69 @@
 //! counter and the queued totals read back, and the writer thread started.
 
 use super::mirror::ReadyMirror;
+use super::storage::Storage;
 use super::sweep::SweepCursors;
 use super::tally::count_queued;
 use super::txn::RecentEntries;
 use super::writer::{Writer, WriterLoad, WriterState};
-use super::{DEFAULT_CACHE_BYTES, Outbox, Result, StoreError};
+use super::{DEFAULT_CACHE_BYTES, Handles, Outbox, Result, SharedHandles, StoreError};
 use crate::config::Retention;
 use crate::keys;
 use std::path::Path;
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+/// How an outbox is opened.
+#[derive(Debug, Clone)]
+pub struct OutboxOptions {
+    pub retention: Retention,
+    /// sled's page cache (its default, 1 GiB, is more than a service should hold).
+    pub cache_bytes: u64,
+    /// Refuse new batches below this many free bytes (0 = no watermark); the writer keeps a
+    /// reserve of a quarter of it (see the `storage` module).
+    pub min_free_bytes: u64,
+}
+
+impl Default for OutboxOptions {
+    fn default() -> Self {
+        Self {
+            retention: Retention::default(),
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            min_free_bytes: 0,
+        }
+    }
+}
+
 impl Outbox {
-    /// Opens (or creates) the outbox in `dir` with the default retention.
+    /// Opens (or creates) the outbox in `dir` with the default options.
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_with(dir, Retention::default(), DEFAULT_CACHE_BYTES)
+        Self::open_with(dir, OutboxOptions::default())
     }
 
     /// Opens (or creates) the outbox in `dir` and starts its writer thread.
-    /// `cache_bytes` bounds sled's page cache (its default, 1 GiB, is more than a service
-    /// should hold in memory).
-    pub fn open_with(dir: &Path, retention: Retention, cache_bytes: u64) -> Result<Self> {
-        let db = open_db(dir, cache_bytes)?;
-        let tree = db.open_tree("outbox")?;
-        let next_seq = match tree.get(keys::SEQ)? {
-            Some(v) => u64::from_be_bytes(
-                v.as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("sequence counter".into()))?,
-            ),
-            None => 1,
-        };
+    pub fn open_with(dir: &Path, options: OutboxOptions) -> Result<Self> {
+        let handles = open_handles(dir, options.cache_bytes)?;
+        let next_seq = stored_seq(&handles.tree)?;
         let (tx, rx) = mpsc::channel();
-        let totals = Arc::new(Mutex::new(count_queued(&tree)?));
+        let totals = Arc::new(Mutex::new(count_queued(&handles.tree)?));
         let load = Arc::new(WriterLoad::default());
         let mirror = Arc::new(ReadyMirror::default());
+        let storage = Arc::new(Storage::new(dir.to_path_buf(), options.min_free_bytes));
+        let shared: SharedHandles = Arc::new(RwLock::new(Some(handles.clone())));
         let writer = Writer {
             mirror: Arc::clone(&mirror),
             recent: RecentEntries::default(),
-            db: db.clone(),
-            tree: tree.clone(),
+            handles: Some(handles),
+            shared: Arc::clone(&shared),
+            storage: Arc::clone(&storage),
+            dir: dir.to_path_buf(),
+            cache_bytes: options.cache_bytes,
+            poisoned: false,
             state: WriterState {
                 next_seq,
-                retention,
+                retention: options.retention,
                 cursors: SweepCursors::default(),
             },
             totals: Arc::clone(&totals),
@@ -55,10 +73,10 @@ impl Outbox {
         let handle = std::thread::Builder::new()
             .name("outbox-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError::Corrupt(format!("cannot start writer thread: {e}")))?;
+            .map_err(|e| StoreError::WriteFailed(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
-            db,
-            tree,
+            handles: shared,
+            storage,
             commands: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             in_flight: Arc::new(AtomicUsize::new(0)),
@@ -66,6 +84,23 @@ impl Outbox {
             totals,
             mirror,
         })
+    }
+}
+
+/// Opens sled in `dir` and the outbox's tree in it.
+pub(super) fn open_handles(dir: &Path, cache_bytes: u64) -> Result<Handles> {
+    let db = open_db(dir, cache_bytes)?;
+    let tree = db.open_tree("outbox")?;
+    Ok(Handles { db, tree })
+}
+
+/// The sequence counter as last committed (1 in a new outbox).
+pub(super) fn stored_seq(tree: &sled::Tree) -> Result<u64> {
+    match tree.get(keys::SEQ)? {
+        Some(v) => Ok(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+            StoreError::Corrupt("the sequence counter is not 8 bytes".into())
+        })?)),
+        None => Ok(1),
     }
 }
 
@@ -78,7 +113,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(3);
 /// can be a moment after the `Db` is dropped (its I/O pool may still be finishing a write).
 /// Reopening at once in the same process (a restart, a test) would fail without the wait.
 /// A lock held longer than that belongs to a live outbox, and opening says so.
-fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
+pub(super) fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
     let config = sled::Config::new()
         .path(dir)
         .mode(sled::Mode::HighThroughput)

@@ -182,7 +182,8 @@ impl Outbox {
     ) -> Result<Vec<ReadyItem>> {
         let prefix = keys::ready_prefix(shop_no);
         let mut out = Vec::with_capacity(limit.min(64));
-        for item in self.tree.scan_prefix(&prefix) {
+        let tree = self.tree()?;
+        for item in tree.scan_prefix(&prefix) {
             if out.len() >= limit {
                 break;
             }
@@ -193,7 +194,7 @@ impl Outbox {
             }
             let tid = queued_tid(&tid)?;
             let key = TradeKey::new(tid, shop_no);
-            let Some(entry) = self.tree.get(key.entry_key())? else {
+            let Some(entry) = tree.get(key.entry_key())? else {
                 tracing::warn!(tid, shop_no, "queue item without entry; skipped");
                 continue;
             };
@@ -209,7 +210,7 @@ impl Outbox {
 
     /// When the earliest waiting retry falls due, if any waits.
     pub fn next_due(&self) -> Result<Option<i64>> {
-        match self.tree.scan_prefix(keys::WAITING).next().transpose()? {
+        match self.tree()?.scan_prefix(keys::WAITING).next().transpose()? {
             Some((key, _)) => Ok(keys::parse_waiting_key(&key).map(|(due, _)| due)),
             None => Ok(None),
         }
@@ -219,7 +220,8 @@ impl Outbox {
     pub fn shops_with_ready_work(&self) -> Result<Vec<String>> {
         let mut shops = Vec::new();
         let mut from = keys::READY.to_vec();
-        while let Some((key, _)) = self.tree.range(from.clone()..).next().transpose()? {
+        let tree = self.tree()?;
+        while let Some((key, _)) = tree.range(from.clone()..).next().transpose()? {
             if !key.starts_with(keys::READY) {
                 break;
             }
@@ -247,7 +249,7 @@ impl Outbox {
                 note(shop, head.received_at_ms);
             }
         }
-        for item in self.tree.scan_prefix(keys::WAITING) {
+        for item in self.tree()?.scan_prefix(keys::WAITING) {
             let (_, pair) = item?;
             if let Some(key) = TradeKey::decode_pair(&pair)
                 && let Some(entry) = self.entry(&key)?

@@ -9,12 +9,15 @@
 //! read-modify-write free of races.
 
 use super::mirror::ReadyMirror;
+use super::open::{open_handles, stored_seq};
+use super::storage::Storage;
 use super::sweep::SweepCursors;
-use super::tally::Tally;
+use super::tally::{Tally, count_queued};
 use super::txn::{Overlay, RecentEntries, Txn};
-use super::{Outbox, Result, StoreError};
+use super::{Handles, Outbox, Result, SharedHandles, StoreError};
 use crate::config::Retention;
 use crate::keys;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -50,6 +53,8 @@ pub(super) trait Write: Send {
         txn: &mut Txn<'_>,
         state: &mut WriterState,
     ) -> (bool, Box<dyn Answer>);
+    /// Gives the write up without applying it (its group cannot be written).
+    fn refuse(self: Box<Self>) -> (bool, Box<dyn Answer>);
 }
 
 /// A write's answer, held until its group is committed.
@@ -77,6 +82,17 @@ where
         let Op { f, reply } = *self;
         let result = f(txn, state);
         (result.is_ok(), Box::new(Held { reply, result }))
+    }
+
+    fn refuse(self: Box<Self>) -> (bool, Box<dyn Answer>) {
+        let result = Err(StoreError::Closed);
+        (
+            false,
+            Box::new(Held {
+                reply: self.reply,
+                result,
+            }),
+        )
     }
 }
 
@@ -159,10 +175,20 @@ fn add_nanos(total: &AtomicU64, elapsed: Duration) {
     );
 }
 
+/// How often a writer whose writes fail tries again by itself.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
 /// The writer thread's state.
 pub(super) struct Writer {
-    pub(super) db: sled::Db,
-    pub(super) tree: sled::Tree,
+    /// sled, as the writer uses it; `None` after a failed write closed it, until reopened.
+    pub(super) handles: Option<Handles>,
+    /// The handles readers use, replaced with the writer's own on reopen.
+    pub(super) shared: SharedHandles,
+    pub(super) storage: Arc<Storage>,
+    pub(super) dir: PathBuf,
+    pub(super) cache_bytes: u64,
+    /// A commit failed inside sled: sled fails every write after that until reopened.
+    pub(super) poisoned: bool,
     pub(super) recent: RecentEntries,
     pub(super) state: WriterState,
     pub(super) totals: Arc<Mutex<Tally>>,
@@ -175,7 +201,24 @@ pub(super) type Command = Box<dyn Write>;
 
 impl Writer {
     pub(super) fn run(mut self, commands: mpsc::Receiver<Command>) {
-        while let Ok(first) = commands.recv() {
+        loop {
+            let first = if self.storage.failing() {
+                // Nobody may write for a while (admission refuses): find out by itself
+                // when writes work again.
+                match commands.recv_timeout(RETRY_EVERY) {
+                    Ok(first) => first,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.probe();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match commands.recv() {
+                    Ok(first) => first,
+                    Err(_) => break,
+                }
+            };
             let mut group = vec![first];
             while group.len() < GROUP_LIMIT {
                 match commands.try_recv() {
@@ -190,40 +233,109 @@ impl Writer {
         tracing::debug!("outbox writer stopped");
     }
 
+    /// Applies a group of writes and commits them: one batch, one flush, then the answers.
     fn commit(&mut self, group: Vec<Command>) {
+        if let Err(error) = self.ready_to_write() {
+            self.storage.failed(&error);
+            for write in group {
+                // Each write answers as failed without touching sled.
+                let (_, answer) = write.refuse();
+                answer.send(Some(&error));
+            }
+            return;
+        }
+        let Some(handles) = self.handles.clone() else {
+            return;
+        };
         let mut overlay = Overlay::default();
         let seq_before = self.state.next_seq;
         let answers: Vec<Box<dyn Answer>> = group
             .into_iter()
-            .map(|write| self.apply(write, &mut overlay))
+            .map(|write| self.apply(&handles.tree, write, &mut overlay))
             .collect();
         let failure = if !overlay.0.is_empty() || self.state.next_seq != seq_before {
-            self.write(&overlay, seq_before).err()
+            self.write(&handles, &overlay, seq_before).err()
         } else {
             None
         };
-        if failure.is_none() {
-            self.totals
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .merge(&overlay.1);
-            self.mirror.apply(&self.tree, &overlay.0, |shop| {
-                let totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
-                totals.shops.get(shop).map_or(0, |queue| queue.ready)
-            });
-        }
-        if let Some(error) = &failure {
-            tracing::error!(%error, "outbox commit failed");
-            // What sled holds after a failed commit is not known here: read it again.
-            self.mirror.clear();
-            self.recent.clear();
+        match &failure {
+            None => {
+                self.storage.succeeded();
+                self.totals
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .merge(&overlay.1);
+                self.mirror.apply(&handles.tree, &overlay.0, |shop| {
+                    let totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
+                    totals.shops.get(shop).map_or(0, |queue| queue.ready)
+                });
+            }
+            Some(error) => {
+                tracing::error!(%error, "outbox commit failed; its writes are refused");
+                self.storage.failed(error);
+                // sled fails every write after a failed one: it is reopened first.
+                self.poisoned = true;
+                self.mirror.clear();
+                self.recent.clear();
+            }
         }
         for answer in answers {
             answer.send(failure.as_ref());
         }
     }
 
-    fn write(&mut self, overlay: &Overlay, seq_before: u64) -> Result<()> {
+    /// Checks the reserve and, after a failed write, reopens sled.
+    fn ready_to_write(&mut self) -> Result<()> {
+        self.storage.check_reserve()?;
+        if self.poisoned || self.handles.is_none() {
+            self.reopen()?;
+        }
+        Ok(())
+    }
+
+    /// Closes sled and opens it again: the only way past a failed write. What is on disk
+    /// is what sled recovers (the failed group all or not at all: a batch is atomic), so
+    /// the counters and the totals are read back.
+    fn reopen(&mut self) -> Result<()> {
+        tracing::warn!(dir = %self.dir.display(), "reopening the outbox after a failed write");
+        // Every handle goes first: sled's lock is released with the last of them.
+        *self.shared.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.handles = None;
+        self.mirror.clear();
+        self.recent.clear();
+        let handles = open_handles(&self.dir, self.cache_bytes)
+            .map_err(|e| StoreError::WriteFailed(format!("cannot reopen the outbox: {e}")))?;
+        let stored = stored_seq(&handles.tree)?;
+        self.state.next_seq = self.state.next_seq.max(stored);
+        *self.totals.lock().unwrap_or_else(|e| e.into_inner()) = count_queued(&handles.tree)?;
+        *self.shared.write().unwrap_or_else(|e| e.into_inner()) = Some(handles.clone());
+        self.handles = Some(handles);
+        self.poisoned = false;
+        tracing::info!("outbox reopened");
+        Ok(())
+    }
+
+    /// While writes fail: one small write (the sequence counter), to learn whether they work
+    /// again.
+    fn probe(&mut self) {
+        let result = self.ready_to_write().and_then(|()| {
+            let handles = self.handles.clone().ok_or(StoreError::Reopening)?;
+            self.write(&handles, &Overlay::default(), 0)
+        });
+        match result {
+            Ok(()) => self.storage.succeeded(),
+            Err(error) => {
+                if !matches!(error, StoreError::DiskFull(_)) {
+                    self.poisoned = true;
+                }
+                self.storage.failed(&error);
+            }
+        }
+    }
+
+    /// Hands the group's writes (and the sequence counter, when it moved) to sled and
+    /// flushes.
+    fn write(&mut self, handles: &Handles, overlay: &Overlay, seq_before: u64) -> Result<()> {
         let mut batch = sled::Batch::default();
         for (key, value) in &overlay.0 {
             let entry = key.starts_with(keys::ENTRY);
@@ -246,19 +358,36 @@ impl Writer {
         if self.state.next_seq != seq_before {
             batch.insert(keys::SEQ, &self.state.next_seq.to_be_bytes());
         }
-        self.tree.apply_batch(batch).map_err(StoreError::of_write)?;
-        let flushing = Instant::now();
-        self.db.flush().map_err(StoreError::of_write)?;
-        add_nanos(&self.load.flush_nanos, flushing.elapsed());
+        if self.storage.take_injected_failure() {
+            return Err(StoreError::WriteFailed("injected failure".into()));
+        }
+        self.storage.commit_started();
+        let written = handles
+            .tree
+            .apply_batch(batch)
+            .and_then(|()| {
+                let flushing = Instant::now();
+                handles.db.flush()?;
+                add_nanos(&self.load.flush_nanos, flushing.elapsed());
+                Ok(())
+            })
+            .map_err(StoreError::of_write);
+        self.storage.commit_ended();
+        written?;
         self.load.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Applies one write on top of the group's; merged only if it succeeds, so a failed
     /// write leaves nothing behind.
-    fn apply(&mut self, write: Box<dyn Write>, group: &mut Overlay) -> Box<dyn Answer> {
+    fn apply(
+        &mut self,
+        tree: &sled::Tree,
+        write: Box<dyn Write>,
+        group: &mut Overlay,
+    ) -> Box<dyn Answer> {
         let mut txn = Txn {
-            tree: &self.tree,
+            tree,
             recent: &self.recent,
             group,
             own: Overlay::default(),
