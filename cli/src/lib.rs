@@ -4,6 +4,7 @@
 pub mod bench;
 mod bench_client;
 pub mod dlq;
+pub mod outbox;
 pub mod queue;
 pub mod scheme;
 pub mod scheme_preview;
@@ -39,12 +40,14 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// The queue per shop across every deliver shard (`--watch` refreshes in place).
     Queue(queue::QueueArgs),
-    /// The dead-letter store: list, replay or discard.
+    /// The dead-letter store: list, replay, discard or remap.
     Dlq(dlq::DlqArgs),
     /// Take waiting trades of a shop (or one tid) out of the queue into the dead-letter store.
     Purge(PurgeArgs),
     /// Integration schemes: the ones a running transform serves.
     Scheme(scheme::SchemeArgs),
+    /// An outbox on disk (no deliver running on it): check, export, import.
+    Outbox(outbox::OutboxArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,5 +102,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(args) => dlq::run(args).await,
         Command::Purge(args) => purge(args).await,
         Command::Scheme(args) => scheme::run(args).await,
+        Command::Outbox(args) => outbox::run(args),
     }
 }

@@ -626,3 +626,57 @@ async fn up_gives_every_connector_a_sandbox_account() {
     assert_eq!(sid_of("T0001-B").as_deref(), Some("brandb"));
     assert_eq!(sid_of("T0001").as_deref(), Some("sandbox"));
 }
+
+/// `wdtpipe outbox check|export|import` on the committed format-2 outbox: check says what
+/// it holds and exits 0; export then import builds an outbox that checks the same; a
+/// data directory is taken for the outbox inside it; a broken outbox exits 1.
+#[test]
+fn outbox_check_export_import_through_the_cli() {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/outbox/format-2");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let outbox = data.join("outbox");
+    std::fs::create_dir_all(&outbox).unwrap();
+    for file in std::fs::read_dir(&fixture).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), outbox.join(file.file_name())).unwrap();
+    }
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let check = run(&[], &["outbox", "check", &path(&data)]);
+    let out = assert_ok(&check, "check");
+    assert!(
+        out.contains("(format 2): 1 ready, 1 retrying, 1 dead letters") && out.ends_with("ok\n"),
+        "{out}"
+    );
+    let file = work.path().join("outbox.export");
+    assert_ok(
+        &run(&[], &["outbox", "export", &path(&data), &path(&file)]),
+        "export",
+    );
+    let moved = work.path().join("moved");
+    let out = assert_ok(
+        &run(&[], &["outbox", "import", &path(&file), &path(&moved)]),
+        "import",
+    );
+    assert!(
+        out.starts_with("imported ") && out.contains("1 ready, 1 retrying"),
+        "{out}"
+    );
+    let json = assert_ok(
+        &run(&[], &["outbox", "check", &path(&moved), "--json"]),
+        "check --json",
+    );
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["problem_count"], 0);
+    assert_eq!(report["dead_letters"], 1);
+
+    let empty = work.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let refused = run(&[], &["outbox", "check", &path(&empty)]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("holds no outbox"),
+        "{refused:?}"
+    );
+}

@@ -10,7 +10,7 @@
 //! | `k/`   | idempotency key                       | `RecordMeta` (dedupe)     |
 //! | `x/`   | len16(tid) tid shop seq64             | `DeadLetter`              |
 //! | `s/`   | tid                                   | `RecordMeta` (skipped)    |
-//! | `m/`   | name                                  | counters                  |
+//! | `m/`   | `seq`, `format`                       | counters (u64)            |
 //!
 //! Lengths are big-endian `u16`, numbers big-endian `u64`, so byte order is queue order.
 
@@ -22,6 +22,8 @@ pub const IDEMPOTENCY: &[u8] = b"k/";
 pub const DEAD: &[u8] = b"x/";
 pub const SKIPPED: &[u8] = b"s/";
 pub const SEQ: &[u8] = b"m/seq";
+/// The outbox's format version (see `store::FORMAT_VERSION`).
+pub const FORMAT: &[u8] = b"m/format";
 
 /// Identifies one outbox entry: a tid within a shop.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

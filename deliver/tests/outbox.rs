@@ -732,3 +732,248 @@ async fn a_failed_commit_fails_only_its_writes_and_the_outbox_recovers() {
     let reopened = Outbox::open(dir.path()).unwrap();
     assert_eq!(tids(&reopened.ready("S1", 10).unwrap()), ["A", "C", "B"]);
 }
+
+/// Builds an outbox holding one of each kind of thing: a delivered entry, a retrying and
+/// a ready version, a dead letter with its record, dedupe records; returns its directory.
+async fn outbox_of_every_kind(dir: &std::path::Path) {
+    use wdtpipe_proto::v1::StockoutRecord;
+    let outbox = Outbox::open(dir).unwrap();
+    let with_source = |id: &str, trade: TradeOrder| {
+        let mut r = record(id, vec![trade.clone()]);
+        r.record = Some(StockoutRecord {
+            tid: trade.tid.clone(),
+            warehouse_no: "WH01".into(),
+            ..StockoutRecord::default()
+        });
+        r.scheme = "mall@0123456789ab".into();
+        r
+    };
+    let mut c = trade("C", "S2", "3");
+    c.connector = "brand-b".into();
+    outbox
+        .enqueue(
+            vec![
+                with_source("r-a", trade("A", "S1", "1")),
+                with_source("r-b", trade("B", "S1", "2")),
+                with_source("r-c", c),
+            ],
+            String::new(),
+            1_000,
+        )
+        .await
+        .unwrap();
+    let mut s1 = outbox.ready("S1", 10).unwrap().into_iter();
+    let (a, b) = (s1.next().unwrap(), s1.next().unwrap());
+    let lane = wdtpipe_common::connectors::lane("S2", "brand-b").into_owned();
+    let c = outbox.ready(&lane, 10).unwrap().pop().unwrap();
+    outbox
+        .settle(
+            vec![
+                settle(
+                    a,
+                    Outcome::Delivered {
+                        new_count: 1,
+                        chg_count: 0,
+                    },
+                ),
+                settle(
+                    b,
+                    Outcome::Retry {
+                        due_ms: 4_000_000_000_000,
+                    },
+                ),
+                settle(
+                    c,
+                    Outcome::Dead {
+                        reason: "店铺不存在".into(),
+                    },
+                ),
+            ],
+            2_000,
+        )
+        .await
+        .unwrap();
+    enqueue_one(&outbox, "r-d", trade("D", "S1", "4"), 3_000).await;
+}
+
+/// What [`outbox_of_every_kind`] wrote, as an outbox opened on it must read it.
+fn assert_every_kind(outbox: &Outbox) {
+    use wdtpipe_proto::v1::DeadLetterFilter;
+    assert_eq!(tids(&outbox.ready("S1", 10).unwrap()), ["D"]);
+    assert_eq!(state(outbox, "A", "S1"), DeliveryState::Delivered);
+    assert_eq!(state(outbox, "B", "S1"), DeliveryState::Retrying);
+    assert_eq!(outbox.queued().trades, 2);
+    let all = DeadLetterFilter {
+        all: true,
+        ..DeadLetterFilter::default()
+    };
+    let letters = outbox.dead_letters(&all, 10, "").unwrap().letters;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].tid, "C");
+    assert_eq!(letters[0].reason, "店铺不存在");
+    assert_eq!(letters[0].scheme, "mall@0123456789ab");
+    assert_eq!(letters[0].record.as_ref().unwrap().warehouse_no, "WH01");
+    for id in ["r-a", "r-b", "r-c", "r-d"] {
+        assert!(outbox.record(id).unwrap().is_some(), "{id}");
+    }
+}
+
+/// Copies a directory's files (an outbox fixture) into another.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Where the committed outbox of format 2 lives (written by this release).
+fn format_2_fixture() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/outbox/format-2")
+}
+
+/// An outbox written by the release that introduced format 2, committed to the repository:
+/// every later binary must open it and read everything in it. `BLESS_OUTBOX_FIXTURE=1`
+/// writes it again (only when the format changes on purpose, with a new directory).
+#[tokio::test]
+async fn an_outbox_written_by_format_2_opens() {
+    let fixture = format_2_fixture();
+    if std::env::var_os("BLESS_OUTBOX_FIXTURE").is_some() {
+        let _ = std::fs::remove_dir_all(&fixture);
+        outbox_of_every_kind(&fixture).await;
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture, dir.path());
+    let report = wdtpipe_deliver::store::offline::check(dir.path()).unwrap();
+    assert_eq!(report.format, 2);
+    assert_eq!(report.problems, Vec::<String>::new());
+    let outbox = Outbox::open(dir.path()).unwrap();
+    assert_every_kind(&outbox);
+}
+
+/// `check` finds an outbox sound and says what it holds; export then import builds the
+/// same outbox elsewhere; a cut or corrupt export is refused and leaves nothing; stray or
+/// undecodable keys are reported; an outbox of a later format is refused, not misread.
+#[tokio::test]
+async fn check_export_import_and_format_versions() {
+    use wdtpipe_deliver::store::offline;
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    outbox_of_every_kind(&source).await;
+    let report = offline::check(&source).unwrap();
+    assert_eq!(report.problems, Vec::<String>::new());
+    assert_eq!(
+        (
+            report.format,
+            report.ready,
+            report.retrying,
+            report.dead_letters
+        ),
+        (2, 1, 1, 1)
+    );
+    assert_eq!(report.keys["t/"], 4);
+    assert_eq!(report.keys["r/"], 4);
+    assert_eq!(
+        offline::outbox_dir(dir.path()),
+        dir.path(),
+        "no outbox/ inside"
+    );
+
+    let mut export = Vec::new();
+    let count = offline::export(&source, &mut export).unwrap();
+    assert_eq!(count, report.keys.values().sum::<u64>());
+    let target = dir.path().join("target");
+    assert_eq!(
+        offline::import(&mut export.as_slice(), &target).unwrap(),
+        count
+    );
+    assert_eq!(offline::check(&target).unwrap(), report);
+    assert_every_kind(&Outbox::open(&target).unwrap());
+    // Into a directory that holds something: refused.
+    assert!(matches!(
+        offline::import(&mut export.as_slice(), &target),
+        Err(StoreError::BadRequest(_))
+    ));
+    // Cut short, or with a flipped byte: refused, and nothing is left behind.
+    for (what, bytes) in [
+        ("cut", export[..export.len() - 40].to_vec()),
+        ("flipped", {
+            let mut b = export.clone();
+            let middle = b.len() / 2;
+            b[middle] ^= 0x40;
+            b
+        }),
+    ] {
+        let elsewhere = dir.path().join(what);
+        let refused = offline::import(&mut bytes.as_slice(), &elsewhere).unwrap_err();
+        assert!(
+            matches!(refused, StoreError::BadRequest(_)),
+            "{what}: {refused}"
+        );
+        assert!(!elsewhere.exists(), "{what}: nothing left behind");
+        assert!(!dir.path().join(format!("{what}.importing")).exists());
+    }
+
+    // Stray and undecodable keys are reported.
+    {
+        let db = sled::open(&source).unwrap();
+        let tree = db.open_tree("outbox").unwrap();
+        tree.insert(
+            wdtpipe_deliver::keys::ready_key("S9", 77),
+            b"GHOST".to_vec(),
+        )
+        .unwrap();
+        tree.insert(
+            TradeKey::new("Z", "S1").entry_key(),
+            b"\xff\xff not protobuf".to_vec(),
+        )
+        .unwrap();
+        db.flush().unwrap();
+    }
+    let report = offline::check(&source).unwrap();
+    assert_eq!(report.problem_count, 2, "{:?}", report.problems);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("has no ready version"))
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("does not decode"))
+    );
+
+    // A later format is refused by open and by check.
+    {
+        let db = sled::open(&target).unwrap();
+        let tree = db.open_tree("outbox").unwrap();
+        tree.insert(wdtpipe_deliver::keys::FORMAT, &99u64.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let refused = Outbox::open(&target).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            StoreError::NewerFormat {
+                found: 99,
+                supported: 2,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("newer than this binary"));
+    assert!(matches!(
+        offline::check(&target),
+        Err(StoreError::NewerFormat { .. })
+    ));
+}

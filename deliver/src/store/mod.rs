@@ -18,10 +18,12 @@
 //! | `storage` | free space, the reserve, failed and stuck writes |
 //! | `ready`, `mirror` | ready-queue reads, and the in-memory copy of short queues |
 //! | `enqueue`, `settle`, `dead`, `sweep` | the writes, one file per kind |
+//! | `offline` | check, export and import an outbox no deliver has open |
 
 mod dead;
 mod enqueue;
 mod mirror;
+pub mod offline;
 mod open;
 mod ready;
 mod settle;
@@ -61,6 +63,14 @@ pub const HISTORY_LIMIT: usize = 20;
 /// (BENCHMARKS.md).
 pub const DEFAULT_CACHE_BYTES: u64 = 6 * 1024 * 1024;
 
+/// The outbox format this code writes, kept under `m/format`:
+/// 1. (no `m/format` key) everything before format versions were recorded;
+/// 2. waiting versions and dead letters keep their source record and scheme (re-map).
+///
+/// Both are read as they are: 2 only added optional fields. A newer binary upgrades an
+/// older outbox when it opens it; an outbox of a later format than this is refused.
+pub const FORMAT_VERSION: u64 = 2;
+
 /// Why the outbox could not do something.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -88,6 +98,15 @@ pub enum StoreError {
     /// The outbox is being reopened after a failed write: try again in a moment.
     #[error("outbox reopening after a failed write; retry")]
     Reopening,
+    /// Written by a later version of wdtpipe: reading it could misread it.
+    #[error(
+        "the outbox at {dir} has format {found}, newer than this binary understands ({supported}): run the wdtpipe release that wrote it, or a later one"
+    )]
+    NewerFormat {
+        dir: String,
+        found: u64,
+        supported: u64,
+    },
 }
 
 impl StoreError {

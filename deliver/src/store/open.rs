@@ -7,7 +7,9 @@ use super::sweep::SweepCursors;
 use super::tally::count_queued;
 use super::txn::RecentEntries;
 use super::writer::{Writer, WriterLoad, WriterState};
-use super::{DEFAULT_CACHE_BYTES, Handles, Outbox, Result, SharedHandles, StoreError};
+use super::{
+    DEFAULT_CACHE_BYTES, FORMAT_VERSION, Handles, Outbox, Result, SharedHandles, StoreError,
+};
 use crate::config::Retention;
 use crate::keys;
 use std::path::Path;
@@ -46,6 +48,7 @@ impl Outbox {
     /// Opens (or creates) the outbox in `dir` and starts its writer thread.
     pub fn open_with(dir: &Path, options: OutboxOptions) -> Result<Self> {
         let handles = open_handles(dir, options.cache_bytes)?;
+        upgrade(dir, &handles)?;
         let next_seq = stored_seq(&handles.tree)?;
         let (tx, rx) = mpsc::channel();
         let totals = Arc::new(Mutex::new(count_queued(&handles.tree)?));
@@ -92,6 +95,43 @@ pub(super) fn open_handles(dir: &Path, cache_bytes: u64) -> Result<Handles> {
     let db = open_db(dir, cache_bytes)?;
     let tree = db.open_tree("outbox")?;
     Ok(Handles { db, tree })
+}
+
+/// The format version an outbox records: `None` for format 1 (before versions were
+/// recorded) and for a new, empty outbox.
+pub(super) fn stored_format(tree: &sled::Tree) -> Result<Option<u64>> {
+    tree.get(keys::FORMAT)?
+        .map(|v| {
+            v.as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("the format version is not 8 bytes".into()))
+        })
+        .transpose()
+}
+
+/// Brings an outbox to [`FORMAT_VERSION`], or refuses one of a later format. Format 1 needs
+/// no rewriting (format 2 only added optional fields); the version is recorded and flushed.
+fn upgrade(dir: &Path, handles: &Handles) -> Result<()> {
+    let found = stored_format(&handles.tree)?;
+    match found {
+        Some(FORMAT_VERSION) => return Ok(()),
+        Some(found) if found > FORMAT_VERSION => {
+            return Err(StoreError::NewerFormat {
+                dir: dir.display().to_string(),
+                found,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Some(found) => tracing::info!(from = found, to = FORMAT_VERSION, "outbox format upgraded"),
+        None if handles.tree.is_empty() => {}
+        None => tracing::info!(from = 1, to = FORMAT_VERSION, "outbox format upgraded"),
+    }
+    handles
+        .tree
+        .insert(keys::FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+    handles.db.flush()?;
+    Ok(())
 }
 
 /// The sequence counter as last committed (1 in a new outbox).
