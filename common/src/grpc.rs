@@ -35,6 +35,19 @@ pub fn reflection() -> tonic_reflection::server::v1::ServerReflectionServer<
 /// transform sends deliver each record's trades and the record itself.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Requests one gRPC connection may have in flight at a server (the stages talk over one
+/// connection each, so this is also the bound between two stages). More wait in HTTP/2
+/// flow control instead of piling up in memory.
+pub const MAX_CONCURRENT_REQUESTS: usize = 2048;
+
+/// A tonic server builder with wdtpipe's limits: concurrent requests per connection and
+/// HTTP/2 streams.
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(MAX_CONCURRENT_REQUESTS)
+        .max_concurrent_streams(Some(MAX_CONCURRENT_REQUESTS as u32))
+}
+
 /// Timeouts for a client channel to the next stage.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientTimeouts {

@@ -369,10 +369,14 @@ impl Deliver for DeliverService {
             0 => DEFAULT_LIST_LIMIT,
             n => n as usize,
         };
-        let mut page = self
-            .outbox
-            .dead_letters(&filter, limit, &request.page_token)
-            .map_err(DeliverError::from)?;
+        // A page decodes and sorts every matching letter: on a blocking thread.
+        let outbox = Arc::clone(&self.outbox);
+        let token = request.page_token;
+        let mut page =
+            tokio::task::spawn_blocking(move || outbox.dead_letters(&filter, limit, &token))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(DeliverError::from)?;
         for letter in &mut page.letters {
             (letter.shop_no, letter.connector) = shop_and_connector(&letter.shop_no);
         }

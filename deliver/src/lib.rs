@@ -20,6 +20,7 @@ use crate::store::Outbox;
 use crate::worker::Delivery;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use wdtpipe_common::grpc::{self as rpc, ServingStatus};
 use wdtpipe_common::metrics::MetricsRegistry;
@@ -101,8 +102,16 @@ pub async fn serve(
         health_reporter.clone(),
         stop.receiver(),
     ));
+    let oldest = Arc::new(AtomicI64::new(0));
+    if listeners.metrics.is_some() {
+        tokio::spawn(watch_oldest(
+            Arc::clone(&outbox),
+            Arc::clone(&oldest),
+            stop.receiver(),
+        ));
+    }
     let metrics_task = listeners.metrics.map(|listener| {
-        let refresh = gauges(Arc::clone(&outbox), Arc::clone(&delivery));
+        let refresh = gauges(Arc::clone(&outbox), Arc::clone(&delivery), oldest);
         tokio::spawn(wdtpipe_common::metrics::serve(
             listener,
             Arc::new(registry),
@@ -135,7 +144,7 @@ pub async fn serve(
     ))
     .max_decoding_message_size(wdtpipe_common::grpc::MAX_MESSAGE_BYTES);
     tracing::info!(%addr, %shard, queued = outbox.queued().trades, "deliver listening");
-    let mut server = tonic::transport::Server::builder();
+    let mut server = rpc::server();
     if let Some(tls) = config.tls.server()? {
         server = server.tls_config(tls)?;
     }
@@ -194,7 +203,11 @@ async fn watch_storage(
 }
 
 /// Reads the outbox gauges fresh for a scrape.
-fn gauges(outbox: Arc<Outbox>, delivery: Arc<Delivery>) -> wdtpipe_common::metrics::Refresh {
+fn gauges(
+    outbox: Arc<Outbox>,
+    delivery: Arc<Delivery>,
+    oldest: Arc<AtomicI64>,
+) -> wdtpipe_common::metrics::Refresh {
     Arc::new(move || {
         let metrics = delivery.metrics();
         let queued = outbox.queued();
@@ -218,12 +231,37 @@ fn gauges(outbox: Arc<Outbox>, delivery: Arc<Delivery>) -> wdtpipe_common::metri
         metrics
             .writer_flush_seconds
             .set(writer.flushing.as_secs_f64());
+        // Read by `watch_oldest` off the runtime threads: a scrape scans nothing.
+        let at = oldest.load(Ordering::Relaxed);
         let now = delivery.clock().now_ms();
-        let oldest = outbox
-            .oldest_waiting()
-            .ok()
-            .and_then(|o| o.values().min().copied())
-            .map_or(0.0, |at| ((now - at).max(0) as f64) / 1000.0);
-        metrics.oldest_queued_age_seconds.set(oldest);
+        let age = if at == 0 {
+            0.0
+        } else {
+            ((now - at).max(0) as f64) / 1000.0
+        };
+        metrics.oldest_queued_age_seconds.set(age);
     })
+}
+
+/// How often the age of the oldest waiting trade is read for `/metrics`.
+const OLDEST_EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps `oldest` (when the oldest waiting trade was received, Unix ms; 0 = none) current,
+/// reading the outbox on a blocking thread every [`OLDEST_EVERY`].
+async fn watch_oldest(
+    outbox: Arc<Outbox>,
+    oldest: Arc<AtomicI64>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let reading = Arc::clone(&outbox);
+        if let Ok(Ok(found)) = tokio::task::spawn_blocking(move || reading.oldest_waiting()).await {
+            let at = found.values().min().copied().unwrap_or(0);
+            oldest.store(at, Ordering::Relaxed);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(OLDEST_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }

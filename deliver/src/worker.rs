@@ -64,6 +64,9 @@ fn later(
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Longest sleep of the retry timer between checks.
 const TIMER_TICK: Duration = Duration::from_secs(1);
+/// A shop's loop ends after this long with nothing to do (the next work starts another):
+/// a deliver that has seen many shops keeps tasks only for the active ones.
+pub const SHOP_IDLE: Duration = Duration::from_secs(300);
 
 /// How the engine batches, retries and sweeps.
 #[derive(Debug, Clone)]
@@ -156,6 +159,8 @@ impl Delivery {
             return;
         }
         let mut known = lock(&self.shops);
+        // Reap the loops that ended (idle shops).
+        while lock(&self.tasks).try_join_next().is_some() {}
         for shop in shops {
             let wake = known.entry(shop.clone()).or_insert_with(|| {
                 let wake = Arc::new(Notify::new());
@@ -378,6 +383,13 @@ impl Delivery {
                 }
                 tokio::select! {
                     () = wake.notified() => continue,
+                    () = tokio::time::sleep(SHOP_IDLE) => {
+                        if self.retire(&shop, &wake) {
+                            tracing::debug!(shop_no = %shop, "idle shop worker ended");
+                            return;
+                        }
+                        continue;
+                    }
                     _ = stop.changed() => break,
                 }
             }
@@ -416,6 +428,26 @@ impl Delivery {
         }
         // Stopping: the calls in flight finish and write their results back.
         while calls.join_next().await.is_some() {}
+    }
+
+    /// Ends an idle shop's loop unless it was woken meanwhile: true when it may end. Under
+    /// the lock `notify` takes, so a wake either reached this loop (which then goes on) or
+    /// comes after, and starts a new one.
+    fn retire(&self, shop: &str, wake: &Arc<Notify>) -> bool {
+        use futures_util::FutureExt as _;
+        let mut known = lock(&self.shops);
+        if wake.notified().now_or_never().is_some() {
+            return false;
+        }
+        if known.get(shop).is_some_and(|w| Arc::ptr_eq(w, wake)) {
+            known.remove(shop);
+        }
+        true
+    }
+
+    /// Shops with a loop running now.
+    pub fn shop_loops(&self) -> usize {
+        lock(&self.shops).len()
     }
 
     /// Records what became of one call's trades; answers when to retry after a transient

@@ -977,3 +977,50 @@ async fn check_export_import_and_format_versions() {
         Err(StoreError::NewerFormat { .. })
     ));
 }
+
+/// Purge, replay and discard of more letters than one step takes run as several commits
+/// and still handle every one, in order.
+#[tokio::test]
+async fn admin_work_on_many_letters_runs_in_steps() {
+    use wdtpipe_deliver::store::ADMIN_STEP;
+    use wdtpipe_proto::v1::DeadLetterFilter;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    let count = ADMIN_STEP * 2 + 37;
+    let records = (0..count)
+        .map(|n| {
+            record(
+                &format!("r{n}"),
+                vec![trade(&format!("T{n:05}"), "S1", "1")],
+            )
+        })
+        .collect();
+    outbox.enqueue(records, String::new(), 1).await.unwrap();
+    let purged = outbox.purge("S1".into(), String::new(), 2).await.unwrap();
+    assert_eq!(purged as usize, count);
+    assert_eq!(outbox.queued().trades, 0);
+    let all = DeadLetterFilter {
+        all: true,
+        ..DeadLetterFilter::default()
+    };
+    assert_eq!(outbox.dead_letters(&all, 1, "").unwrap().total, count);
+    let replayed = outbox.replay(all.clone()).await.unwrap();
+    assert_eq!(replayed.replayed as usize, count);
+    assert_eq!(replayed.tids.len(), count);
+    let ready = outbox.ready("S1", count + 1).unwrap();
+    assert_eq!(ready.len(), count);
+    assert!(
+        ready.windows(2).all(|w| w[0].key.tid < w[1].key.tid),
+        "replayed in key order"
+    );
+    outbox
+        .purge(String::new(), "T00007".into(), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        outbox.purge("S1".into(), String::new(), 4).await.unwrap() as usize,
+        count - 1
+    );
+    assert_eq!(outbox.discard(all.clone()).await.unwrap() as usize, count);
+    assert_eq!(outbox.dead_letters(&all, 1, "").unwrap().total, 0);
+}

@@ -360,3 +360,55 @@ async fn a_failing_shop_retries_its_head_instead_of_churning_the_queue() {
     s.delivery.stop(Duration::from_secs(1)).await;
     busy.abort();
 }
+
+/// A shop's loop ends after `SHOP_IDLE` with nothing to do, and the next trade for the shop
+/// starts a new one that delivers it.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn idle_shop_loops_end_and_come_back() {
+    use wdtpipe_deliver::worker::SHOP_IDLE;
+    let busy = keep_runtime_busy();
+    let s = setup(vec![answer(0, "ok")], RetryPolicy::default()).await;
+    s.run_until(Duration::from_secs(5), |s| {
+        s.entry().state == DeliveryState::Delivered as i32
+    })
+    .await;
+    assert_eq!(s.delivery.shop_loops(), 1);
+    let idle_since = Instant::now();
+    while idle_since.elapsed() < SHOP_IDLE + Duration::from_secs(2) {
+        s.settle_down().await;
+        tokio::time::advance(Duration::from_millis(500)).await;
+    }
+    s.settle_down().await;
+    assert_eq!(s.delivery.shop_loops(), 0, "the idle loop ended");
+
+    let clock = s.delivery.clock();
+    let done = s
+        .outbox
+        .enqueue(
+            vec![EnqueueRecord {
+                record_id: "r2".into(),
+                received_at_ms: clock.now_ms(),
+                trades: vec![TradeOrder {
+                    tid: "T2".into(),
+                    shop_no: "S".into(),
+                    ..TradeOrder::default()
+                }],
+                ..EnqueueRecord::default()
+            }],
+            String::new(),
+            clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    s.delivery.notify(done.ready_shops);
+    s.run_until(Duration::from_secs(5), |s| {
+        s.outbox
+            .entry(&TradeKey::new("T2", "S"))
+            .unwrap()
+            .is_some_and(|e| e.state == DeliveryState::Delivered as i32)
+    })
+    .await;
+    assert_eq!(s.delivery.shop_loops(), 1);
+    assert_eq!(s.api.calls().len(), 2);
+    busy.abort();
+}

@@ -68,7 +68,7 @@ pub async fn serve(
         vec![channel],
         stop.receiver(),
     ));
-    let mut server = tonic::transport::Server::builder();
+    let mut server = rpc::server();
     if let Some(tls) = config.tls.server()? {
         server = server.tls_config(tls)?;
     }

@@ -121,7 +121,7 @@ pub async fn serve(
             .join(", "),
         "transform listening"
     );
-    let mut server = tonic::transport::Server::builder();
+    let mut server = rpc::server();
     if let Some(tls) = config.tls.server()? {
         server = server.tls_config(tls)?;
     }

@@ -96,6 +96,14 @@ impl PagePlace {
     }
 }
 
+/// Keys one step of a replay, discard or purge looks at: a large one runs as several
+/// commits, so acknowledgements never wait long behind it (each step is atomic; the
+/// whole is not).
+pub const ADMIN_STEP: usize = 500;
+
+/// What one step found, and the key the next step starts after (`None`: it was the last).
+type Step<T> = (Vec<T>, Option<Vec<u8>>);
+
 impl Outbox {
     /// Dead letters of a tid, oldest first.
     pub fn dead_letters_for_tid(&self, tid: &str) -> Result<Vec<DeadLetter>> {
@@ -143,21 +151,62 @@ impl Outbox {
         })
     }
 
-    /// Puts dead letters matching `filter` back in the queue (latest version wins).
+    /// Puts dead letters matching `filter` back in the queue (latest version wins), in
+    /// bounded steps (see [`ADMIN_STEP`]).
     pub async fn replay(&self, filter: DeadLetterFilter) -> Result<Replayed> {
-        self.write(move |txn, state| replay(txn, state, &filter))
-            .await
+        let mut done = Replayed::default();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let filter = filter.clone();
+            let (step, next) = self
+                .write(move |txn, state| replay(txn, state, &filter, after))
+                .await?;
+            done.replayed += step.replayed;
+            done.superseded += step.superseded;
+            for tid in step.tids {
+                if !done.tids.contains(&tid) {
+                    done.tids.push(tid);
+                }
+            }
+            done.ready_shops.extend(step.ready_shops);
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(done),
+            }
+        }
     }
 
-    /// Deletes dead letters matching `filter`; returns how many.
+    /// Deletes dead letters matching `filter`, in bounded steps; returns how many.
     pub async fn discard(&self, filter: DeadLetterFilter) -> Result<u32> {
-        self.write(move |txn, _| discard(txn, &filter)).await
+        let (mut discarded, mut after) = (0, None);
+        loop {
+            let filter = filter.clone();
+            let (step, next) = self
+                .write(move |txn, _| discard(txn, &filter, after))
+                .await?;
+            discarded += step;
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(discarded),
+            }
+        }
     }
 
-    /// Moves waiting trades of a shop (or a tid) into the dead-letter store.
+    /// Moves waiting trades of a shop (or a tid) into the dead-letter store, in bounded
+    /// steps.
     pub async fn purge(&self, shop_no: String, tid: String, now_ms: i64) -> Result<u32> {
-        self.write(move |txn, _| purge(txn, &shop_no, &tid, now_ms))
-            .await
+        let (mut purged, mut after) = (0, None);
+        loop {
+            let (shop_no, tid) = (shop_no.clone(), tid.clone());
+            let (step, next) = self
+                .write(move |txn, _| purge(txn, &shop_no, &tid, now_ms, after))
+                .await?;
+            purged += step;
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(purged),
+            }
+        }
     }
 
     /// Writes re-mapped dead letters ([`write_remapped`]).
@@ -195,21 +244,48 @@ pub fn matches(filter: &DeadLetterFilter, letter: &DeadLetter) -> bool {
 
 /// Letters matching `filter` as `txn` sees them (deleted ones skipped), in key order: per
 /// tid and shop, oldest version first.
+///
+/// One step: at most [`ADMIN_STEP`] keys after `after`; the second value is where the next
+/// step starts, `None` once the scan is through.
 fn matching_letters(
     txn: &Txn<'_>,
     filter: &DeadLetterFilter,
-) -> Result<Vec<(Vec<u8>, DeadLetter)>> {
+    after: Option<Vec<u8>>,
+) -> Result<Step<(Vec<u8>, DeadLetter)>> {
     let mut found = Vec::new();
-    for item in txn.tree.scan_prefix(dead_scan_prefix(filter)) {
-        let (key, _) = item?;
+    let (keys, next) = step_keys(txn, &dead_scan_prefix(filter), after)?;
+    for key in keys {
         let Some(letter) = txn.get_msg::<DeadLetter>(&key)? else {
             continue;
         };
         if matches(filter, &letter) {
-            found.push((key.to_vec(), letter));
+            found.push((key, letter));
         }
     }
-    Ok(found)
+    Ok((found, next))
+}
+
+/// Keys under `prefix` after `after` (or from the start), at most [`ADMIN_STEP`] of them,
+/// and the last of them when more may follow.
+fn step_keys(txn: &Txn<'_>, prefix: &[u8], after: Option<Vec<u8>>) -> Result<Step<Vec<u8>>> {
+    use std::ops::Bound;
+    let start = match after {
+        Some(after) => Bound::Excluded(after),
+        None => Bound::Included(prefix.to_vec()),
+    };
+    let mut keys = Vec::new();
+    for item in txn.tree.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+        let (key, _) = item?;
+        if !key.starts_with(prefix) {
+            return Ok((keys, None));
+        }
+        keys.push(key.to_vec());
+        if keys.len() == ADMIN_STEP {
+            let last = keys.last().cloned();
+            return Ok((keys, last));
+        }
+    }
+    Ok((keys, None))
 }
 
 /// Puts letters back in their shops' queues. A letter older than a version of its tid that
@@ -218,9 +294,11 @@ fn replay(
     txn: &mut Txn<'_>,
     state: &mut WriterState,
     filter: &DeadLetterFilter,
-) -> Result<Replayed> {
+    after: Option<Vec<u8>>,
+) -> Result<(Replayed, Option<Vec<u8>>)> {
     let mut done = Replayed::default();
-    for (letter_key, letter) in matching_letters(txn, filter)? {
+    let (letters, next) = matching_letters(txn, filter, after)?;
+    for (letter_key, letter) in letters {
         txn.del(letter_key);
         let key = TradeKey::new(&letter.tid, &letter.shop_no);
         let entry_key = key.entry_key();
@@ -275,32 +353,38 @@ fn replay(
             done.tids.push(key.tid);
         }
     }
-    Ok(done)
+    Ok((done, next))
 }
 
-fn discard(txn: &mut Txn<'_>, filter: &DeadLetterFilter) -> Result<u32> {
-    let letters = matching_letters(txn, filter)?;
+fn discard(
+    txn: &mut Txn<'_>,
+    filter: &DeadLetterFilter,
+    after: Option<Vec<u8>>,
+) -> Result<(u32, Option<Vec<u8>>)> {
+    let (letters, next) = matching_letters(txn, filter, after)?;
     let count = u32::try_from(letters.len()).unwrap_or(u32::MAX);
     for (key, _) in letters {
         txn.del(key);
     }
-    Ok(count)
+    Ok((count, next))
 }
 
 /// Takes waiting versions out of their queues into the dead-letter store. A version in
 /// flight is settled later against an entry with nothing waiting, which changes nothing.
-fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32> {
+fn purge(
+    txn: &mut Txn<'_>,
+    shop_no: &str,
+    tid: &str,
+    now_ms: i64,
+    after: Option<Vec<u8>>,
+) -> Result<(u32, Option<Vec<u8>>)> {
     let prefix = if tid.is_empty() {
         keys::ENTRY.to_vec()
     } else {
         keys::entry_prefix(tid)
     };
     let mut purged = 0;
-    let found: Vec<Vec<u8>> = txn
-        .tree
-        .scan_prefix(prefix)
-        .map(|item| item.map(|(key, _)| key.to_vec()))
-        .collect::<std::result::Result<_, _>>()?;
+    let (found, next) = step_keys(txn, &prefix, after)?;
     for entry_key in found {
         let Some(mut entry) = txn.get_msg::<OutboxEntry>(&entry_key)? else {
             continue;
@@ -342,7 +426,7 @@ fn purge(txn: &mut Txn<'_>, shop_no: &str, tid: &str, now_ms: i64) -> Result<u32
         txn.put_entry(entry_key, before, &entry);
         purged += 1;
     }
-    Ok(purged)
+    Ok((purged, next))
 }
 
 /// Gives a letter the record and scheme its version was mapped from, as the pending version

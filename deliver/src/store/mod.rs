@@ -33,7 +33,7 @@ mod tally;
 mod txn;
 mod writer;
 
-pub use dead::{DeadPage, Remapped, Replayed, matches};
+pub use dead::{ADMIN_STEP, DeadPage, Remapped, Replayed, matches};
 pub use enqueue::Enqueued;
 pub use open::OutboxOptions;
 pub use ready::{Ready, ReadyItem, ReadyRead};
@@ -155,6 +155,8 @@ pub struct Outbox {
     /// The disk: free space, failed and stuck writes.
     storage: Arc<storage::Storage>,
     commands: Mutex<Option<mpsc::Sender<writer::Command>>>,
+    /// Room in the writer's queue: a write holds a permit until it is answered.
+    queue_room: tokio::sync::Semaphore,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Operations started and not yet answered (they run on other threads).
     in_flight: Arc<AtomicUsize>,

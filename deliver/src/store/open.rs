@@ -6,7 +6,7 @@ use super::storage::Storage;
 use super::sweep::SweepCursors;
 use super::tally::count_queued;
 use super::txn::RecentEntries;
-use super::writer::{Writer, WriterLoad, WriterState};
+use super::writer::{QUEUE_LIMIT, Writer, WriterLoad, WriterState};
 use super::{
     DEFAULT_CACHE_BYTES, FORMAT_VERSION, Handles, Outbox, Result, SharedHandles, StoreError,
 };
@@ -81,6 +81,7 @@ impl Outbox {
             handles: shared,
             storage,
             commands: Mutex::new(Some(tx)),
+            queue_room: tokio::sync::Semaphore::new(QUEUE_LIMIT),
             writer: Mutex::new(Some(handle)),
             in_flight: Arc::new(AtomicUsize::new(0)),
             load,

@@ -26,6 +26,9 @@ use tokio::sync::oneshot;
 
 /// Writes applied in one group commit at most.
 const GROUP_LIMIT: usize = 4096;
+/// Writes waiting for the writer at most: more wait for room (the channel itself is
+/// unbounded, so the callers take a permit first).
+pub(super) const QUEUE_LIMIT: usize = 4 * GROUP_LIMIT;
 
 /// What the writer carries from one write to the next, for the writes to use.
 #[derive(Debug)]
@@ -136,6 +139,11 @@ impl Outbox {
         T: Send + 'static,
     {
         let _in_flight = InFlight::new(&self.in_flight);
+        let _room = self
+            .queue_room
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
         {
             let guard = self.commands.lock().unwrap_or_else(|e| e.into_inner());
