@@ -1,8 +1,8 @@
 //! The gRPC `Deliver` service: thin handlers over the outbox and the delivery engine.
 
+use crate::delivery::Delivery;
 use crate::error::DeliverError;
 use crate::store::{Outbox, StoreError, pending_trade};
-use crate::worker::Delivery;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};

@@ -5,19 +5,19 @@ pub mod classify;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod grpc;
 pub mod keys;
 pub mod metrics;
 pub mod store;
 pub mod wdt;
-pub mod worker;
 
 use crate::classify::Classifier;
 use crate::config::DeliverConfig;
+use crate::delivery::Delivery;
 use crate::error::DeliverError;
 use crate::store::Outbox;
-use crate::worker::Delivery;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -71,7 +71,7 @@ pub async fn serve(
         Arc::clone(&outbox),
         client,
         clock::Clock::new(),
-        worker::DeliverySettings {
+        delivery::DeliverySettings {
             classifier,
             metrics: Arc::clone(&metrics),
             retry: config.retry.clone(),

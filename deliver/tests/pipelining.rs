@@ -8,11 +8,11 @@ use std::time::Duration;
 use wdtpipe_deliver::classify::Classifier;
 use wdtpipe_deliver::clock::Clock;
 use wdtpipe_deliver::config::RetryPolicy;
+use wdtpipe_deliver::delivery::{Delivery, DeliverySettings};
 use wdtpipe_deliver::keys::TradeKey;
 use wdtpipe_deliver::metrics::DeliverMetrics;
 use wdtpipe_deliver::store::Outbox;
 use wdtpipe_deliver::wdt::{Answer, BoxFuture, Reply, WdtApi};
-use wdtpipe_deliver::worker::{Delivery, DeliverySettings};
 use wdtpipe_proto::v1::{DeliveryState, EnqueueRecord, TradeOrder};
 
 const SHOP: &str = "S";

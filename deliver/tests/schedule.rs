@@ -11,11 +11,11 @@ use tokio::time::Instant;
 use wdtpipe_deliver::classify::Classifier;
 use wdtpipe_deliver::clock::Clock;
 use wdtpipe_deliver::config::RetryPolicy;
+use wdtpipe_deliver::delivery::{Delivery, DeliverySettings};
 use wdtpipe_deliver::keys::TradeKey;
 use wdtpipe_deliver::metrics::DeliverMetrics;
 use wdtpipe_deliver::store::Outbox;
 use wdtpipe_deliver::wdt::{Answer, BoxFuture, Reply, WdtApi};
-use wdtpipe_deliver::worker::{Delivery, DeliverySettings};
 use wdtpipe_proto::v1::{DeliveryState, EnqueueRecord, OutboxEntry, TradeOrder};
 
 const STEP: Duration = Duration::from_millis(10);
@@ -365,7 +365,7 @@ async fn a_failing_shop_retries_its_head_instead_of_churning_the_queue() {
 /// starts a new one that delivers it.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn idle_shop_loops_end_and_come_back() {
-    use wdtpipe_deliver::worker::SHOP_IDLE;
+    use wdtpipe_deliver::delivery::SHOP_IDLE;
     let busy = keep_runtime_busy();
     let s = setup(vec![answer(0, "ok")], RetryPolicy::default()).await;
     s.run_until(Duration::from_secs(5), |s| {

@@ -1,0 +1,224 @@
+//! The delivery engine: one loop per shop pushes that shop's ready trades in acceptance
+//! order, 50 per call, and writes back what WDT said; a timer moves due retries back into
+//! the ready queues, and a sweeper removes what the retention let go.
+//!
+//! A shop's loop keeps up to `calls_per_shop` calls in flight, each with trades no other
+//! call holds, so a tid is never pushed twice at once and its versions reach WDT in order.
+//! Shops never wait for each other: a paused or failing shop only stalls its own loop.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `shop` | a shop's loop ([`shop::ShopLoop`]): calls in flight, holds after failures, idling |
+//! | `push` | one call's batch pushed and split when WDT rejects it: a plain state machine |
+//! | `retry` | backoff with jitter, giving up after the age limit, the attempt record |
+//! | `timers` | the retry timer and the retention sweeper |
+
+mod push;
+mod retry;
+mod shop;
+mod timers;
+
+pub use push::Push;
+pub use retry::{attempt_of, backoff, retry_or_give_up};
+
+use crate::classify::Classifier;
+use crate::clock::Clock;
+use crate::config::RetryPolicy;
+use crate::metrics::DeliverMetrics;
+use crate::store::Outbox;
+use crate::wdt::WdtApi;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+/// What one shop's task is doing and has done.
+#[derive(Debug, Clone, Default)]
+pub struct ShopActivity {
+    /// Trades in the call being made now.
+    pub in_flight: u64,
+    /// Trades delivered since start.
+    pub delivered_total: u64,
+    /// (time, trades) of the deliveries of the last minute.
+    pub(crate) recent: VecDeque<(i64, u64)>,
+}
+
+impl ShopActivity {
+    /// Trades delivered in the minute before the last `prune`.
+    pub fn delivered_last_minute(&self) -> u64 {
+        self.recent.iter().map(|(_, n)| n).sum()
+    }
+
+    pub(crate) fn prune(&mut self, now_ms: i64) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _)| *at <= now_ms - 60_000)
+        {
+            self.recent.pop_front();
+        }
+    }
+}
+
+/// Delay before reading the outbox again after a storage error.
+const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// Longest sleep of the retry timer between checks.
+const TIMER_TICK: Duration = Duration::from_secs(1);
+/// A shop's loop ends after this long with nothing to do (the next work starts another):
+/// a deliver that has seen many shops keeps tasks only for the active ones.
+pub const SHOP_IDLE: Duration = Duration::from_secs(300);
+
+/// How the engine batches, retries and sweeps.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub classifier: Classifier,
+    pub metrics: Arc<DeliverMetrics>,
+    pub retry: RetryPolicy,
+    /// Trades per call (1–50).
+    pub batch_size: usize,
+    /// Calls one shop may have in flight at once (at least 1).
+    pub calls_per_shop: usize,
+    /// Pause between two bounded steps of the retention sweep.
+    pub sweep_interval: Duration,
+}
+
+/// The running delivery engine.
+pub struct Delivery {
+    outbox: Arc<Outbox>,
+    client: Arc<dyn WdtApi>,
+    clock: Clock,
+    classifier: Classifier,
+    policy: RetryPolicy,
+    batch_size: usize,
+    calls_per_shop: usize,
+    /// Wake-up handle of each shop task.
+    shops: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Shops paused by a configuration error, with the reason.
+    paused: Mutex<HashMap<String, String>>,
+    /// What each shop's task is doing and has done.
+    activity: Mutex<HashMap<String, ShopActivity>>,
+    metrics: Arc<DeliverMetrics>,
+    tasks: Mutex<JoinSet<()>>,
+    timer_wake: Notify,
+    stop: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("endpoint", &self.client.endpoint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    /// Starts the timer and a task for every shop that already has queued trades.
+    pub fn start(
+        outbox: Arc<Outbox>,
+        client: Arc<dyn WdtApi>,
+        clock: Clock,
+        settings: DeliverySettings,
+    ) -> Result<Arc<Self>, crate::store::StoreError> {
+        let DeliverySettings {
+            classifier,
+            metrics,
+            retry: policy,
+            batch_size,
+            calls_per_shop,
+            sweep_interval,
+        } = settings;
+        let delivery = Arc::new(Self {
+            outbox,
+            client,
+            clock,
+            classifier,
+            policy,
+            batch_size: batch_size.clamp(1, 50),
+            calls_per_shop: calls_per_shop.max(1),
+            shops: Mutex::new(HashMap::new()),
+            paused: Mutex::new(HashMap::new()),
+            activity: Mutex::new(HashMap::new()),
+            metrics,
+            tasks: Mutex::new(JoinSet::new()),
+            timer_wake: Notify::new(),
+            stop: watch::channel(false).0,
+        });
+        let timer = Arc::clone(&delivery);
+        lock(&delivery.tasks).spawn(async move { timer.run_timer().await });
+        let sweeper = Arc::clone(&delivery);
+        lock(&delivery.tasks).spawn(async move { sweeper.run_sweeper(sweep_interval).await });
+        let shops = delivery.outbox.shops_with_ready_work()?;
+        tracing::info!(shops = shops.len(), "delivery started");
+        delivery.notify(shops);
+        Ok(delivery)
+    }
+
+    /// Wakes (or starts) the tasks of shops that have new ready work.
+    pub fn notify(self: &Arc<Self>, shops: impl IntoIterator<Item = String>) {
+        if *self.stop.borrow() {
+            return;
+        }
+        let mut known = lock(&self.shops);
+        // Reap the loops that ended (idle shops).
+        while lock(&self.tasks).try_join_next().is_some() {}
+        for shop in shops {
+            let wake = known.entry(shop.clone()).or_insert_with(|| {
+                let wake = Arc::new(Notify::new());
+                let this = Arc::clone(self);
+                let task_wake = Arc::clone(&wake);
+                lock(&self.tasks)
+                    .spawn(async move { shop::ShopLoop::new(this, shop, task_wake).run().await });
+                wake
+            });
+            wake.notify_one();
+        }
+    }
+
+    /// The clock due times and attempts are measured with.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// What each shop's task is doing and has done, as of now.
+    pub fn activity(&self) -> HashMap<String, ShopActivity> {
+        let now = self.clock.now_ms();
+        let mut activity = lock(&self.activity);
+        for shop in activity.values_mut() {
+            shop.prune(now);
+        }
+        activity.clone()
+    }
+
+    pub fn metrics(&self) -> &Arc<DeliverMetrics> {
+        &self.metrics
+    }
+
+    /// Shops currently paused, with the reason.
+    pub fn paused_shops(&self) -> HashMap<String, String> {
+        lock(&self.paused).clone()
+    }
+
+    /// Stops taking new batches, lets calls in flight finish (up to `timeout`), then returns.
+    pub async fn stop(&self, timeout: Duration) {
+        let _ = self.stop.send(true);
+        let mut tasks = std::mem::take(&mut *lock(&self.tasks));
+        let drained = tokio::time::timeout(timeout, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("delivery tasks did not finish in time; aborting them");
+            tasks.abort_all();
+        }
+    }
+
+    /// Shops with a loop running now.
+    pub fn shop_loops(&self) -> usize {
+        lock(&self.shops).len()
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
