@@ -170,6 +170,9 @@ pub fn render(t: &TradeStatus) -> String {
         };
         out.push_str(&format!("    {label:<19} {}\n", t.last_error));
     }
+    if !t.storage_error.is_empty() {
+        out.push_str(&format!("    OUTBOX CANNOT WRITE {}\n", t.storage_error));
+    }
     if !t.shop_paused.is_empty() {
         out.push_str(&format!("    SHOP PAUSED         {}\n", t.shop_paused));
     }
@@ -222,6 +225,7 @@ fn status_json(t: &TradeStatus) -> serde_json::Value {
         "new_count": t.new_count,
         "chg_count": t.chg_count,
         "shop_paused": t.shop_paused,
+        "storage_error": t.storage_error,
         "history": t.history.iter().map(|a| serde_json::json!({
             "at_ms": a.at_ms, "outcome": a.outcome, "http_status": a.http_status,
             "code": a.code, "message": a.message,

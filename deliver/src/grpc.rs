@@ -110,11 +110,14 @@ impl DeliverService {
 
     fn statuses(&self, entries: Vec<OutboxEntry>) -> Result<Vec<TradeStatus>, DeliverError> {
         let paused = self.delivery.paused_shops();
+        let storage_error = self.outbox.write_problem().unwrap_or_default();
         entries
             .into_iter()
             .map(|entry| {
                 let shop_paused = paused.get(&entry.shop_no).cloned().unwrap_or_default();
-                status_of(entry, shop_paused, &self.shard)
+                let mut status = status_of(entry, shop_paused, &self.shard)?;
+                status.storage_error.clone_from(&storage_error);
+                Ok(status)
             })
             .collect()
     }
@@ -548,6 +551,7 @@ fn status_of(
         tid: entry.tid,
         shop_no,
         connector,
+        storage_error: String::new(),
         state: state as i32,
         record_id: entry.record_id,
         received_at_ms: entry.received_at_ms,

@@ -329,6 +329,11 @@ async fn a_full_disk_refuses_then_recovers_without_a_restart() {
     })
     .await;
     assert!(failing.storage_error.contains("disk full"), "{failing:?}");
+    let status = pipeline.status(&acknowledged[0]).await;
+    assert!(
+        status[0].storage_error.contains("disk full"),
+        "the status says why nothing moves: {status:?}"
+    );
     let health = tonic_health::pb::health_client::HealthClient::new(
         tonic::transport::Channel::from_shared(format!("http://{}", pipeline.deliver_grpc))
             .unwrap()
