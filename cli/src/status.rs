@@ -173,6 +173,18 @@ pub fn render(t: &TradeStatus) -> String {
     if !t.storage_error.is_empty() {
         out.push_str(&format!("    OUTBOX CANNOT WRITE {}\n", t.storage_error));
     }
+    if let Some(parcel) = &t.tracking {
+        out.push_str(&format!(
+            "    parcel              {} ({}): state {} at {}: {}\n    kuaidi100 push      {}: {}\n",
+            parcel.number,
+            parcel.carrier,
+            parcel.state,
+            parcel.event_time,
+            parcel.event_context,
+            format_ms(parcel.at_ms),
+            parcel.outcome
+        ));
+    }
     if !t.shop_paused.is_empty() {
         out.push_str(&format!("    SHOP PAUSED         {}\n", t.shop_paused));
     }
@@ -226,6 +238,11 @@ fn status_json(t: &TradeStatus) -> serde_json::Value {
         "chg_count": t.chg_count,
         "shop_paused": t.shop_paused,
         "storage_error": t.storage_error,
+        "tracking": t.tracking.as_ref().map(|p| serde_json::json!({
+            "number": p.number, "carrier": p.carrier, "state": p.state,
+            "event_time": p.event_time, "event_context": p.event_context,
+            "at_ms": p.at_ms, "outcome": p.outcome,
+        })),
         "history": t.history.iter().map(|a| serde_json::json!({
             "at_ms": a.at_ms, "outcome": a.outcome, "http_status": a.http_status,
             "code": a.code, "message": a.message,

@@ -680,3 +680,61 @@ fn outbox_check_export_import_through_the_cli() {
         "{refused:?}"
     );
 }
+
+/// A kuaidi100 scheme with `salt_env` under `wdtpipe up`: a push signed with the salt is
+/// accepted (kuaidi100's answer), one with a wrong or no sign is refused with
+/// `returnCode` "400", and a scheme naming a variable that is not set does not load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_checks_kuaidi100_signs() {
+    const PARAM: &str = include_str!("../../tests/fixtures/kuaidi100/jd-signed.param.json");
+    let (wdt_url, _stop_sandbox) = start_sandbox(Sandbox::new(SandboxConfig::default())).await;
+    let data = tempfile::tempdir().unwrap();
+    let schemes = tempfile::tempdir().unwrap();
+    std::fs::write(
+        schemes.path().join("k100.toml"),
+        "id = \"k100\"\nsource = \"kuaidi100\"\nsalt_env = \"K100_SALT\"\n",
+    )
+    .unwrap();
+    let mut env = up_env(data.path(), &wdt_url);
+    env.push(("SCHEMES_DIR", schemes.path().display().to_string()));
+    env.push(("K100_SALT", "123".into()));
+    let up = Up::start_with(&env);
+    let url = format!("{}/k100", up.callback_url);
+    let push = |sign: &'static str| {
+        let url = url.clone();
+        async move {
+            let answer = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(wdtpipe_common::form::encode([("param", PARAM), ("sign", sign)]))
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status().as_u16();
+            let body: serde_json::Value =
+                serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+            (status, body)
+        }
+    };
+    let (status, body) = push("315EDA9CDABADA878C643EBFE3DBCF1B").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, serde_json::json!({"result": true, "returnCode": "200", "message": "成功"}));
+    for sign in ["315EDA9CDABADA878C643EBFE3DBCF1C", ""] {
+        let (status, body) = push(sign).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!((&body["result"], &body["returnCode"]), (&false.into(), &"400".into()));
+        assert!(body["message"].as_str().unwrap().contains("sign"), "{body}");
+    }
+    drop(up);
+
+    // Without the variable the scheme does not load, and `up` says why.
+    let without: Vec<(&'static str, String)> =
+        env.iter().filter(|(k, _)| *k != "K100_SALT").cloned().collect();
+    let output = run(&without, &["scheme", "validate", &schemes.path().display().to_string()]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("K100_SALT")
+            || String::from_utf8_lossy(&output.stderr).contains("K100_SALT"),
+        "{output:?}"
+    );
+}

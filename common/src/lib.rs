@@ -9,6 +9,7 @@ pub mod decimal;
 pub mod form;
 pub mod grpc;
 pub mod json;
+pub mod kuaidi100;
 pub mod metrics;
 pub mod record;
 pub mod rejection;

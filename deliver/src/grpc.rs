@@ -15,7 +15,7 @@ use wdtpipe_proto::v1::{
     EnqueueResponse, GetRecordRequest, GetRecordResponse, GetStatusRequest, GetStatusResponse,
     ListDeadLettersRequest, ListDeadLettersResponse, OutboxEntry, PurgeRequest, PurgeResponse,
     RecordInfo, RecordMeta, ReplayRequest, ReplayResponse, ShopStats, StatsRequest, StatsResponse,
-    TradeOrder, TradeStatus, WriteRemappedRequest, WriteRemappedResponse,
+    TrackResult, TrackWrite, TradeOrder, TradeStatus, WriteRemappedRequest, WriteRemappedResponse,
 };
 use wdtpipe_proto::v1::{
     EnqueueBatchRequest, EnqueueBatchResponse, EnqueueOutcome, enqueue_outcome,
@@ -455,6 +455,29 @@ impl Deliver for DeliverService {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(request_id = %request.get_ref().request_id))]
+    async fn track(&self, request: Request<TrackWrite>) -> Result<Response<TrackResult>, Status> {
+        let write = request.into_inner();
+        if write.tid.is_empty() && write.tracking_number.is_empty() {
+            return Err(DeliverError::InvalidRequest(
+                "a push names a tid or a tracking number".into(),
+            )
+            .into());
+        }
+        if let Err(error) = self.admit() {
+            tracing::warn!(%error, "kuaidi100 push refused");
+            return Err(error.into());
+        }
+        let done = self
+            .outbox
+            .track(write, self.delivery.clock().now_ms())
+            .await
+            .map_err(DeliverError::from)?;
+        tracing::info!(outcome = %done.result.outcome, tid = %done.result.tid, message = %done.result.message, "kuaidi100 push");
+        self.delivery.notify(done.ready_shops);
+        Ok(Response::new(done.result))
+    }
+
     #[tracing::instrument(skip_all)]
     async fn discard(
         &self,
@@ -552,6 +575,7 @@ fn status_of(
         shop_no,
         connector,
         storage_error: String::new(),
+        tracking: entry.tracking.clone(),
         state: state as i32,
         record_id: entry.record_id,
         received_at_ms: entry.received_at_ms,

@@ -10,6 +10,7 @@
 //! | `k/`   | idempotency key                       | `RecordMeta` (dedupe)     |
 //! | `x/`   | len16(tid) tid shop seq64             | `DeadLetter`              |
 //! | `s/`   | tid                                   | `RecordMeta` (skipped)    |
+//! | `n/`   | tracking number                       | `TrackingIndex`           |
 //! | `m/`   | `seq`, `format`                       | counters (u64)            |
 //!
 //! Lengths are big-endian `u16`, numbers big-endian `u64`, so byte order is queue order.
@@ -21,6 +22,7 @@ pub const RECORD: &[u8] = b"r/";
 pub const IDEMPOTENCY: &[u8] = b"k/";
 pub const DEAD: &[u8] = b"x/";
 pub const SKIPPED: &[u8] = b"s/";
+pub const TRACKING: &[u8] = b"n/";
 pub const SEQ: &[u8] = b"m/seq";
 /// The outbox's format version (see `store::FORMAT_VERSION`).
 pub const FORMAT: &[u8] = b"m/format";
@@ -124,6 +126,10 @@ pub fn dead_prefix(tid: &str) -> Vec<u8> {
     let mut out = DEAD.to_vec();
     push_str16(&mut out, tid);
     out
+}
+
+pub fn tracking_key(number: &str) -> Vec<u8> {
+    prefixed(TRACKING, number.as_bytes())
 }
 
 pub fn record_key(record_id: &str) -> Vec<u8> {

@@ -53,6 +53,9 @@ pub enum IngestError {
     /// `POST /v1/callback/{scheme}` names no scheme transform serves.
     #[error("{0}")]
     NoScheme(String),
+    /// The scheme takes kuaidi100's form pushes, not JSON records.
+    #[error("{0}")]
+    WrongSource(String),
 }
 
 impl From<CallbackError> for IngestError {
@@ -77,6 +80,7 @@ impl IngestError {
                 IngestError::DownstreamUnavailable(status.message().to_owned())
             }
             Code::NotFound => IngestError::NoScheme(status.message().to_owned()),
+            Code::FailedPrecondition => IngestError::WrongSource(status.message().to_owned()),
             _ => IngestError::Downstream(format!("{:?}: {}", status.code(), status.message())),
         }
     }
@@ -88,7 +92,9 @@ impl IngestError {
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::NoRecords(_) | IngestError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::UnsupportedMediaType(_) | IngestError::WrongSource(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::Unavailable(_)
             | IngestError::DownstreamUnavailable(_)
@@ -161,6 +167,7 @@ impl From<IngestError> for Status {
             | IngestError::Busy => Status::unavailable(error.public_message()),
             IngestError::Downstream(_) => Status::internal(error.public_message()),
             IngestError::NoScheme(_) => Status::not_found(error.to_string()),
+            IngestError::WrongSource(_) => Status::failed_precondition(error.to_string()),
         }
     }
 }

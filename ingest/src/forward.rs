@@ -19,6 +19,8 @@ use wdtpipe_proto::v1::{
 pub struct Forwarder {
     /// Process calls, coalesced under load into `ProcessBatch` calls.
     transform: Coalescer<ProcessRequest, ProcessResponse>,
+    /// kuaidi100 pushes (`Track`), one call each.
+    client: TransformClient<Channel>,
     metrics: Arc<IngestMetrics>,
 }
 
@@ -38,8 +40,9 @@ impl Forwarder {
     /// Must be called inside a tokio runtime (it starts the batching task).
     pub fn new(channel: Channel, metrics: Arc<IngestMetrics>) -> Self {
         let client = TransformClient::new(channel);
+        let batching = client.clone();
         let transform = Coalescer::new(32, 16, move |requests: Vec<ProcessRequest>| {
-            let mut client = client.clone();
+            let mut client = batching.clone();
             async move {
                 let answer = client
                     .process_batch(ProcessBatchRequest { requests })
@@ -58,7 +61,20 @@ impl Forwarder {
                     .collect())
             }
         });
-        Self { transform, metrics }
+        Self {
+            transform,
+            client,
+            metrics,
+        }
+    }
+
+    /// Hands a kuaidi100 push to transform; answers once deliver has it on disk.
+    pub async fn track(
+        &self,
+        request: wdtpipe_proto::v1::TrackRequest,
+    ) -> Result<wdtpipe_proto::v1::TrackResponse, tonic::Status> {
+        let mut client = self.client.clone();
+        client.track(request).await.map(tonic::Response::into_inner)
     }
 
     pub fn metrics(&self) -> &IngestMetrics {

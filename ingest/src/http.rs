@@ -17,7 +17,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -41,8 +41,8 @@ pub struct Edge {
 }
 
 #[derive(Clone)]
-struct AppState {
-    forwarder: Forwarder,
+pub(crate) struct AppState {
+    pub(crate) forwarder: Forwarder,
     edge: Arc<Edge>,
     permits: Arc<Semaphore>,
 }
@@ -86,9 +86,10 @@ async fn method_not_allowed() -> impl IntoResponse {
     )
 }
 
-/// `POST /v1/callback`: the scheme `default`.
+/// `POST /v1/callback`: the scheme `default`. Only a scheme's own URL takes kuaidi100
+/// pushes: a form here is refused (415).
 async fn callback(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    accept_callback(state, String::new(), headers, body).await
+    accept_callback(state, String::new(), None, headers, body).await
 }
 
 /// `POST /v1/callback/{scheme}`: the records are mapped with that integration scheme
@@ -96,10 +97,12 @@ async fn callback(State(state): State<AppState>, headers: HeaderMap, body: Body)
 async fn callback_for_scheme(
     State(state): State<AppState>,
     Path(scheme): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    accept_callback(state, scheme, headers, body).await
+    let tid = crate::kuaidi100::tid_of(uri.query());
+    accept_callback(state, scheme, Some(tid), headers, body).await
 }
 
 /// Accepts one callback: one record, an array, or `{"stockout_list": [...]}`. The answer
@@ -107,6 +110,7 @@ async fn callback_for_scheme(
 async fn accept_callback(
     state: AppState,
     scheme: String,
+    tid: Option<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -117,7 +121,7 @@ async fn accept_callback(
         .and_then(accept_request_id)
         .unwrap_or_else(new_request_id);
     let span = tracing::info_span!("callback", request_id = %request_id, scheme = %scheme, records = tracing::field::Empty);
-    let mut response = handle(&state, &headers, body, &request_id, scheme)
+    let mut response = handle(&state, &headers, body, &request_id, scheme, tid)
         .instrument(span)
         .await;
     let metrics = state.forwarder.metrics();
@@ -137,6 +141,9 @@ async fn handle(
     body: Body,
     request_id: &str,
     scheme: String,
+    // `Some` on a scheme's URL (`/v1/callback/{scheme}`): a form there is a kuaidi100 push,
+    // with the URL's `tid` query parameter.
+    tid: Option<String>,
 ) -> Response {
     let retry_after = state.edge.retry_after_secs;
     let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
@@ -144,6 +151,24 @@ async fn handle(
         return IngestError::Busy.into_response_with(retry_after);
     };
     let timeout = Duration::from_millis(state.edge.limits.request_timeout_ms);
+    if let Some(tid) = tid.filter(|_| crate::kuaidi100::is_form(headers)) {
+        // A kuaidi100 push: its own sign (checked by transform) and its own answers.
+        let push = async {
+            match axum::body::to_bytes(body, state.edge.limits.body_bytes).await {
+                Ok(bytes) => {
+                    crate::kuaidi100::accept_push(state, &bytes, request_id, scheme, tid).await
+                }
+                Err(_) => IngestError::TooLarge(state.edge.limits.body_bytes)
+                    .into_response_with(retry_after),
+            }
+        };
+        return match tokio::time::timeout(timeout, push).await {
+            Ok(response) => response,
+            Err(_) => {
+                IngestError::Unavailable("request timed out".into()).into_response_with(retry_after)
+            }
+        };
+    }
     let answer =
         match tokio::time::timeout(timeout, accept(state, headers, body, request_id, scheme)).await
         {

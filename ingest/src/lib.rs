@@ -10,6 +10,7 @@ pub mod error;
 pub mod forward;
 pub mod grpc;
 pub mod http;
+pub mod kuaidi100;
 pub mod limits;
 pub mod metrics;
 pub mod plain;

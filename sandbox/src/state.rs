@@ -125,6 +125,9 @@ impl Store {
     /// The first rule a new version of `(shop_no, tid)` breaks against what was accepted
     /// before: a line's `num` and `price` are fixed by the first accepted version holding
     /// its `oid`.
+    /// Whether a tid already accepted may take `trade` (WDT_API.md: from 30 an order moves
+    /// only to 70 or 80; 70, 80 and 90 are final), and whether its lines keep their
+    /// num/price.
     pub(crate) fn conflict(
         &self,
         sid: &str,
@@ -136,6 +139,14 @@ impl Store {
             .trades
             .get(&(sid.to_owned(), shop_no.to_owned()))?
             .get(tid)?;
+        let status_of = |trade: &Value| trade.get("trade_status").and_then(Value::as_i64);
+        if let (Some(from), Some(to)) = (
+            status_of(&existing.trade),
+            trade.get("trade_status").and_then(Json::as_i64),
+        ) && let Some(error) = transition_refused(from, to)
+        {
+            return Some(error);
+        }
         // A lean store keeps no versions, so there is nothing to compare against.
         if existing.history.is_empty() {
             return None;
@@ -222,6 +233,19 @@ fn amount(line: &Value, key: &str) -> Option<Dec> {
     line.get(key)
         .and_then(Value::as_str)
         .and_then(|text| parse_decimal(text).ok())
+}
+
+/// WDT's order transitions: from 30 (paid) only to 70 (completed) or 80 (refunded); 70, 80
+/// and 90 are final. A refused move is answered like WDT's per-trade errors.
+pub(crate) fn transition_refused(from: i64, to: i64) -> Option<String> {
+    let allowed = from == to
+        || match from {
+            30 => matches!(to, 70 | 80),
+            70 | 80 | 90 => false,
+            _ => true,
+        };
+    (!allowed)
+        .then(|| format!("订单状态不能从{from}变为{to} (trade_status {from} cannot move to {to})"))
 }
 
 #[cfg(test)]
@@ -336,5 +360,16 @@ mod tests {
         let calls = store.calls();
         assert_eq!(calls.len(), CALL_LOG_CAPACITY);
         assert_eq!(calls[0].at_ms, 5);
+    }
+
+    /// WDT's transitions: from 30 only to 70 or 80; 70, 80 and 90 are final.
+    #[test]
+    fn order_transitions() {
+        for (from, to) in [(30, 30), (30, 70), (30, 80), (10, 30), (10, 90), (70, 70)] {
+            assert_eq!(transition_refused(from, to), None, "{from} → {to}");
+        }
+        for (from, to) in [(30, 90), (30, 10), (70, 30), (80, 70), (90, 70)] {
+            assert!(transition_refused(from, to).is_some(), "{from} → {to}");
+        }
     }
 }

@@ -1103,3 +1103,223 @@ async fn dead_letters_are_remapped_after_a_scheme_fix() {
     assert!(dead_letters().await.is_empty());
     pipeline.shutdown().await;
 }
+
+/// A kuaidi100 push (form body) for a scheme, answered in kuaidi100's format.
+async fn push_kuaidi100(pipeline: &Pipeline, path: &str, param: &str, sign: &str) -> (u16, Value) {
+    let body = wdtpipe_common::form::encode([("param", param), ("sign", sign)]);
+    let answer = reqwest::Client::new()
+        .post(format!("{}{path}", pipeline.http))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let bytes = answer.bytes().await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn kuaidi100_param(number: &str, state: &str, context: &str) -> String {
+    json!({
+        "status": "polling",
+        "message": "",
+        "lastResult": {
+            "message": "ok", "nu": number, "com": "shunfeng", "state": state,
+            "ischeck": if state == "0" { "0" } else { "1" }, "condition": "F00",
+            "data": [{"time": "2026-12-03 10:00:00", "ftime": "2026-12-03 10:00:00", "context": context}]
+        }
+    })
+    .to_string()
+}
+
+/// Issue 17, end to end through ingest, transform, deliver and the sandbox: an order
+/// delivered at 30 is re-pushed at 70 when kuaidi100 says its parcel was signed for, with
+/// its refunded line kept at 80 and every other field as it was; an in-transit state
+/// pushes nothing but shows in the status; the same push twice is applied once; `?tid=`
+/// names the order; an unknown tracking number is a dead letter, replayed once the order
+/// has come; a later stockout callback for a completed order keeps 70 (WDT does not move
+/// an order back); JSON to a kuaidi100 scheme and a push to a callback scheme are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kuaidi100_sign_off_completes_the_order() {
+    use wdtpipe_proto::v1::{DeadLetterFilter, ReplayRequest};
+    let schemes = tempfile::tempdir().unwrap();
+    std::fs::write(
+        schemes.path().join("k100.toml"),
+        "id = \"k100\"\nsource = \"kuaidi100\"\ndescription = \"快递100状态回传原始订单\"\n",
+    )
+    .unwrap();
+    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
+    let pipeline = Pipeline::start(PipelineOptions {
+        wdt: wdt_for(sandbox.wdt_url()),
+        schemes_dir: Some(schemes.path().to_owned()),
+        ..PipelineOptions::default()
+    })
+    .await;
+    let order = |tid: &str, number: &str| {
+        let mut record = record_with_tid(tid);
+        record["logistics_no"] = number.into();
+        record["details_list"][1]["refund_status"] = "5".into();
+        record
+    };
+    let post = |record: Value| {
+        let pipeline = &pipeline;
+        async move {
+            let (status, answer) = pipeline.post(&serde_json::to_vec(&record).unwrap()).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+    };
+    post(order("K-1", "SF100")).await;
+    let at_30 = eventually("K-1 delivered at 30", DEADLINE, || async {
+        sandbox.sandbox.trade("K-1")
+    })
+    .await;
+    assert_eq!(at_30.trade["trade_status"], 30);
+    assert_eq!(at_30.trade["order_list"][1]["status"], 80);
+
+    // In transit: recorded, nothing pushed.
+    let ok = json!({"result": true, "returnCode": "200", "message": "成功"});
+    let (status, answer) = push_kuaidi100(
+        &pipeline,
+        "/v1/callback/k100",
+        &kuaidi100_param("SF100", "0", "快件已发车"),
+        "",
+    )
+    .await;
+    assert_eq!((status, &answer), (200, &ok));
+    let note = pipeline.status("K-1").await[0].tracking.clone().unwrap();
+    assert_eq!((note.number.as_str(), note.state.as_str()), ("SF100", "0"));
+    assert_eq!(note.event_context, "快件已发车");
+    assert!(
+        note.outcome
+            .contains("not one of the scheme's sign-off states"),
+        "{note:?}"
+    );
+
+    // Signed for: the order is re-pushed at 70, the refunded line kept at 80.
+    let signed = kuaidi100_param("SF100", "3", "已签收，签收人：本人");
+    let (status, answer) = push_kuaidi100(&pipeline, "/v1/callback/k100", &signed, "").await;
+    assert_eq!((status, &answer), (200, &ok));
+    let at_70 = eventually("K-1 at 70", DEADLINE, || async {
+        sandbox
+            .sandbox
+            .trade("K-1")
+            .filter(|t| t.trade["trade_status"] == 70)
+    })
+    .await;
+    assert_eq!(at_70.trade["order_list"][0]["status"], 70);
+    assert_eq!(
+        at_70.trade["order_list"][1]["status"], 80,
+        "refunded line kept"
+    );
+    let mut same = at_70.trade.clone();
+    same["trade_status"] = 30.into();
+    same["order_list"][0]["status"] = 30.into();
+    assert_eq!(same, at_30.trade, "every other field as it was");
+    assert_eq!(at_70.versions, 2);
+    // The same push again: applied once.
+    let (status, _) = push_kuaidi100(&pipeline, "/v1/callback/k100", &signed, "").await;
+    assert_eq!(status, 200);
+
+    // `?tid=` names the order, whatever the tracking number.
+    post(order("K-2", "")).await;
+    eventually("K-2 delivered", DEADLINE, || async {
+        sandbox.sandbox.trade("K-2")
+    })
+    .await;
+    let (status, _) = push_kuaidi100(
+        &pipeline,
+        "/v1/callback/k100?tid=K-2",
+        &kuaidi100_param("YT-OTHER", "301", "本人签收"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    eventually("K-2 at 70", DEADLINE, || async {
+        sandbox
+            .sandbox
+            .trade("K-2")
+            .filter(|t| t.trade["trade_status"] == 70)
+    })
+    .await;
+
+    // An unknown tracking number: a dead letter, replayed once the order has come.
+    let (status, _) = push_kuaidi100(
+        &pipeline,
+        "/v1/callback/k100",
+        &kuaidi100_param("SF-LATE", "304", "快递柜签收"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut client = pipeline.deliver_client().await;
+    let letters = client
+        .list_dead_letters(wdtpipe_proto::v1::ListDeadLettersRequest {
+            filter: Some(DeadLetterFilter {
+                all: true,
+                ..DeadLetterFilter::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .letters;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0].reason.contains("SF-LATE"),
+        "{}",
+        letters[0].reason
+    );
+    post(order("K-3", "SF-LATE")).await;
+    eventually("K-3 delivered at 30", DEADLINE, || async {
+        sandbox.sandbox.trade("K-3")
+    })
+    .await;
+    let replayed = client
+        .replay(ReplayRequest {
+            filter: Some(DeadLetterFilter {
+                all: true,
+                ..DeadLetterFilter::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replayed.replayed, 1);
+    eventually("K-3 at 70", DEADLINE, || async {
+        sandbox
+            .sandbox
+            .trade("K-3")
+            .filter(|t| t.trade["trade_status"] == 70)
+    })
+    .await;
+
+    // A later stockout callback for K-1 keeps 70 (and its line at 80).
+    let mut later = order("K-1", "SF100");
+    later["buyer_message"] = "later callback".into();
+    post(later).await;
+    let kept = eventually("K-1's later version at WDT", DEADLINE, || async {
+        sandbox
+            .sandbox
+            .trade("K-1")
+            .filter(|t| t.trade["buyer_message"] == "later callback")
+    })
+    .await;
+    assert_eq!(kept.trade["trade_status"], 70);
+    assert_eq!(kept.trade["order_list"][1]["status"], 80);
+
+    // The wrong kind of input for each scheme.
+    let (status, answer) = pipeline
+        .post_to("/v1/callback/k100", &fixture("01-").body, &[])
+        .await;
+    assert_eq!(status, 415, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("kuaidi100"),
+        "{answer}"
+    );
+    let (status, answer) = push_kuaidi100(&pipeline, "/v1/callback/default", &signed, "").await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["result"], false);
+    assert_eq!(answer["returnCode"], "400");
+    pipeline.shutdown().await;
+}

@@ -17,8 +17,8 @@ use wdtpipe_proto::v1::{
     ProcessRequest, ProcessResponse, SchemeInfo, enqueue_outcome, process_outcome,
 };
 use wdtpipe_proto::v1::{
-    ListDeadLettersRequest, ListDeadLettersResponse, RemapRequest, RemapResponse,
-    WriteRemappedRequest, WriteRemappedResponse,
+    ListDeadLettersRequest, ListDeadLettersResponse, RemapRequest, RemapResponse, TrackRequest,
+    TrackResponse, TrackResult, TrackWrite, WriteRemappedRequest, WriteRemappedResponse,
 };
 
 /// Sends an enqueue to one deliver shard, coalesced with concurrent ones.
@@ -90,6 +90,17 @@ impl Shards for GrpcShards {
         })
     }
 
+    fn track(&self, shard: usize, write: TrackWrite) -> ShardCall<'_, TrackResult> {
+        let mut client = self.clients[shard].clone();
+        Box::pin(async move {
+            client
+                .track(write)
+                .await
+                .map(Response::into_inner)
+                .map_err(|status| shard_failure(&status))
+        })
+    }
+
     fn list_dead_letters(
         &self,
         shard: usize,
@@ -136,6 +147,8 @@ fn status(error: ProcessError) -> Status {
         ProcessError::NoRecords => Status::invalid_argument("no records"),
         ProcessError::NoScheme(message) => Status::not_found(message),
         ProcessError::BadRequest(message) => Status::invalid_argument(message),
+        ProcessError::WrongSource(message) => Status::failed_precondition(message),
+        ProcessError::BadSign(message) => Status::unauthenticated(message),
         ProcessError::Invalid(rejection) => rejection::to_status(&rejection),
         ProcessError::Deliver(failure) => {
             let code = match Code::from(failure.code) {
@@ -314,6 +327,19 @@ impl Transform for TransformService {
                 error => status(error),
             })?;
         Ok(Response::new(done))
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id = %request.get_ref().request_id, scheme = %request.get_ref().scheme))]
+    async fn track(
+        &self,
+        request: Request<TrackRequest>,
+    ) -> Result<Response<TrackResponse>, Status> {
+        let answer = self
+            .transformer
+            .track(request.into_inner())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(answer))
     }
 
     async fn list_schemes(

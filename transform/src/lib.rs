@@ -13,6 +13,7 @@ pub mod remap;
 pub mod rules;
 pub mod scheme;
 pub mod shard;
+pub mod track;
 
 use crate::config::TransformConfig;
 use std::future::Future;

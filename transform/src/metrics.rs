@@ -15,6 +15,9 @@ pub struct TransformMetrics {
     pub records: Family<Labels, Counter>,
     /// Reloads of `SCHEMES_DIR` by result (`ok`, `refused`).
     pub reloads: Family<Labels, Counter>,
+    /// kuaidi100 pushes by scheme and result (`accepted`, `no_change`, `no_trade`,
+    /// `duplicate`, `refused_sign`, `refused`).
+    pub kuaidi100: Family<Labels, Counter>,
 }
 
 impl TransformMetrics {
@@ -25,7 +28,13 @@ impl TransformMetrics {
             trades: Counter::default(),
             records: Family::default(),
             reloads: Family::default(),
+            kuaidi100: Family::default(),
         };
+        registry.register(
+            "wdtpipe_transform_kuaidi100_pushes",
+            "kuaidi100 pushes by scheme and result",
+            metrics.kuaidi100.clone(),
+        );
         registry.register(
             "wdtpipe_transform_requests",
             "Process calls by outcome",
@@ -69,6 +78,15 @@ impl TransformMetrics {
                 ("outcome", outcome.to_owned()),
             ])
             .inc_by(n);
+    }
+
+    pub fn kuaidi100(&self, scheme: &str, result: &str) {
+        self.kuaidi100
+            .get_or_create(&vec![
+                ("scheme", scheme.to_owned()),
+                ("result", result.to_owned()),
+            ])
+            .inc();
     }
 
     pub fn outcome(&self, outcome: &str) {

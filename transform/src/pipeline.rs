@@ -5,7 +5,7 @@
 use crate::catalog::Catalog;
 use crate::mapping::{Mapped, map_records};
 use crate::metrics::TransformMetrics;
-use crate::scheme::Scheme;
+use crate::scheme::{Scheme, Source};
 use crate::shard::shard_of;
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +16,8 @@ use wdtpipe_common::{now_ms, rejection};
 use wdtpipe_proto::v1::{
     EnqueueRecord, EnqueueRequest, EnqueueResponse, ListDeadLettersRequest,
     ListDeadLettersResponse, ProcessRequest, ProcessResponse, Receipt, RecordRejection,
-    StockoutRecord, TradeOrder, WriteRemappedRequest, WriteRemappedResponse,
+    StockoutRecord, TrackResult, TrackWrite, TradeOrder, WriteRemappedRequest,
+    WriteRemappedResponse,
 };
 
 /// Why a deliver shard did not take its part: the gRPC status code it answered (as its
@@ -41,6 +42,8 @@ pub trait Shards: Send + Sync + 'static {
         shard: usize,
         request: ListDeadLettersRequest,
     ) -> ShardCall<'_, ListDeadLettersResponse>;
+    /// A kuaidi100 push for a shard (`Deliver.Track`).
+    fn track(&self, shard: usize, write: TrackWrite) -> ShardCall<'_, TrackResult>;
     /// Writes re-mapped letters to a shard (`Deliver.WriteRemapped`), an admin call made
     /// with the caller's `authorization` value (empty: none).
     fn write_remapped(
@@ -65,6 +68,10 @@ pub enum ProcessError {
     /// A request that cannot be served as asked (e.g. a dead-letter filter that sets
     /// nothing).
     BadRequest(String),
+    /// The scheme takes the other kind of input (JSON records, or kuaidi100 pushes).
+    WrongSource(String),
+    /// A kuaidi100 push whose sign does not verify.
+    BadSign(String),
 }
 
 impl std::fmt::Debug for Transformer {
@@ -135,6 +142,10 @@ impl Transformer {
         &self.catalog
     }
 
+    pub(crate) fn metrics(&self) -> &TransformMetrics {
+        &self.metrics
+    }
+
     pub(crate) fn shards(&self) -> &dyn Shards {
         self.shards.as_ref()
     }
@@ -179,6 +190,12 @@ impl Transformer {
         }
         // One scheme for the whole request, whatever reloads meanwhile.
         let scheme = self.scheme(&request.scheme)?;
+        if scheme.source != Source::Callback {
+            return Err(ProcessError::WrongSource(format!(
+                "scheme {:?} takes kuaidi100 pushes (a form with param and sign), not JSON records",
+                scheme.id
+            )));
+        }
         let label = scheme.label();
         let mut positioned = Vec::with_capacity(request.records.len());
         for (i, envelope) in request.records.iter().enumerate() {
@@ -229,6 +246,11 @@ impl Transformer {
                 transformed_at_ms,
                 traceparent: envelope.traceparent,
                 scheme: label.clone(),
+                tracking_numbers: envelope
+                    .record
+                    .as_ref()
+                    .map(tracking_numbers)
+                    .unwrap_or_default(),
                 // Kept by deliver with the trades, for a dead letter to be re-mapped.
                 record: if skipped { None } else { envelope.record },
             });
@@ -287,6 +309,23 @@ impl Transformer {
         tracing::debug!(trades = trade_count, shards = answers.len(), "forwarded");
         Ok(ProcessResponse { receipts })
     }
+}
+
+/// The tracking numbers a record carries (`logistics_no`, `kuaidi100Data.nu`), for
+/// deliver's index of kuaidi100 pushes.
+fn tracking_numbers(record: &StockoutRecord) -> Vec<String> {
+    let mut numbers = Vec::new();
+    let pushed = record.kuaidi100_data.as_ref().map(|k| k.nu.as_str());
+    for number in [Some(record.logistics_no.as_str()), pushed]
+        .into_iter()
+        .flatten()
+    {
+        let number = number.trim();
+        if !number.is_empty() && !numbers.iter().any(|n| n == number) {
+            numbers.push(number.to_owned());
+        }
+    }
+    numbers
 }
 
 /// The name of a gRPC status code, for the outcome label of the requests metric.
@@ -379,6 +418,10 @@ mod tests {
     impl Shards for FakeShards {
         fn count(&self) -> usize {
             self.count
+        }
+
+        fn track(&self, _shard: usize, _write: TrackWrite) -> ShardCall<'_, TrackResult> {
+            Box::pin(std::future::ready(Ok(TrackResult::default())))
         }
 
         fn list_dead_letters(

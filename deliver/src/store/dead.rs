@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use wdtpipe_common::connectors::{DEFAULT, lane, split_lane};
 use wdtpipe_proto::v1::{
     DeadLetter, DeadLetterFilter, DeliveryState, OutboxEntry, PendingVersion, RecordMeta,
-    RemappedLetter,
+    RemappedLetter, TrackWrite,
 };
 
 /// What replaying dead letters did.
@@ -299,6 +299,22 @@ fn replay(
     let mut done = Replayed::default();
     let (letters, next) = matching_letters(txn, filter, after)?;
     for (letter_key, letter) in letters {
+        if let Some(write) = &letter.track {
+            // A kuaidi100 push that found no trade: applied now if the trade is known.
+            let write = TrackWrite {
+                dead_if_unknown: false,
+                ..write.clone()
+            };
+            let now_ms = wdtpipe_common::now_ms();
+            let tracked = super::track::track(txn, state, &write, now_ms)?;
+            if tracked.result.outcome != "unknown" {
+                txn.del(letter_key);
+                done.replayed += 1;
+                done.tids.push(tracked.result.tid);
+                done.ready_shops.extend(tracked.ready_shops);
+            }
+            continue;
+        }
         txn.del(letter_key);
         let key = TradeKey::new(&letter.tid, &letter.shop_no);
         let entry_key = key.entry_key();

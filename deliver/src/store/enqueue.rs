@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use wdtpipe_common::connectors::lane;
 use wdtpipe_proto::v1::{
     DeliveryState, EnqueueRecord, EnqueueResult, OutboxEntry, PendingVersion, RecordMeta,
+    TrackingIndex, TradeOrder,
 };
 
 /// What an enqueue did.
@@ -39,6 +40,8 @@ struct RecordToWrite {
     /// The `StockoutRecord` it came from, encoded (empty when the caller sent none): kept
     /// with each of its trades' pending versions, for a dead letter to keep.
     source_record: Vec<u8>,
+    /// Its tracking numbers, indexed to its trades for kuaidi100 pushes.
+    tracking_numbers: Vec<String>,
 }
 
 struct TradeToWrite {
@@ -66,6 +69,7 @@ impl From<EnqueueRecord> for RecordToWrite {
             traceparent: record.traceparent,
             scheme: record.scheme,
             skipped_tid: record.skipped.then_some(record.skipped_tid),
+            tracking_numbers: record.tracking_numbers,
             source_record: match &record.record {
                 Some(source) if !record.skipped => source.encode_to_vec(),
                 _ => Vec::new(),
@@ -150,7 +154,17 @@ fn enqueue(
             tids.push(tid.clone());
             txn.put_msg(keys::skipped_key(tid), &meta(vec![tid.clone()]));
         }
-        for TradeToWrite { key, encoded } in record.trades {
+        for number in &record.tracking_numbers {
+            if let Some(trade) = record.trades.first() {
+                let index = TrackingIndex {
+                    tid: trade.key.tid.clone(),
+                    lane: trade.key.shop_no.clone(),
+                    accepted_at_ms: now_ms,
+                };
+                txn.put_msg(keys::tracking_key(number), &index);
+            }
+        }
+        for TradeToWrite { key, mut encoded } in record.trades {
             let seq = state.next_seq;
             state.next_seq += 1;
             let entry_key = key.entry_key();
@@ -161,6 +175,10 @@ fn enqueue(
             });
             let before = Share::of(&entry);
             let waiting = entry.pending.is_some();
+            if entry.signed_status != 0 {
+                // A kuaidi100 sign-off moved the order on: WDT does not move it back.
+                encoded = keep_signed_status(&encoded, entry.signed_status)?;
+            }
             entry.pending = Some(PendingVersion {
                 seq,
                 record_id: record.record_id.clone(),
@@ -208,4 +226,28 @@ fn enqueue(
         txn.put_msg(keys::idempotency_key(idempotency_key), &meta);
     }
     Ok(done)
+}
+
+/// A trade with `signed` as its status, and its lines' except those refunded (80); an
+/// order already at 80 or 90, or past `signed`, is left as it is.
+pub(super) fn with_status(mut trade: TradeOrder, signed: i32) -> Option<TradeOrder> {
+    if matches!(trade.trade_status, 80 | 90) || trade.trade_status >= signed {
+        return None;
+    }
+    trade.trade_status = signed;
+    for line in &mut trade.order_list {
+        if line.status != 80 {
+            line.status = signed;
+        }
+    }
+    Some(trade)
+}
+
+/// An encoded trade with the status a sign-off gave its tid (see [`with_status`]).
+fn keep_signed_status(encoded: &[u8], signed: i32) -> Result<Vec<u8>> {
+    let trade: TradeOrder = super::decode(encoded)?;
+    Ok(match with_status(trade, signed) {
+        Some(moved) => moved.encode_to_vec(),
+        None => encoded.to_vec(),
+    })
 }

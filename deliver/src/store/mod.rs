@@ -17,7 +17,7 @@
 //! | `tally` | what is queued, kept by the writer |
 //! | `storage` | free space, the reserve, failed and stuck writes |
 //! | `ready`, `mirror` | ready-queue reads, and the in-memory copy of short queues |
-//! | `enqueue`, `settle`, `dead`, `sweep` | the writes, one file per kind |
+//! | `enqueue`, `settle`, `dead`, `track`, `sweep` | the writes, one file per kind |
 //! | `offline` | check, export and import an outbox no deliver has open |
 
 mod dead;
@@ -30,6 +30,7 @@ mod settle;
 mod storage;
 mod sweep;
 mod tally;
+mod track;
 mod txn;
 mod writer;
 
@@ -41,6 +42,7 @@ pub use settle::{Outcome, Promoted, Settlement};
 pub use storage::{STALL_AFTER, StorageHealth};
 pub use sweep::Expired;
 pub use tally::{Queued, ShopQueue};
+pub use track::Tracked;
 pub use writer::WriterStats;
 
 use crate::keys::{self, TradeKey};

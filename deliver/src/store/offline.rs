@@ -122,6 +122,11 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
                 }
                 Err(e) => report.problem(format!("dead letter {shown:?} does not decode: {e}")),
             },
+            "n/" => {
+                if let Err(e) = decode::<wdtpipe_proto::v1::TrackingIndex>(&value) {
+                    report.problem(format!("tracking index {shown:?} does not decode: {e}"));
+                }
+            }
             "r/" | "k/" | "s/" => {
                 if let Err(e) = decode::<RecordMeta>(&value) {
                     report.problem(format!("record {shown:?} does not decode: {e}"));

@@ -104,7 +104,9 @@ fn settle(
                     entry.state = DeliveryState::Queued as i32;
                     ready_shops.insert(ready.key.shop_no.clone());
                 } else {
-                    entry.pending = None;
+                    // Kept while the status is: a kuaidi100 sign-off re-pushes it.
+                    entry.delivered_trade =
+                        entry.pending.take().map(|p| p.trade).unwrap_or_default();
                     entry.state = DeliveryState::Delivered as i32;
                     txn.del(ready_key);
                     finish(&mut entry, now_ms);

@@ -5,7 +5,7 @@ use super::txn::Txn;
 use super::writer::WriterState;
 use super::{Outbox, Result, decode};
 use crate::keys;
-use wdtpipe_proto::v1::{OutboxEntry, RecordMeta};
+use wdtpipe_proto::v1::{OutboxEntry, RecordMeta, TrackingIndex};
 
 /// Expiry index keys looked at in one sweep step (keeps each commit small).
 const EXPIRE_LIMIT: usize = 1_000;
@@ -35,7 +35,13 @@ pub(super) struct SweepCursors {
 }
 
 /// The keyspaces the sweep walks.
-const SWEPT: [&[u8]; 4] = [keys::RECORD, keys::IDEMPOTENCY, keys::ENTRY, keys::SKIPPED];
+const SWEPT: [&[u8]; 5] = [
+    keys::RECORD,
+    keys::IDEMPOTENCY,
+    keys::ENTRY,
+    keys::SKIPPED,
+    keys::TRACKING,
+];
 
 /// Removes dedupe records and finished entries whose retention ran out: one bounded step
 /// of a walk over `r/`, `k/` and `t/` that resumes where the last step stopped (no index is
@@ -68,6 +74,10 @@ fn expire(txn: &mut Txn<'_>, state: &mut WriterState, now_ms: i64) -> Result<Exp
                 entry.pending.is_none()
                     && entry.finished_at_ms > 0
                     && entry.finished_at_ms + retention.status_ms() <= now_ms
+            } else if *prefix == keys::TRACKING {
+                // The index serves kuaidi100 pushes as long as the trade's status is kept.
+                let index: TrackingIndex = decode(&value)?;
+                index.accepted_at_ms + retention.status_ms() <= now_ms
             } else if *prefix == keys::SKIPPED {
                 // A skip is status: kept as long as a finished trade's status.
                 let meta: RecordMeta = decode(&value)?;

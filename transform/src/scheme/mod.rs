@@ -87,12 +87,44 @@ impl BuiltinOptions {
 pub enum Source {
     /// JSON stockout records on the callback.
     Callback,
+    /// kuaidi100's tracking pushes: a signed-for parcel re-pushes its order as completed.
+    Kuaidi100,
 }
 
 impl Source {
     pub fn name(self) -> &'static str {
         match self {
             Source::Callback => "callback",
+            Source::Kuaidi100 => "kuaidi100",
+        }
+    }
+}
+
+/// The `lastResult.state` values that mean "signed for" by default: 3 signed, 301 by the
+/// recipient, 302 after a problem, 303 by someone else, 304 at a locker or station, 501
+/// handed over.
+pub const SIGNED_STATES: [&str; 6] = ["3", "301", "302", "303", "304", "501"];
+
+/// What a kuaidi100 scheme does with a push (SCHEMES.md, "The kuaidi100 source").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kuaidi100Options {
+    /// `salt_env`: the variable the salt was read from; `None` checks no sign.
+    pub salt_env: Option<String>,
+    /// The salt itself, read from `salt_env` when the scheme was loaded.
+    pub salt: Option<wdtpipe_common::config::Secret>,
+    /// `lastResult.state` values that re-push the order (`states`).
+    pub states: Vec<String>,
+    /// The `trade_status` the order is re-pushed with (`trade_status`, default 70).
+    pub trade_status: i32,
+}
+
+impl Default for Kuaidi100Options {
+    fn default() -> Self {
+        Self {
+            salt_env: None,
+            salt: None,
+            states: SIGNED_STATES.iter().map(|s| (*s).to_owned()).collect(),
+            trade_status: 70,
         }
     }
 }
@@ -105,6 +137,8 @@ pub struct Scheme {
     pub version: String,
     pub description: String,
     pub source: Source,
+    /// With `source = "kuaidi100"`: what a push does.
+    pub kuaidi100: Option<Kuaidi100Options>,
     /// The WDT account its trades are pushed with.
     pub connector: String,
     pub builtin: BuiltinOptions,
@@ -161,6 +195,7 @@ impl Scheme {
             version: BUILTIN_VERSION.to_owned(),
             description: "the built-in mapping (MAPPING.md)".to_owned(),
             source: Source::Callback,
+            kuaidi100: None,
             connector: DEFAULT_CONNECTOR.to_owned(),
             builtin,
             skip: None,
