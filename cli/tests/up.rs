@@ -627,13 +627,13 @@ async fn up_gives_every_connector_a_sandbox_account() {
     assert_eq!(sid_of("T0001").as_deref(), Some("sandbox"));
 }
 
-/// `wdtpipe outbox check|export|import` on the committed format-2 outbox: check says what
+/// `wdtpipe outbox check|export|import` on the committed format-3 outbox: check says what
 /// it holds and exits 0; export then import builds an outbox that checks the same; a
 /// data directory is taken for the outbox inside it; a broken outbox exits 1.
 #[test]
 fn outbox_check_export_import_through_the_cli() {
     let fixture =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/outbox/format-2");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/outbox/format-3");
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let outbox = data.join("outbox");
@@ -646,7 +646,7 @@ fn outbox_check_export_import_through_the_cli() {
     let check = run(&[], &["outbox", "check", &path(&data)]);
     let out = assert_ok(&check, "check");
     assert!(
-        out.contains("(format 2): 1 ready, 1 retrying, 1 dead letters") && out.ends_with("ok\n"),
+        out.contains("(format 3): 1 ready, 1 retrying, 1 dead letters") && out.ends_with("ok\n"),
         "{out}"
     );
     let file = work.path().join("outbox.export");
@@ -706,7 +706,10 @@ async fn up_checks_kuaidi100_signs() {
             let answer = reqwest::Client::new()
                 .post(url)
                 .header("content-type", "application/x-www-form-urlencoded")
-                .body(wdtpipe_common::form::encode([("param", PARAM), ("sign", sign)]))
+                .body(wdtpipe_common::form::encode([
+                    ("param", PARAM),
+                    ("sign", sign),
+                ]))
                 .send()
                 .await
                 .unwrap();
@@ -718,19 +721,31 @@ async fn up_checks_kuaidi100_signs() {
     };
     let (status, body) = push("315EDA9CDABADA878C643EBFE3DBCF1B").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body, serde_json::json!({"result": true, "returnCode": "200", "message": "成功"}));
+    assert_eq!(
+        body,
+        serde_json::json!({"result": true, "returnCode": "200", "message": "成功"})
+    );
     for sign in ["315EDA9CDABADA878C643EBFE3DBCF1C", ""] {
         let (status, body) = push(sign).await;
         assert_eq!(status, 400, "{body}");
-        assert_eq!((&body["result"], &body["returnCode"]), (&false.into(), &"400".into()));
+        assert_eq!(
+            (&body["result"], &body["returnCode"]),
+            (&false.into(), &"400".into())
+        );
         assert!(body["message"].as_str().unwrap().contains("sign"), "{body}");
     }
     drop(up);
 
     // Without the variable the scheme does not load, and `up` says why.
-    let without: Vec<(&'static str, String)> =
-        env.iter().filter(|(k, _)| *k != "K100_SALT").cloned().collect();
-    let output = run(&without, &["scheme", "validate", &schemes.path().display().to_string()]);
+    let without: Vec<(&'static str, String)> = env
+        .iter()
+        .filter(|(k, _)| *k != "K100_SALT")
+        .cloned()
+        .collect();
+    let output = run(
+        &without,
+        &["scheme", "validate", &schemes.path().display().to_string()],
+    );
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("K100_SALT")

@@ -832,29 +832,43 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// Where the committed outbox of format 2 lives (written by this release).
-fn format_2_fixture() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/outbox/format-2")
+/// Where the committed outbox of a format lives (each written by the release that
+/// introduced the format).
+fn format_fixture(format: u64) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../tests/fixtures/outbox/format-{format}"))
 }
 
-/// An outbox written by the release that introduced format 2, committed to the repository:
-/// every later binary must open it and read everything in it. `BLESS_OUTBOX_FIXTURE=1`
-/// writes it again (only when the format changes on purpose, with a new directory).
+/// Outboxes written by the releases that introduced formats 2 and 3, committed to the
+/// repository: every later binary must open them (upgrading them) and read everything in
+/// them. `BLESS_OUTBOX_FIXTURE=N` writes format N's again (only the current format, only
+/// when it changes on purpose).
 #[tokio::test]
-async fn an_outbox_written_by_format_2_opens() {
-    let fixture = format_2_fixture();
-    if std::env::var_os("BLESS_OUTBOX_FIXTURE").is_some() {
+async fn committed_outboxes_of_every_format_open() {
+    use wdtpipe_deliver::store::FORMAT_VERSION;
+    if let Some(format) = std::env::var_os("BLESS_OUTBOX_FIXTURE") {
+        assert_eq!(format.to_str(), Some(FORMAT_VERSION.to_string().as_str()));
+        let fixture = format_fixture(FORMAT_VERSION);
         let _ = std::fs::remove_dir_all(&fixture);
         outbox_of_every_kind(&fixture).await;
+        let _ = std::fs::remove_dir(fixture.join("blobs"));
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture, dir.path());
-    let report = wdtpipe_deliver::store::offline::check(dir.path()).unwrap();
-    assert_eq!(report.format, 2);
-    assert_eq!(report.problems, Vec::<String>::new());
-    let outbox = Outbox::open(dir.path()).unwrap();
-    assert_every_kind(&outbox);
+    for format in 2..=FORMAT_VERSION {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&format_fixture(format), dir.path());
+        let report = wdtpipe_deliver::store::offline::check(dir.path()).unwrap();
+        assert_eq!(report.format, format);
+        assert_eq!(report.problems, Vec::<String>::new(), "format {format}");
+        let outbox = Outbox::open(dir.path()).unwrap();
+        assert_every_kind(&outbox);
+        drop(outbox);
+        let upgraded = wdtpipe_deliver::store::offline::check(dir.path()).unwrap();
+        assert_eq!(
+            upgraded.format, FORMAT_VERSION,
+            "format {format} upgraded on open"
+        );
+    }
 }
 
 /// `check` finds an outbox sound and says what it holds; export then import builds the
@@ -862,7 +876,7 @@ async fn an_outbox_written_by_format_2_opens() {
 /// undecodable keys are reported; an outbox of a later format is refused, not misread.
 #[tokio::test]
 async fn check_export_import_and_format_versions() {
-    use wdtpipe_deliver::store::offline;
+    use wdtpipe_deliver::store::{FORMAT_VERSION, offline};
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source");
     outbox_of_every_kind(&source).await;
@@ -875,7 +889,7 @@ async fn check_export_import_and_format_versions() {
             report.retrying,
             report.dead_letters
         ),
-        (2, 1, 1, 1)
+        (FORMAT_VERSION, 1, 1, 1)
     );
     assert_eq!(report.keys["t/"], 4);
     assert_eq!(report.keys["r/"], 4);
@@ -965,7 +979,7 @@ async fn check_export_import_and_format_versions() {
             refused,
             StoreError::NewerFormat {
                 found: 99,
-                supported: 2,
+                supported: FORMAT_VERSION,
                 ..
             }
         ),

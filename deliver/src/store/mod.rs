@@ -67,11 +67,15 @@ pub const DEFAULT_CACHE_BYTES: u64 = 6 * 1024 * 1024;
 
 /// The outbox format this code writes, kept under `m/format`:
 /// 1. (no `m/format` key) everything before format versions were recorded;
-/// 2. waiting versions and dead letters keep their source record and scheme (re-map).
+/// 2. waiting versions and dead letters keep their source record and scheme (re-map);
+/// 3. kuaidi100: the tracking-number index (`n/`), delivered versions kept for the status
+///    retention, the status a sign-off moved a tid to (later versions keep it).
 ///
-/// Both are read as they are: 2 only added optional fields. A newer binary upgrades an
-/// older outbox when it opens it; an outbox of a later format than this is refused.
-pub const FORMAT_VERSION: u64 = 2;
+/// All are read as they are: 2 and 3 only added optional fields and keys. A newer binary
+/// upgrades an older outbox when it opens it; an outbox of a later format than this is
+/// refused (an older binary would ignore what it does not know, e.g. push a signed-off
+/// order below its status).
+pub const FORMAT_VERSION: u64 = 3;
 
 /// Why the outbox could not do something.
 #[derive(Debug, thiserror::Error)]
