@@ -1038,3 +1038,122 @@ async fn admin_work_on_many_letters_runs_in_steps() {
     assert_eq!(outbox.discard(all.clone()).await.unwrap() as usize, count);
     assert_eq!(outbox.dead_letters(&all, 1, "").unwrap().total, 0);
 }
+
+/// A kuaidi100 sign-off racing with stockout callbacks for the same tid: versions keep
+/// their acceptance order (latest wins) whatever is in flight, the sign-off's status is
+/// kept by the versions after it, and a push for the in-flight version's tid never lets an
+/// older version come back.
+#[tokio::test]
+async fn a_sign_off_racing_with_callbacks_keeps_order_and_status() {
+    use wdtpipe_proto::v1::{TrackWrite, TradeLine};
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    let version = |text: &str| {
+        let mut t = trade("K", "S1", "10");
+        t.trade_status = 30;
+        t.buyer_message = text.into();
+        t.order_list = vec![
+            TradeLine {
+                oid: "K-1".into(),
+                status: 30,
+                ..TradeLine::default()
+            },
+            TradeLine {
+                oid: "K-2".into(),
+                status: 80,
+                ..TradeLine::default()
+            },
+        ];
+        t
+    };
+    let mut first = record("r1", vec![version("v1")]);
+    first.tracking_numbers = vec!["SF1".into()];
+    outbox.enqueue(vec![first], String::new(), 1).await.unwrap();
+    // v1 is being pushed when the sign-off comes.
+    let in_flight = outbox.ready("S1", 10).unwrap().pop().unwrap();
+    let sign_off = TrackWrite {
+        push_id: "p1".into(),
+        tracking_number: "SF1".into(),
+        state: "3".into(),
+        sign_off: true,
+        trade_status: 70,
+        scheme: "k100@1".into(),
+        ..TrackWrite::default()
+    };
+    let tracked = outbox.track(sign_off.clone(), 2).await.unwrap();
+    assert_eq!(tracked.result.outcome, "pushed");
+    assert_eq!(tracked.result.tid, "K");
+    // A stockout callback right after: the newest version, at 70 still.
+    enqueue_one(&outbox, "r3", version("v3"), 3).await;
+    // v1's push answers after both: it is superseded, nothing older comes back.
+    outbox
+        .settle(
+            vec![settle(
+                in_flight,
+                Outcome::Delivered {
+                    new_count: 1,
+                    chg_count: 0,
+                },
+            )],
+            4,
+        )
+        .await
+        .unwrap();
+    let ready = outbox.ready("S1", 10).unwrap();
+    assert_eq!(ready.len(), 1);
+    let next = &ready[0];
+    assert_eq!(next.trade.buyer_message, "v3", "the newest version waits");
+    assert_eq!(
+        next.trade.trade_status, 70,
+        "it keeps the sign-off's status"
+    );
+    assert_eq!(
+        next.trade
+            .order_list
+            .iter()
+            .map(|l| l.status)
+            .collect::<Vec<_>>(),
+        [70, 80]
+    );
+    // The same push again changes nothing; a push for an order at 80 is recorded only.
+    let again = outbox.track(sign_off, 5).await.unwrap();
+    assert_eq!(again.result.outcome, "duplicate");
+    let entry = outbox.entry(&TradeKey::new("K", "S1")).unwrap().unwrap();
+    assert_eq!(entry.signed_status, 70);
+    assert_eq!(entry.tracking.unwrap().state, "3");
+    let mut refunded = trade("R", "S1", "10");
+    refunded.trade_status = 80;
+    let mut r = record("r-refunded", vec![refunded]);
+    r.tracking_numbers = vec!["SF2".into()];
+    outbox.enqueue(vec![r], String::new(), 6).await.unwrap();
+    let recorded = outbox
+        .track(
+            TrackWrite {
+                push_id: "p2".into(),
+                tracking_number: "SF2".into(),
+                state: "301".into(),
+                sign_off: true,
+                trade_status: 70,
+                ..TrackWrite::default()
+            },
+            7,
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded.result.outcome, "no_change");
+    assert!(
+        recorded
+            .result
+            .message
+            .contains("does not move an order from trade_status 80"),
+        "{}",
+        recorded.result.message
+    );
+    let waiting: Vec<String> = outbox
+        .ready("S1", 10)
+        .unwrap()
+        .iter()
+        .map(|r| format!("{}:{}", r.key.tid, r.trade.trade_status))
+        .collect();
+    assert_eq!(waiting, ["K:70", "R:80"], "nothing new for R");
+}
