@@ -13,6 +13,9 @@ pub enum Verdict {
         reason: String,
         retry_after: Option<Duration>,
         throttled: bool,
+        /// No answer from WDT itself (transport error, timeout, HTTP 5xx or 429): the
+        /// account is unreachable, not this call's trades at fault.
+        unreachable: bool,
     },
     /// Our configuration is wrong (sign, timestamp, sid, appkey, endpoint): pause the shop.
     Config { reason: String },
@@ -58,6 +61,7 @@ impl Classifier {
                     reason: format!("transport error: {error}"),
                     retry_after: None,
                     throttled: false,
+                    unreachable: true,
                 };
             }
             Reply::Http {
@@ -75,6 +79,7 @@ impl Classifier {
                 reason: format!("HTTP {status}: {}", detail()),
                 retry_after,
                 throttled: status == 429,
+                unreachable: true,
             };
         }
         if !(200..300).contains(&status) {
@@ -89,6 +94,7 @@ impl Classifier {
                     reason: format!("unreadable answer: {e}"),
                     retry_after,
                     throttled: false,
+                    unreachable: false,
                 };
             }
         };
@@ -110,6 +116,7 @@ impl Classifier {
                 reason,
                 retry_after,
                 throttled: true,
+                unreachable: false,
             };
         }
         if self.config_codes.contains(&answer.code)

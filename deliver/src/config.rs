@@ -136,6 +136,9 @@ pub struct RetryPolicy {
     pub max_age_secs: u64,
     /// How often a paused shop is probed again, in milliseconds.
     pub pause_probe_ms: u64,
+    /// How often an unreachable WDT account is probed, in milliseconds (jittered by ±25 %,
+    /// never sooner than a `Retry-After`).
+    pub probe_ms: u64,
 }
 
 impl Default for RetryPolicy {
@@ -146,6 +149,7 @@ impl Default for RetryPolicy {
             throttle_factor: 4,
             max_age_secs: 24 * 3600,
             pause_probe_ms: 30_000,
+            probe_ms: 2_000,
         }
     }
 }

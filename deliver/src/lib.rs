@@ -216,6 +216,9 @@ fn gauges(
         metrics
             .paused_shops
             .set(delivery.paused_shops().len() as i64);
+        metrics
+            .unreachable_accounts
+            .set(delivery.unreachable_accounts() as i64);
         metrics.disk_bytes.set(outbox.disk_bytes() as i64);
         let storage = outbox.storage_health();
         metrics.outbox_writable.set(i64::from(storage.writable()));

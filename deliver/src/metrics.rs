@@ -44,6 +44,8 @@ pub struct DeliverMetrics {
     pub outbox_free_bytes: Gauge,
     /// Group commits that failed since start.
     pub outbox_failed_commits: Gauge,
+    /// WDT accounts that do not answer now (probed, their shops waiting).
+    pub unreachable_accounts: Gauge,
 }
 
 impl DeliverMetrics {
@@ -70,7 +72,13 @@ impl DeliverMetrics {
             outbox_writable: Gauge::default(),
             outbox_free_bytes: Gauge::default(),
             outbox_failed_commits: Gauge::default(),
+            unreachable_accounts: Gauge::default(),
         };
+        registry.register(
+            "wdtpipe_deliver_unreachable_accounts",
+            "WDT accounts that do not answer now (one probe at a time, their shops waiting)",
+            m.unreachable_accounts.clone(),
+        );
         registry.register(
             "wdtpipe_deliver_outbox_writable",
             "1 while the outbox's writes succeed, 0 while they fail (disk full) or hang",

@@ -203,8 +203,10 @@ fn gaps(calls: &[Instant]) -> Vec<Duration> {
     calls.windows(2).map(|w| w[1] - w[0]).collect()
 }
 
-/// Transient failures are retried with exponential backoff and full jitter: each wait is
-/// at most `min(cap, base·2^(n−1))`; after the age limit the trade is dead-lettered.
+/// Transient failures of a trade (here an answer WDT sent but that does not read; an
+/// account that does not answer at all is probed instead, see below) are retried with
+/// exponential backoff and full jitter: each wait is at most `min(cap, base·2^(n−1))`;
+/// after the age limit the trade is dead-lettered.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn exponential_backoff_then_give_up() {
     let busy = keep_runtime_busy();
@@ -214,7 +216,7 @@ async fn exponential_backoff_then_give_up() {
         max_age_secs: 60,
         ..RetryPolicy::default()
     };
-    let s = setup(vec![http(503, None)], policy).await;
+    let s = setup(vec![http(200, None)], policy).await;
     s.run_until(Duration::from_secs(120), |s| {
         s.entry().state == DeliveryState::Dead as i32
     })
@@ -246,8 +248,8 @@ async fn exponential_backoff_then_give_up() {
         entry.dead_reason
     );
     assert!(
-        entry.dead_reason.contains("HTTP 503"),
-        "{}",
+        entry.dead_reason.contains("unreadable answer"),
+        "the last error is in the reason: {}",
         entry.dead_reason
     );
     assert_eq!(s.outbox.dead_letters_for_tid("T1").unwrap().len(), 1);
@@ -410,5 +412,190 @@ async fn idle_shop_loops_end_and_come_back() {
     .await;
     assert_eq!(s.delivery.shop_loops(), 1);
     assert_eq!(s.api.calls().len(), 2);
+    busy.abort();
+}
+
+/// A WDT that is down (no answer at all) until told otherwise, counting calls.
+struct Switchable {
+    down: std::sync::atomic::AtomicBool,
+    /// (when, shop, trades, whether WDT was down)
+    calls: Mutex<Vec<(Instant, String, usize, bool)>>,
+}
+
+impl WdtApi for Switchable {
+    fn trade_push<'a>(
+        &'a self,
+        shop: &'a str,
+        trades: &'a [&'a TradeOrder],
+    ) -> BoxFuture<'a, Reply> {
+        let down = self.down.load(std::sync::atomic::Ordering::SeqCst);
+        self.calls
+            .lock()
+            .unwrap()
+            .push((Instant::now(), shop.to_owned(), trades.len(), down));
+        let reply = if down {
+            Reply::Transport("connection refused".into())
+        } else {
+            answer(0, "ok")
+        };
+        Box::pin(async move { reply })
+    }
+
+    fn endpoint(&self) -> &str {
+        "switchable"
+    }
+}
+
+/// Issue 18: WDT down with three shops queued. While it is, the account gets one probe at
+/// a time (at most one call per probe interval, whatever the number of shops), not a growing
+/// backoff per shop; once it is back, the first probe that gets an answer resumes every
+/// shop at once and the backlog drains within a few probe intervals. Throttling does not
+/// mark the account unreachable.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_unreachable_account_is_probed_then_every_shop_resumes_at_once() {
+    let busy = keep_runtime_busy();
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(Outbox::open(dir.path()).unwrap());
+    let api = Arc::new(Switchable {
+        down: std::sync::atomic::AtomicBool::new(true),
+        calls: Mutex::new(Vec::new()),
+    });
+    let clock = Clock::new();
+    let policy = RetryPolicy::default();
+    let probe = Duration::from_millis(policy.probe_ms);
+    let delivery = Delivery::start(
+        outbox.clone(),
+        api.clone(),
+        clock,
+        DeliverySettings {
+            classifier: Classifier {
+                retryable_codes: vec![1040],
+                config_codes: vec![],
+            },
+            metrics: Arc::new(DeliverMetrics::new(&mut Default::default())),
+            retry: policy,
+            batch_size: 50,
+            calls_per_shop: 4,
+            sweep_interval: Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    let s = Setup {
+        api: Scripted::new(vec![answer(0, "ok")]),
+        outbox: outbox.clone(),
+        delivery: delivery.clone(),
+        _dir: dir,
+    };
+    let records: Vec<EnqueueRecord> = (0..30)
+        .map(|i| EnqueueRecord {
+            record_id: format!("r{i}"),
+            received_at_ms: clock.now_ms(),
+            trades: vec![TradeOrder {
+                tid: format!("T{i:02}"),
+                shop_no: format!("S{}", i % 3),
+                ..TradeOrder::default()
+            }],
+            ..EnqueueRecord::default()
+        })
+        .collect();
+    let done = outbox
+        .enqueue(records, String::new(), clock.now_ms())
+        .await
+        .unwrap();
+    delivery.notify(done.ready_shops);
+
+    // 90 s of WDT down.
+    let outage = Duration::from_secs(90);
+    s.run_for(outage).await;
+    assert_eq!(delivery.unreachable_accounts(), 1);
+    let while_down: Vec<Instant> = api
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.3)
+        .map(|c| c.0)
+        .collect();
+    // The first round (each shop's first call, before the account was known to be out),
+    // then one probe at a time, at least 0.75 of the interval apart.
+    let probes = &while_down[3.min(while_down.len())..];
+    assert!(
+        probes
+            .windows(2)
+            .all(|w| w[1] - w[0] >= probe * 3 / 4 - STEP),
+        "one probe per interval: {:?}",
+        gaps(probes)
+    );
+    assert!(
+        while_down.len() as u64
+            <= 3 + outage.as_millis() as u64 / (probe.as_millis() as u64 * 3 / 4) + 1,
+        "{} calls in {outage:?}",
+        while_down.len()
+    );
+    assert!(
+        probes.len() as u128 + 1 >= outage.as_millis() / (probe.as_millis() * 5 / 4),
+        "kept probing: {} probes",
+        probes.len()
+    );
+    let paused = delivery.paused_shops();
+    assert!(
+        paused.values().all(|why| why.contains("unreachable since")),
+        "{paused:?}"
+    );
+    assert_eq!(paused.len(), 3, "every shop of the account says why");
+
+    // Back: every shop resumes within a few probe intervals.
+    api.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let back = Instant::now();
+    s.run_until(probe * 4, |s| {
+        (0..30).all(|i| {
+            s.outbox
+                .entry(&TradeKey::new(&format!("T{i:02}"), &format!("S{}", i % 3)))
+                .unwrap()
+                .is_some_and(|e| e.state == DeliveryState::Delivered as i32)
+        })
+    })
+    .await;
+    let after: Vec<(Instant, String)> = api
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| !c.3)
+        .map(|c| (c.0, c.1.clone()))
+        .collect();
+    let first = after.first().unwrap().0;
+    assert!(
+        first - back <= probe * 5 / 4 + STEP * 3,
+        "first push {:?} after",
+        first - back
+    );
+    for shop in ["S0", "S1", "S2"] {
+        let started = after.iter().find(|(_, s)| s == shop).unwrap().0;
+        assert!(
+            started - first <= STEP * 10,
+            "{shop} resumed with the others"
+        );
+    }
+    assert_eq!(delivery.unreachable_accounts(), 0);
+    delivery.stop(Duration::from_secs(1)).await;
+    busy.abort();
+}
+
+/// Throttling answers are about calls, not about the account: it is not marked
+/// unreachable, and the shop backs off on its own.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn throttling_does_not_mark_the_account_unreachable() {
+    let busy = keep_runtime_busy();
+    let s = setup(
+        vec![answer(1040, "超过每分钟最大调用频率限制,请稍后重试")],
+        RetryPolicy::default(),
+    )
+    .await;
+    s.run_for(Duration::from_secs(20)).await;
+    assert!(s.api.calls().len() >= 2, "retried");
+    assert_eq!(s.delivery.unreachable_accounts(), 0);
+    assert!(s.delivery.paused_shops().is_empty());
+    s.delivery.stop(Duration::from_secs(1)).await;
     busy.abort();
 }

@@ -396,3 +396,60 @@ where
     }
     out
 }
+
+/// Issue 18 end to end: the sandbox is taken down (it drops every connection) while
+/// callbacks for three shops keep coming; `Stats` says the account is unreachable and when
+/// the next probe goes; once the sandbox is back, every acknowledged callback reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wdt_down_then_back_every_shop_drains() {
+    use wdtpipe_proto::v1::StatsRequest;
+    let (sandbox, pipeline) = with_sandbox(Faults {
+        drop_rate: 1.0,
+        ..Faults::default()
+    })
+    .await;
+    let mut tids = Vec::new();
+    for n in 0..15 {
+        let tid = format!("DOWN-{n}");
+        let mut record = wdtpipe_tests::record_with_tid(&tid);
+        record["shop_no"] = format!("SHOP-{}", n % 3).into();
+        let (status, answer) = pipeline.post(&serde_json::to_vec(&record).unwrap()).await;
+        assert_eq!(status, 200, "{answer}");
+        tids.push(tid);
+    }
+    let stats = eventually(
+        "Stats says the account is unreachable",
+        DEADLINE,
+        || async {
+            let answer = pipeline
+                .deliver_client()
+                .await
+                .stats(StatsRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            answer
+                .shops
+                .iter()
+                .any(|s| s.paused_reason.contains("unreachable since"))
+                .then_some(answer)
+        },
+    )
+    .await;
+    assert!(
+        stats
+            .shops
+            .iter()
+            .all(|s| s.paused_reason.contains("next probe")),
+        "{stats:?}"
+    );
+    assert!(tids.iter().all(|tid| sandbox.sandbox.trade(tid).is_none()));
+    sandbox.sandbox.set_faults(Faults::default());
+    eventually("every callback at WDT", DEADLINE, || async {
+        tids.iter()
+            .all(|tid| sandbox.sandbox.trade(tid).is_some())
+            .then_some(())
+    })
+    .await;
+    pipeline.shutdown().await;
+}

@@ -11,9 +11,11 @@
 //! | `shop` | a shop's loop ([`shop::ShopLoop`]): calls in flight, holds after failures, idling |
 //! | `push` | one call's batch pushed and split when WDT rejects it: a plain state machine |
 //! | `retry` | backoff with jitter, giving up after the age limit, the attempt record |
+//! | `reach` | whether each WDT account answers at all; one probe at a time while it does not |
 //! | `timers` | the retry timer and the retention sweeper |
 
 mod push;
+mod reach;
 mod retry;
 mod shop;
 mod timers;
@@ -98,6 +100,8 @@ pub struct Delivery {
     paused: Mutex<HashMap<String, String>>,
     /// What each shop's task is doing and has done.
     activity: Mutex<HashMap<String, ShopActivity>>,
+    /// The WDT accounts that do not answer now.
+    reach: Mutex<reach::Reach>,
     metrics: Arc<DeliverMetrics>,
     tasks: Mutex<JoinSet<()>>,
     timer_wake: Notify,
@@ -139,6 +143,7 @@ impl Delivery {
             shops: Mutex::new(HashMap::new()),
             paused: Mutex::new(HashMap::new()),
             activity: Mutex::new(HashMap::new()),
+            reach: Mutex::new(reach::Reach::default()),
             metrics,
             tasks: Mutex::new(JoinSet::new()),
             timer_wake: Notify::new(),
@@ -195,8 +200,83 @@ impl Delivery {
     }
 
     /// Shops currently paused, with the reason.
+    /// Shops currently paused, with the reason: by a configuration error, or because their
+    /// WDT account does not answer.
     pub fn paused_shops(&self) -> HashMap<String, String> {
-        lock(&self.paused).clone()
+        let mut paused = lock(&self.paused).clone();
+        let reach = lock(&self.reach);
+        let now = self.clock.now_ms();
+        for (account, outage) in reach.outages() {
+            let lanes: Vec<String> = lock(&self.shops)
+                .keys()
+                .chain(lock(&self.activity).keys())
+                .filter(|lane| account_of(lane) == *account)
+                .cloned()
+                .collect();
+            for lane in lanes {
+                paused.entry(lane).or_insert_with(|| {
+                    format!(
+                        "WDT account {account} unreachable since {}, next probe in {} s",
+                        wdtpipe_common::format_ms(outage.since_ms),
+                        ((outage.next_probe_ms - now).max(0) + 999) / 1000
+                    )
+                });
+            }
+        }
+        paused
+    }
+
+    /// WDT accounts that do not answer now.
+    pub fn unreachable_accounts(&self) -> usize {
+        lock(&self.reach).outages().count()
+    }
+
+    /// When the next probe of an unreachable account may go; `None` when it answers.
+    fn next_probe(&self, account: &str) -> Option<tokio::time::Instant> {
+        lock(&self.reach).outage(account).map(|o| o.next_probe)
+    }
+
+    fn claim_probe(&self, account: &str) -> bool {
+        lock(&self.reach).claim_probe(account)
+    }
+
+    fn release_probe(&self, account: &str) {
+        lock(&self.reach).release_probe(account);
+    }
+
+    /// A call found the account unreachable (logged once per outage).
+    fn account_unreachable(&self, account: &str, retry_after: Option<Duration>) {
+        let every = Duration::from_millis(self.policy.probe_ms.max(1));
+        let now = self.clock.now_ms();
+        if lock(&self.reach).failed(account, every, retry_after, now) {
+            tracing::error!(
+                account,
+                probe_every_ms = self.policy.probe_ms,
+                "WDT account unreachable: its shops wait, one probe at a time"
+            );
+        }
+    }
+
+    /// A call got an answer: if the account was out, it is back, and every shop of it goes
+    /// again at once.
+    fn account_answered(self: &Arc<Self>, account: &str) {
+        let Some(outage) = lock(&self.reach).answered(account) else {
+            return;
+        };
+        tracing::warn!(
+            account,
+            down_for_ms = self.clock.now_ms() - outage.since_ms,
+            failed_calls = outage.failures,
+            probes = outage.probes,
+            "WDT account reachable again: its shops resume"
+        );
+        let lanes: Vec<String> = lock(&self.shops)
+            .keys()
+            .filter(|lane| account_of(lane) == account)
+            .cloned()
+            .collect();
+        self.timer_wake.notify_one();
+        self.notify(lanes);
     }
 
     /// Stops taking new batches, lets calls in flight finish (up to `timeout`), then returns.
@@ -216,6 +296,14 @@ impl Delivery {
     /// Shops with a loop running now.
     pub fn shop_loops(&self) -> usize {
         lock(&self.shops).len()
+    }
+}
+
+/// The WDT account of a lane (its connector, `default` for none).
+pub(crate) fn account_of(lane: &str) -> String {
+    match wdtpipe_common::connectors::split_lane(lane).1 {
+        "" => wdtpipe_common::connectors::DEFAULT.to_owned(),
+        connector => connector.to_owned(),
     }
 }
 

@@ -4,12 +4,13 @@
 //! [`Delivery::push`] drives it against WDT.
 
 use super::retry::{attempt_of, backoff, retry_or_give_up};
-use super::{Delivery, lock};
+use super::{Delivery, account_of, lock};
 use crate::classify::Verdict;
 use crate::config::RetryPolicy;
 use crate::store::{Outcome, Ready, Settlement};
 use rand::Rng;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use wdtpipe_proto::v1::{Attempt, TradeOrder};
 
 /// What is left to push of one batch, and what became of the trades already answered.
@@ -23,6 +24,10 @@ pub struct Push {
     pause: Option<String>,
     /// A transient failure or a pause ended the batch: the rest stays at the queue head.
     stopped: bool,
+    /// WDT answered at least one part (the account is reachable).
+    answered: bool,
+    /// A part got no answer from WDT (transport error, 5xx, 429), with its `Retry-After`.
+    unreachable: Option<Option<std::time::Duration>>,
 }
 
 impl Push {
@@ -33,7 +38,15 @@ impl Push {
             settlements: Vec::new(),
             pause: None,
             stopped: false,
+            answered: false,
+            unreachable: None,
         }
+    }
+
+    /// What the batch told of its account: whether WDT answered, and whether a part found it
+    /// unreachable (with the `Retry-After` it gave).
+    pub fn reach(&self) -> (bool, Option<Option<std::time::Duration>>) {
+        (self.answered, self.unreachable)
     }
 
     /// The next part to push, or `None` when the batch is done.
@@ -55,6 +68,15 @@ impl Push {
         rng: &mut impl Rng,
     ) {
         let shop = self.shop.clone();
+        if !matches!(
+            verdict,
+            Verdict::Transient {
+                unreachable: true,
+                ..
+            }
+        ) {
+            self.answered = true;
+        }
         match verdict {
             Verdict::Delivered {
                 new_count,
@@ -82,12 +104,20 @@ impl Push {
                 reason,
                 retry_after,
                 throttled,
+                unreachable,
             } => {
-                tracing::warn!(shop_no = %shop, trades = part.len(), %reason, throttled, "push failed; will retry");
-                // One delay for the whole part, so its trades come back as one call.
-                let attempts = part.iter().map(|r| r.attempts).max().unwrap_or_default() + 1;
-                let delay = backoff(policy, attempts, throttled, retry_after, rng);
-                let due_ms = now_ms + delay.as_millis() as i64;
+                tracing::warn!(shop_no = %shop, trades = part.len(), %reason, throttled, unreachable, "push failed; will retry");
+                let due_ms = if unreachable {
+                    // The account is out, not these trades: they wait for its probes (see
+                    // `reach`), ready again as soon as a `Retry-After` allows.
+                    self.unreachable = Some(retry_after);
+                    now_ms + retry_after.map_or(0, |d| d.as_millis() as i64)
+                } else {
+                    // One delay for the whole part, so its trades come back as one call.
+                    let attempts = part.iter().map(|r| r.attempts).max().unwrap_or_default() + 1;
+                    let delay = backoff(policy, attempts, throttled, retry_after, rng);
+                    now_ms + delay.as_millis() as i64
+                };
                 for ready in part {
                     let outcome = retry_or_give_up(policy, &ready, now_ms, &reason, due_ms);
                     self.settle(ready, &attempt, outcome);
@@ -166,7 +196,7 @@ impl Delivery {
     /// Pushes one batch (splitting it when WDT rejects it without naming a tid) and says
     /// what became of each trade, plus a pause reason when WDT refused our configuration.
     pub(super) async fn push(
-        &self,
+        self: &Arc<Self>,
         shop: &str,
         batch: Vec<Ready>,
     ) -> (Vec<Settlement>, Option<String>) {
@@ -185,6 +215,12 @@ impl Delivery {
             let attempt = attempt_of(now, &reply, &verdict);
             self.metrics.wdt_call(&attempt.outcome, attempt.code);
             plan.answered(part, verdict, attempt, now, &self.policy, &mut rand::rng());
+        }
+        let account = account_of(shop);
+        match plan.reach() {
+            (_, Some(retry_after)) => self.account_unreachable(&account, retry_after),
+            (true, None) => self.account_answered(&account),
+            (false, None) => self.release_probe(&account),
         }
         plan.finish()
     }
@@ -341,6 +377,7 @@ mod tests {
                 reason: "HTTP 503".into(),
                 retry_after: Some(std::time::Duration::from_secs(7)),
                 throttled: false,
+                unreachable: true,
             },
             attempt("HTTP 503"),
             1_000,
@@ -348,6 +385,11 @@ mod tests {
             &mut rng,
         );
         assert!(plan.next_part().is_none(), "C and D stay at the queue head");
+        assert_eq!(
+            plan.reach(),
+            (true, Some(Some(std::time::Duration::from_secs(7)))),
+            "the first part got an answer; the second found the account out"
+        );
         let (settlements, pause) = plan.finish();
         assert_eq!(
             outcomes(&settlements),
@@ -396,6 +438,7 @@ mod tests {
                 reason: "timeout".into(),
                 retry_after: None,
                 throttled: false,
+                unreachable: false,
             },
             attempt("timeout"),
             61_000,

@@ -17,6 +17,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+/// A loop waiting on an unreachable account looks again at least this far apart.
+const PROBE_WAIT_MIN_MS: u64 = 250;
+
 /// What a call answers its loop: when to retry after a transient failure, and why the
 /// shop pauses.
 type CallOutcome = (Option<Instant>, Option<String>);
@@ -28,6 +31,8 @@ type Hold = (Instant, Option<String>);
 pub(super) struct ShopLoop {
     engine: Arc<Delivery>,
     shop: String,
+    /// The shop's WDT account (`reach`: while it does not answer, only probes go).
+    account: String,
     wake: Arc<Notify>,
     stop: watch::Receiver<bool>,
     /// Each call pushes its batch and writes the results back itself, so the loop starts
@@ -62,6 +67,7 @@ impl ShopLoop {
         let stop = engine.stop.subscribe();
         Self {
             engine,
+            account: super::account_of(&shop),
             shop,
             wake,
             stop,
@@ -98,8 +104,16 @@ impl ShopLoop {
         // While the outbox cannot write, results could not be written back: nothing new is
         // pushed (the calls out finish), and the loop looks again in a moment.
         let storage_problem = self.engine.outbox.write_problem();
+        // While the account does not answer, the only call is its probe (see `reach`).
+        let out = self.engine.next_probe(&self.account);
         if self.hold.is_none() && storage_problem.is_none() {
-            self.start_calls().await;
+            match out {
+                None => self.start_calls().await,
+                Some(_) if self.calls.is_empty() && self.engine.claim_probe(&self.account) => {
+                    self.start_probe().await;
+                }
+                Some(_) => {}
+            }
         }
         if self.calls.is_empty() {
             if storage_problem.is_some() {
@@ -108,10 +122,22 @@ impl ShopLoop {
             if let Some(hold) = self.hold.take() {
                 return self.wait_out(hold).await;
             }
+            if let Some(next_probe) = out {
+                // Until the next probe is due (another shop may take it), or the account is
+                // back (a wake).
+                let floor = Instant::now() + Duration::from_millis(PROBE_WAIT_MIN_MS);
+                tokio::select! {
+                    () = tokio::time::sleep_until(next_probe.max(floor)) => return Turn::Go,
+                    () = self.wake.notified() => return Turn::Go,
+                    _ = self.stop.changed() => return Turn::Stop,
+                }
+            }
             return self.idle().await;
         }
-        let room =
-            self.hold.is_none() && storage_problem.is_none() && self.calls.len() < self.window;
+        let room = self.hold.is_none()
+            && storage_problem.is_none()
+            && out.is_none()
+            && self.calls.len() < self.window;
         tokio::select! {
             Some(joined) = self.calls.join_next_with_id() => {
                 let (id, outcome) = match joined {
@@ -170,6 +196,35 @@ impl ShopLoop {
                 Arc::clone(&self.busy),
             ));
         }
+    }
+
+    /// The account's probe: one call with the head trade of this shop (none read: another
+    /// shop may probe).
+    async fn start_probe(&mut self) {
+        let engine = Arc::clone(&self.engine);
+        let read = engine
+            .outbox
+            .ready_async(&self.shop, 1, Arc::clone(&self.busy));
+        let batch = match read.await {
+            Ok(batch) if !batch.is_empty() => batch,
+            Ok(_) => {
+                engine.release_probe(&self.account);
+                return;
+            }
+            Err(error) => {
+                tracing::error!(shop_no = %self.shop, %error, "cannot read ready trades");
+                engine.release_probe(&self.account);
+                return;
+            }
+        };
+        tracing::info!(shop_no = %self.shop, account = %self.account, "probing the unreachable WDT account");
+        let places: Vec<u64> = batch.iter().map(|r| r.queue_seq).collect();
+        Arc::make_mut(&mut self.busy).extend(places.iter().copied());
+        let (this, shop) = (Arc::clone(&engine), self.shop.clone());
+        let handle = self
+            .calls
+            .spawn(async move { this.call(&shop, batch).await });
+        self.held.insert(handle.id(), places);
     }
 
     /// A call ended: its places are free again, and a failure narrows the window and holds
@@ -258,7 +313,7 @@ fn later(current: Option<Hold>, until: Instant, reason: Option<String>) -> Hold 
 
 impl Delivery {
     /// One call: opens its trades, pushes them, writes back what WDT said.
-    async fn call(&self, shop: &str, batch: Vec<ReadyItem>) -> CallOutcome {
+    async fn call(self: &Arc<Self>, shop: &str, batch: Vec<ReadyItem>) -> CallOutcome {
         let batch = match batch.into_iter().map(ReadyItem::open).collect() {
             Ok(batch) => batch,
             Err(error) => {
