@@ -1326,3 +1326,113 @@ async fn kuaidi100_sign_off_completes_the_order() {
     assert_eq!(answer["returnCode"], "400");
     pipeline.shutdown().await;
 }
+
+/// With two deliver shards, a kuaidi100 push for a tracking number no trade carried yet is
+/// kept on the number's shard; the order then lands on the other shard, where `dlq replay`
+/// on the letter's shard cannot see it, and `Transform.Remap` (`wdtpipe dlq remap`) looks
+/// the number up on every shard and applies it there, removing the letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kuaidi100_letters_are_applied_across_shards_by_remap() {
+    use wdtpipe_proto::v1::transform_client::TransformClient;
+    use wdtpipe_proto::v1::{
+        DeadLetterFilter, ListDeadLettersRequest, RemapRequest, ReplayRequest,
+    };
+    use wdtpipe_transform::shard::shard_of;
+    let schemes = tempfile::tempdir().unwrap();
+    std::fs::write(
+        schemes.path().join("k100.toml"),
+        "id = \"k100\"\nsource = \"kuaidi100\"\n",
+    )
+    .unwrap();
+    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
+    let pipeline = Pipeline::start(PipelineOptions {
+        wdt: wdt_for(sandbox.wdt_url()),
+        schemes_dir: Some(schemes.path().to_owned()),
+        shards: 2,
+        ..PipelineOptions::default()
+    })
+    .await;
+    // A tid and a tracking number that land on different shards.
+    let tid = "X-1";
+    let number = (0..100)
+        .map(|n| format!("SF-X{n}"))
+        .find(|nu| shard_of(nu, 2) != shard_of(tid, 2))
+        .unwrap();
+    let (status, _) = push_kuaidi100(
+        &pipeline,
+        "/v1/callback/k100",
+        &kuaidi100_param(&number, "3", "已签收"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let letter_shard = shard_of(&number, 2);
+    let all = DeadLetterFilter {
+        all: true,
+        ..DeadLetterFilter::default()
+    };
+    let letters = pipeline
+        .shard_client(letter_shard)
+        .list_dead_letters(ListDeadLettersRequest {
+            filter: Some(all.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .letters;
+    assert_eq!(letters.len(), 1);
+
+    let mut order = record_with_tid(tid);
+    order["logistics_no"] = number.clone().into();
+    let (status, answer) = pipeline.post(&serde_json::to_vec(&order).unwrap()).await;
+    assert_eq!(status, 200, "{answer}");
+    eventually("X-1 delivered at 30", DEADLINE, || async {
+        sandbox.sandbox.trade(tid)
+    })
+    .await;
+    let replayed = pipeline
+        .shard_client(letter_shard)
+        .replay(ReplayRequest {
+            filter: Some(all.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replayed.replayed, 0, "the order is on the other shard");
+
+    let mut transform = TransformClient::connect(format!("http://{}", pipeline.transform_grpc))
+        .await
+        .unwrap();
+    let done = transform
+        .remap(RemapRequest {
+            filter: Some(all.clone()),
+            scheme: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.repaired, 1, "{done:?}");
+    assert_eq!(done.tids, [tid]);
+    eventually("X-1 at 70", DEADLINE, || async {
+        sandbox
+            .sandbox
+            .trade(tid)
+            .filter(|t| t.trade["trade_status"] == 70)
+    })
+    .await;
+    for shard in 0..2 {
+        let left = pipeline
+            .shard_client(shard)
+            .list_dead_letters(ListDeadLettersRequest {
+                filter: Some(all.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .letters;
+        assert!(left.is_empty(), "shard {shard}: {left:?}");
+    }
+    pipeline.shutdown().await;
+}

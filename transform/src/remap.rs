@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use wdtpipe_proto::v1::{
     DeadLetter, DeadLetterFilter, DeadLetterKey, ListDeadLettersRequest, RemapProblem,
-    RemapResponse, RemappedLetter, WriteRemappedRequest, WriteRemappedResponse,
+    RemapResponse, RemappedLetter, TrackWrite, WriteRemappedRequest, WriteRemappedResponse,
 };
 
 /// Letters read per `ListDeadLetters` page.
@@ -86,6 +86,37 @@ impl Transformer {
                 connector: letter.connector.clone(),
                 reason,
             };
+            if let Some(push) = &letter.track {
+                // A kuaidi100 push whose tracking number no trade carried when it came:
+                // looked up again on every shard (`dlq replay` looks on the letter's only).
+                let write = TrackWrite {
+                    dead_if_unknown: false,
+                    ..push.clone()
+                };
+                match self.write_track(write).await? {
+                    Some(applied) => {
+                        if !done.tids.contains(&applied.tid) {
+                            done.tids.push(applied.tid);
+                        }
+                        local.entry(shard).or_default().push(RemappedLetter {
+                            letter: Some(DeadLetterKey {
+                                tid: letter.tid.clone(),
+                                shop_no: letter.shop_no.clone(),
+                                connector: letter.connector.clone(),
+                                seq: letter.seq,
+                            }),
+                            seq: letter.seq,
+                            trades_elsewhere: true,
+                            ..RemappedLetter::default()
+                        });
+                    }
+                    None => done.problems.push(problem(format!(
+                        "kuaidi100: still no trade for tracking number {:?}",
+                        push.tracking_number
+                    ))),
+                }
+                continue;
+            }
             let Some(record) = letter.record.as_ref() else {
                 done.problems.push(problem(
                     "the letter keeps no record (it died before records were kept, or while a \

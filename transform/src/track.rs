@@ -5,14 +5,14 @@
 //! The order is the tid the callback URL names; else the shard that indexed the tracking
 //! number takes it (each shard is asked in turn, and answers `unknown` without writing when
 //! it has no trade for the number); else the push is kept as a dead letter on the
-//! number's shard, where `dlq replay` applies it once the order has come (with one shard,
-//! always; with several, when the order landed on that shard too).
+//! number's shard. Once the order has come, `dlq replay` applies it when the order is on
+//! that shard, and `dlq remap` (`Transform.Remap`) looks the number up on every shard.
 
 use crate::pipeline::{ProcessError, Transformer};
 use crate::scheme::Source;
 use crate::shard::shard_of;
 use wdtpipe_common::{kuaidi100, now_ms, sign::md5_hex};
-use wdtpipe_proto::v1::{TrackRequest, TrackResponse, TrackWrite};
+use wdtpipe_proto::v1::{TrackRequest, TrackResponse, TrackResult, TrackWrite};
 
 impl Transformer {
     /// One kuaidi100 push (see the module).
@@ -85,37 +85,20 @@ impl Transformer {
             request_id: request.request_id,
             dead_if_unknown: !tid.is_empty(),
         };
-        let shards = self.shards();
-        let answer = if !tid.is_empty() {
-            shards
-                .track(shard_of(&tid, shards.count()), write)
-                .await
-                .map_err(ProcessError::Deliver)?
-        } else {
-            let mut found = None;
-            for shard in 0..shards.count() {
-                let answer = shards
-                    .track(shard, write.clone())
+        let answer = match self.write_track(write.clone()).await? {
+            Some(answer) => answer,
+            None => {
+                // No shard knows the number: a dead letter on the number's shard.
+                let shards = self.shards();
+                let shard = shard_of(&write.tracking_number, shards.count());
+                let write = TrackWrite {
+                    dead_if_unknown: true,
+                    ..write
+                };
+                shards
+                    .track(shard, write)
                     .await
-                    .map_err(ProcessError::Deliver)?;
-                if answer.outcome != "unknown" {
-                    found = Some(answer);
-                    break;
-                }
-            }
-            match found {
-                Some(answer) => answer,
-                None => {
-                    let shard = shard_of(&write.tracking_number, shards.count());
-                    let write = TrackWrite {
-                        dead_if_unknown: true,
-                        ..write
-                    };
-                    shards
-                        .track(shard, write)
-                        .await
-                        .map_err(ProcessError::Deliver)?
-                }
+                    .map_err(ProcessError::Deliver)?
             }
         };
         let result = match answer.outcome.as_str() {
@@ -128,5 +111,33 @@ impl Transformer {
             tid: answer.tid,
             message: answer.message,
         })
+    }
+    /// Writes a push on the shard of the order it names, or on the shard that indexed its
+    /// tracking number; `None` when no shard knows it (nothing written). A push naming a
+    /// tid goes to that tid's shard as it is (with `dead_if_unknown`, kept there as a dead
+    /// letter if the tid is unknown).
+    pub(crate) async fn write_track(
+        &self,
+        write: TrackWrite,
+    ) -> Result<Option<TrackResult>, ProcessError> {
+        let shards = self.shards();
+        if !write.tid.is_empty() {
+            let shard = shard_of(&write.tid, shards.count());
+            let answer = shards
+                .track(shard, write)
+                .await
+                .map_err(ProcessError::Deliver)?;
+            return Ok((answer.outcome != "unknown").then_some(answer));
+        }
+        for shard in 0..shards.count() {
+            let answer = shards
+                .track(shard, write.clone())
+                .await
+                .map_err(ProcessError::Deliver)?;
+            if answer.outcome != "unknown" {
+                return Ok(Some(answer));
+            }
+        }
+        Ok(None)
     }
 }
