@@ -2,20 +2,21 @@
 
 use crate::delivery::Delivery;
 use crate::error::DeliverError;
-use crate::store::{Outbox, StoreError, pending_trade};
+use crate::status::{shop_and_connector, skipped_status, status_of};
+use crate::store::{Outbox, StoreError};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use wdtpipe_common::config::Secret;
-use wdtpipe_common::connectors::{split_lane, valid_shop};
+use wdtpipe_common::connectors::valid_shop;
 use wdtpipe_common::grpc::failure_of;
 use wdtpipe_proto::v1::deliver_server::Deliver;
 use wdtpipe_proto::v1::{
-    DeadLetterFilter, DeliveryState, DiscardRequest, DiscardResponse, EnqueueRequest,
-    EnqueueResponse, GetRecordRequest, GetRecordResponse, GetStatusRequest, GetStatusResponse,
+    DeadLetterFilter, DiscardRequest, DiscardResponse, EnqueueRequest, EnqueueResponse,
+    GetRecordRequest, GetRecordResponse, GetStatusRequest, GetStatusResponse,
     ListDeadLettersRequest, ListDeadLettersResponse, OutboxEntry, PurgeRequest, PurgeResponse,
-    RecordInfo, RecordMeta, ReplayRequest, ReplayResponse, ShopStats, StatsRequest, StatsResponse,
-    TrackResult, TrackWrite, TradeOrder, TradeStatus, WriteRemappedRequest, WriteRemappedResponse,
+    RecordInfo, ReplayRequest, ReplayResponse, ShopStats, StatsRequest, StatsResponse, TrackResult,
+    TrackWrite, TradeOrder, TradeStatus, WriteRemappedRequest, WriteRemappedResponse,
 };
 use wdtpipe_proto::v1::{
     EnqueueBatchRequest, EnqueueBatchResponse, EnqueueOutcome, enqueue_outcome,
@@ -533,70 +534,4 @@ fn scoped(filter: Option<DeadLetterFilter>) -> Result<DeadLetterFilter, DeliverE
             "set a tid, a shop, a connector, a time range, or all".into(),
         ))
     }
-}
-
-/// The shop and the account (empty for `default`) of a lane, as the answers name them:
-/// the outbox keys each shop per account (`connectors::lane`).
-fn shop_and_connector(lane: &str) -> (String, String) {
-    let (shop_no, connector) = split_lane(lane);
-    (shop_no.to_owned(), connector.to_owned())
-}
-
-/// The status of a tid whose latest record its scheme skipped.
-fn skipped_status(tid: &str, note: RecordMeta, shard: &str) -> TradeStatus {
-    TradeStatus {
-        tid: tid.to_owned(),
-        state: DeliveryState::Skipped as i32,
-        record_id: note.record_id,
-        received_at_ms: note.received_at_ms,
-        last_error: format!(
-            "skipped by scheme {} (its skip expression was true)",
-            note.scheme
-        ),
-        transformed_at_ms: note.transformed_at_ms,
-        enqueued_at_ms: note.accepted_at_ms,
-        request_id: note.request_id,
-        shard: shard.to_owned(),
-        scheme: note.scheme,
-        ..TradeStatus::default()
-    }
-}
-
-fn status_of(
-    entry: OutboxEntry,
-    shop_paused: String,
-    shard: &str,
-) -> Result<TradeStatus, DeliverError> {
-    let trade = entry.pending.as_ref().map(pending_trade).transpose()?;
-    let state = DeliveryState::try_from(entry.state).unwrap_or(DeliveryState::Unspecified);
-    let (shop_no, connector) = shop_and_connector(&entry.shop_no);
-    Ok(TradeStatus {
-        tid: entry.tid,
-        shop_no,
-        connector,
-        storage_error: String::new(),
-        tracking: entry.tracking.clone(),
-        state: state as i32,
-        record_id: entry.record_id,
-        received_at_ms: entry.received_at_ms,
-        attempts: entry.attempts,
-        last_error: if entry.dead_reason.is_empty() {
-            entry.last_error
-        } else {
-            entry.dead_reason
-        },
-        next_attempt_at_ms: entry.next_attempt_at_ms,
-        delivered_at_ms: entry.delivered_at_ms,
-        new_count: entry.new_count,
-        chg_count: entry.chg_count,
-        history: entry.history,
-        versions: entry.versions,
-        trade,
-        shop_paused,
-        transformed_at_ms: entry.transformed_at_ms,
-        enqueued_at_ms: entry.enqueued_at_ms,
-        request_id: entry.request_id,
-        shard: shard.to_owned(),
-        scheme: entry.scheme,
-    })
 }

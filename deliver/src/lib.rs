@@ -10,6 +10,7 @@ pub mod error;
 pub mod grpc;
 pub mod keys;
 pub mod metrics;
+pub mod status;
 pub mod store;
 pub mod wdt;
 

@@ -11,10 +11,10 @@ use crate::keys::{self, TradeKey};
 use prost::Message;
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
-use wdtpipe_common::connectors::{DEFAULT, lane, split_lane};
+use wdtpipe_common::connectors::{DEFAULT, split_lane};
 use wdtpipe_proto::v1::{
-    DeadLetter, DeadLetterFilter, DeliveryState, OutboxEntry, PendingVersion, RecordMeta,
-    RemappedLetter, TrackWrite,
+    DeadLetter, DeadLetterFilter, DeliveryState, OutboxEntry, PendingVersion, RemappedLetter,
+    TrackWrite,
 };
 
 /// What replaying dead letters did.
@@ -209,13 +209,13 @@ impl Outbox {
         }
     }
 
-    /// Writes re-mapped dead letters ([`write_remapped`]).
+    /// Writes re-mapped dead letters ([`super::remap::write_remapped`]).
     pub async fn write_remapped(
         &self,
         letters: Vec<RemappedLetter>,
         now_ms: i64,
     ) -> Result<Remapped> {
-        self.write(move |txn, state| write_remapped(txn, state, letters, now_ms))
+        self.write(move |txn, state| super::remap::write_remapped(txn, state, letters, now_ms))
             .await
     }
 }
@@ -458,155 +458,4 @@ pub(super) fn keep_source(letter: &mut DeadLetter, pending: &PendingVersion) {
             tracing::warn!(tid = %letter.tid, %error, "dead letter's record does not decode; kept without it");
         }
     }
-}
-
-/// Writes letters' records as transform mapped them again, oldest version first so that
-/// re-queued trades keep their order:
-/// - still invalid (`error`): the letter stays, with the new reason and scheme;
-/// - trades: each becomes its (tid, lane)'s pending version under the letter's sequence
-///   number, unless a newer version waits or was delivered there (superseded: latest wins);
-///   then the letter goes, and so does the dead entry it left when the trades now live
-///   under another key (a tid re-mapped to another shop), unless that key ever delivered;
-/// - skipped: the letter goes; the tid's status says its scheme skipped it.
-///
-/// A letter no longer in the store (replayed, discarded, re-mapped meanwhile) is `gone`,
-/// and its trades are not written.
-fn write_remapped(
-    txn: &mut Txn<'_>,
-    state: &mut WriterState,
-    mut letters: Vec<RemappedLetter>,
-    now_ms: i64,
-) -> Result<Remapped> {
-    let mut done = Remapped::default();
-    letters.sort_by_key(|letter| letter.seq);
-    for item in letters {
-        let held = match &item.letter {
-            Some(at) => {
-                let key = TradeKey::new(&at.tid, &lane(&at.shop_no, &at.connector));
-                let letter_key = keys::dead_key(&key, at.seq);
-                match txn.get_msg::<DeadLetter>(&letter_key)? {
-                    Some(letter) => Some((key, letter_key, letter)),
-                    None => {
-                        done.gone += 1;
-                        continue;
-                    }
-                }
-            }
-            None => None,
-        };
-        if !item.error.is_empty() {
-            if let Some((_, letter_key, mut letter)) = held {
-                letter.reason.clone_from(&item.error);
-                letter.scheme.clone_from(&item.scheme);
-                txn.put_msg(letter_key, &letter);
-                done.still_invalid += 1;
-            }
-            continue;
-        }
-        let reason = held
-            .as_ref()
-            .map(|(_, _, l)| l.reason.as_str())
-            .unwrap_or("");
-        let note = format!("re-mapped by {} after: {reason}", item.scheme);
-        let record = item
-            .record
-            .as_ref()
-            .map(Message::encode_to_vec)
-            .unwrap_or_default();
-        let mut written = Vec::with_capacity(item.trades.len());
-        for trade in &item.trades {
-            let key = TradeKey::new(&trade.tid, &lane(&trade.shop_no, &trade.connector));
-            written.push(key.clone());
-            let entry_key = key.entry_key();
-            let mut entry: OutboxEntry = txn.get_msg(&entry_key)?.unwrap_or_else(|| OutboxEntry {
-                tid: key.tid.clone(),
-                shop_no: key.shop_no.clone(),
-                ..OutboxEntry::default()
-            });
-            let newer_waiting = entry.pending.as_ref().is_some_and(|p| p.seq > item.seq);
-            if newer_waiting || entry.delivered_seq > item.seq {
-                done.superseded += 1;
-                continue;
-            }
-            let before = Share::of(&entry);
-            let waiting = entry.pending.is_some();
-            entry.pending = Some(PendingVersion {
-                seq: item.seq,
-                record_id: item.record_id.clone(),
-                received_at_ms: item.received_at_ms,
-                trade: trade.encode_to_vec(),
-                transformed_at_ms: now_ms,
-                enqueued_at_ms: now_ms,
-                request_id: String::new(),
-                record: record.clone(),
-                scheme: item.scheme.clone(),
-            });
-            entry.transformed_at_ms = now_ms;
-            entry.enqueued_at_ms = now_ms;
-            entry.request_id.clear();
-            entry.scheme.clone_from(&item.scheme);
-            entry.versions += 1;
-            entry.record_id.clone_from(&item.record_id);
-            entry.received_at_ms = item.received_at_ms;
-            entry.attempts = 0;
-            entry.first_attempt_at_ms = 0;
-            entry.finished_at_ms = 0;
-            entry.dead_reason.clear();
-            entry.last_error.clone_from(&note);
-            if !waiting {
-                let queue_seq = state.take_seq();
-                entry.queue_seq = queue_seq;
-                entry.state = DeliveryState::Queued as i32;
-                entry.next_attempt_at_ms = 0;
-                txn.put(
-                    keys::ready_key(&key.shop_no, queue_seq),
-                    key.tid.clone().into_bytes(),
-                );
-                done.ready_shops.insert(key.shop_no.clone());
-            }
-            txn.put_entry(entry_key, before, &entry);
-            done.requeued += 1;
-            if !done.tids.contains(&key.tid) {
-                done.tids.push(key.tid);
-            }
-        }
-        if item.skipped && !item.skipped_tid.is_empty() {
-            let meta = RecordMeta {
-                accepted_at_ms: now_ms,
-                tids: vec![item.skipped_tid.clone()],
-                received_at_ms: item.received_at_ms,
-                transformed_at_ms: now_ms,
-                scheme: item.scheme.clone(),
-                record_id: item.record_id.clone(),
-                skipped: true,
-                ..RecordMeta::default()
-            };
-            txn.put_msg(keys::skipped_key(&item.skipped_tid), &meta);
-        }
-        let Some((old_key, letter_key, _)) = held else {
-            continue;
-        };
-        txn.del(letter_key);
-        done.repaired += 1;
-        if !written.contains(&old_key) {
-            // The tid lives under another key now: the dead entry it left would only say
-            // "dead" in its status. Kept when that key delivered a version (latest wins
-            // there still needs it).
-            let entry_key = old_key.entry_key();
-            if let Some(mut entry) = txn.get_msg::<OutboxEntry>(&entry_key)?
-                && entry.pending.is_none()
-            {
-                if entry.delivered_seq == 0 {
-                    txn.del(entry_key);
-                } else {
-                    entry.dead_reason.clear();
-                    entry.last_error.clone_from(&note);
-                    entry.state = DeliveryState::Delivered as i32;
-                    finish(&mut entry, now_ms);
-                    txn.put_entry(entry_key, None, &entry);
-                }
-            }
-        }
-    }
-    Ok(done)
 }

@@ -17,7 +17,7 @@
 //! | `tally` | what is queued, kept by the writer |
 //! | `storage` | free space, the reserve, failed and stuck writes |
 //! | `ready`, `mirror` | ready-queue reads, and the in-memory copy of short queues |
-//! | `enqueue`, `settle`, `dead`, `track`, `sweep` | the writes, one file per kind |
+//! | `enqueue`, `settle`, `dead`, `remap`, `track`, `sweep` | the writes, one file per kind |
 //! | `offline` | check, export and import an outbox no deliver has open |
 
 mod dead;
@@ -26,6 +26,7 @@ mod mirror;
 pub mod offline;
 mod open;
 mod ready;
+mod remap;
 mod settle;
 mod storage;
 mod sweep;

@@ -7,8 +7,8 @@ use super::expr::{self, CompileError};
 use super::fields::{LineField, TradeField};
 use super::suggest::{did_you_mean, with_suggestion};
 use super::{
-    BuiltinOptions, DEFAULT_CONNECTOR, FieldPath, Kuaidi100Options, Lookup, Miss, Rule, RuleSource,
-    Scheme, SchemeTest, Source, TestInput,
+    BuiltinOptions, DEFAULT_CONNECTOR, FieldPath, Lookup, Miss, Rule, RuleSource, Scheme,
+    SchemeTest, Source, TestInput,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +19,7 @@ use std::sync::Arc;
 use toml::Spanned;
 
 /// One thing wrong with a scheme file, and where.
+mod source;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemeError {
     pub file: std::path::PathBuf,
@@ -342,90 +343,6 @@ impl Reader<'_> {
         }
     }
 
-    /// The keys that belong to one source only: an error in a scheme of the other; for a
-    /// kuaidi100 scheme, its options (the salt read from `salt_env` now).
-    fn source_keys(&mut self, raw: &RawScheme, source: Source) -> Option<Kuaidi100Options> {
-        if source == Source::Callback {
-            let only = "is a key of kuaidi100 schemes (source = \"kuaidi100\")";
-            if let Some(key) = &raw.salt_env {
-                self.error(key.span(), format!("salt_env {only}"));
-            }
-            if let Some(key) = &raw.states {
-                self.error(key.span(), format!("states {only}"));
-            }
-            if let Some(key) = &raw.trade_status {
-                self.error(key.span(), format!("trade_status {only}"));
-            }
-            return None;
-        }
-        let only = "is a key of callback schemes; a kuaidi100 scheme takes salt_env, states, trade_status and connector";
-        if let Some(skip) = &raw.skip {
-            self.error(skip.span(), format!("skip {only}"));
-        }
-        for (what, first) in [
-            ("[trade]", raw.trade.keys().next().map(|k| k.span())),
-            ("[line]", raw.line.keys().next().map(|k| k.span())),
-            ("[tables]", raw.tables.keys().next().map(|k| k.span())),
-            ("[[tests]]", raw.tests.first().map(|t| t.span())),
-        ] {
-            if let Some(span) = first {
-                self.error(span, format!("{what} {only}"));
-            }
-        }
-        let mut options = Kuaidi100Options::default();
-        if let Some(name) = &raw.salt_env {
-            match std::env::var(name.get_ref()) {
-                Ok(salt) if !salt.is_empty() => {
-                    options.salt = Some(wdtpipe_common::config::Secret::from(salt));
-                }
-                _ => self.error(
-                    name.span(),
-                    format!(
-                        "salt_env: the environment variable {:?} is not set (it holds the salt kuaidi100 signs pushes with)",
-                        name.get_ref()
-                    ),
-                ),
-            }
-            options.salt_env = Some(name.get_ref().clone());
-        }
-        if let Some(states) = &raw.states {
-            options.states.clear();
-            for state in states.get_ref() {
-                match state.get_ref() {
-                    toml::Value::Integer(n) if *n >= 0 => options.states.push(n.to_string()),
-                    toml::Value::String(s)
-                        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) =>
-                    {
-                        options.states.push(s.clone());
-                    }
-                    _ => self.error(
-                        state.span(),
-                        "states: each state is a kuaidi100 lastResult.state code, e.g. 3 or 301",
-                    ),
-                }
-            }
-            if states.get_ref().is_empty() {
-                self.error(
-                    states.span(),
-                    "states: give at least one state (default [3, 301, 302, 303, 304, 501])",
-                );
-            }
-        }
-        if let Some(status) = &raw.trade_status {
-            match i32::try_from(*status.get_ref()) {
-                Ok(n) if [10, 20, 30, 40, 50, 70, 80, 90].contains(&n) => options.trade_status = n,
-                _ => self.error(
-                    status.span(),
-                    format!(
-                        "trade_status {} is not a WDT trade_status (10, 20, 30, 40, 50, 70, 80, 90)",
-                        status.get_ref()
-                    ),
-                ),
-            }
-        }
-        Some(options)
-    }
-
     /// A `[[tests]]` block: an input, and at least one check (a test that checks nothing
     /// would always pass).
     fn test(&mut self, n: usize, test: &Spanned<RawTest>) -> Option<SchemeTest> {
@@ -669,50 +586,4 @@ fn valid_id(id: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn errors(text: &str) -> Vec<String> {
-        parse(
-            Path::new("s.toml"),
-            text.as_bytes(),
-            &BuiltinOptions::default(),
-            &["default".to_owned()],
-        )
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect()
-    }
-
-    #[test]
-    fn errors_name_the_place_and_the_closest_key() {
-        assert_eq!(
-            errors("id = \"a\"\n[trade]\nshop_no = { from = \"x\", tabel = \"t\" }\n"),
-            [
-                "s.toml:3:25: unknown field `tabel`, expected one of `value`, `from`, `expr`, `table`, `miss`, `miss_value`; did you mean \"table\"?"
-            ]
-        );
-        assert_eq!(
-            errors("id = \"a\"\n[trade]\nshopno = { value = 1 }\nbuyer_nik = { value = 1 }\n"),
-            [
-                "s.toml:3:1: [trade] \"shopno\" is not a field of a trade_push trade; did you mean \"shop_no\"?",
-                "s.toml:4:1: [trade] \"buyer_nik\" is not a field of a trade_push trade; did you mean \"buyer_nick\"?",
-            ]
-        );
-        let all = errors(
-            "id = \"a\"\nskip = \"line.x\"\n[trade]\npaid = { expr = \"record.paid +\" }\nseller_memo = {}\ntid = { value = 1, from = \"a\" }\nshop_no = { from = \"a\", table = \"t\" }\n",
-        );
-        assert_eq!(all.len(), 5, "{all:#?}");
-        assert!(
-            all[0].starts_with("s.toml:2:9: skip does not compile: undeclared variable 'line'"),
-            "{}",
-            all[0]
-        );
-        assert!(all[1].starts_with("s.toml:4:"), "{}", all[1]);
-        assert!(all[1].contains("expr does not compile"), "{}", all[1]);
-        assert!(all[2].contains("no source"), "{}", all[2]);
-        assert!(all[3].contains("more than one source"), "{}", all[3]);
-        assert!(all[4].contains("table \"t\" does not exist"), "{}", all[4]);
-    }
-}
+mod tests;
