@@ -6,7 +6,7 @@
 use super::tally::Share;
 use super::txn::Txn;
 use super::writer::WriterState;
-use super::{Outbox, Result, StoreError, decode, finish, pending_trade};
+use super::{Outbox, Result, StoreError, decode, finish, has_newer, pending_trade};
 use crate::keys::{self, TradeKey};
 use prost::Message;
 use std::cmp::Reverse;
@@ -317,20 +317,13 @@ fn replay(
         }
         txn.del(letter_key);
         let key = TradeKey::new(&letter.tid, &letter.shop_no);
-        let entry_key = key.entry_key();
-        let mut entry: OutboxEntry = txn.get_msg(&entry_key)?.unwrap_or_else(|| OutboxEntry {
-            tid: key.tid.clone(),
-            shop_no: key.shop_no.clone(),
-            ..OutboxEntry::default()
-        });
-        let newer_waiting = entry.pending.as_ref().is_some_and(|p| p.seq > letter.seq);
-        if newer_waiting || entry.delivered_seq > letter.seq {
+        let mut entry = txn.entry_or_new(&key)?;
+        if has_newer(&entry, letter.seq) {
             done.superseded += 1;
             continue;
         }
         let before = Share::of(&entry);
-        let waiting = entry.pending.is_some();
-        entry.pending = Some(PendingVersion {
+        let version = PendingVersion {
             seq: letter.seq,
             record_id: letter.record_id.clone(),
             received_at_ms: letter.received_at_ms,
@@ -346,24 +339,14 @@ fn replay(
                 .unwrap_or_default(),
             scheme: letter.scheme.clone(),
             ..PendingVersion::default()
-        });
-        entry.attempts = 0;
-        entry.first_attempt_at_ms = 0;
-        entry.finished_at_ms = 0;
-        entry.dead_reason.clear();
-        entry.last_error = format!("replayed after: {}", letter.reason);
-        if !waiting {
-            let seq = state.take_seq();
-            entry.queue_seq = seq;
-            entry.state = DeliveryState::Queued as i32;
-            entry.next_attempt_at_ms = 0;
-            txn.put(
-                keys::ready_key(&key.shop_no, seq),
-                key.tid.clone().into_bytes(),
-            );
+        };
+        if txn.queue_version(&mut entry, version, || state.take_seq()) {
             done.ready_shops.insert(key.shop_no.clone());
         }
-        txn.put_entry(entry_key, before, &entry);
+        entry.attempts = 0;
+        entry.first_attempt_at_ms = 0;
+        entry.last_error = format!("replayed after: {}", letter.reason);
+        txn.put_entry(key.entry_key(), before, &entry);
         done.replayed += 1;
         if done.tids.last() != Some(&key.tid) {
             done.tids.push(key.tid);

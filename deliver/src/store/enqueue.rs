@@ -11,8 +11,7 @@ use prost::Message;
 use std::collections::BTreeSet;
 use wdtpipe_common::connectors::lane;
 use wdtpipe_proto::v1::{
-    DeliveryState, EnqueueRecord, EnqueueResult, OutboxEntry, PendingVersion, RecordMeta,
-    TrackingIndex, TradeOrder,
+    EnqueueRecord, EnqueueResult, PendingVersion, RecordMeta, TrackingIndex, TradeOrder,
 };
 
 /// What an enqueue did.
@@ -167,19 +166,13 @@ fn enqueue(
         for TradeToWrite { key, mut encoded } in record.trades {
             let seq = state.next_seq;
             state.next_seq += 1;
-            let entry_key = key.entry_key();
-            let mut entry: OutboxEntry = txn.get_msg(&entry_key)?.unwrap_or_else(|| OutboxEntry {
-                tid: key.tid.clone(),
-                shop_no: key.shop_no.clone(),
-                ..OutboxEntry::default()
-            });
+            let mut entry = txn.entry_or_new(&key)?;
             let before = Share::of(&entry);
-            let waiting = entry.pending.is_some();
             if entry.signed_status != 0 {
                 // A kuaidi100 sign-off moved the order on: WDT does not move it back.
                 encoded = keep_signed_status(&encoded, entry.signed_status)?;
             }
-            entry.pending = Some(PendingVersion {
+            let version = PendingVersion {
                 seq,
                 record_id: record.record_id.clone(),
                 received_at_ms: record.received_at_ms,
@@ -189,7 +182,12 @@ fn enqueue(
                 request_id: request_id.to_owned(),
                 record: record.source_record.clone(),
                 scheme: record.scheme.clone(),
-            });
+            };
+            // A newer version of a waiting tid takes the older one's place (latest wins);
+            // otherwise it joins the back of its shop's queue.
+            if txn.queue_version(&mut entry, version, || seq) {
+                done.ready_shops.insert(key.shop_no.clone());
+            }
             entry.transformed_at_ms = record.transformed_at_ms;
             entry.enqueued_at_ms = now_ms;
             entry.request_id = request_id.to_owned();
@@ -197,21 +195,7 @@ fn enqueue(
             entry.versions += 1;
             entry.record_id.clone_from(&record.record_id);
             entry.received_at_ms = record.received_at_ms;
-            entry.dead_reason.clear();
-            entry.finished_at_ms = 0;
-            if !waiting {
-                // A newer version of a waiting tid takes the older one's place (latest wins);
-                // otherwise it joins the back of its shop's queue.
-                entry.queue_seq = seq;
-                entry.state = DeliveryState::Queued as i32;
-                entry.next_attempt_at_ms = 0;
-                txn.put(
-                    keys::ready_key(&key.shop_no, seq),
-                    key.tid.clone().into_bytes(),
-                );
-                done.ready_shops.insert(key.shop_no.clone());
-            }
-            txn.put_entry(entry_key, before, &entry);
+            txn.put_entry(key.entry_key(), before, &entry);
         }
         txn.put_msg(keys::record_key(&record.record_id), &meta(tids.clone()));
         all_tids.extend(tids);

@@ -330,6 +330,12 @@ pub(crate) fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
     M::decode(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// True when the entry holds a version newer than `seq`, waiting or delivered: an older
+/// one (a replayed or re-mapped letter) is superseded there (latest wins).
+pub(super) fn has_newer(entry: &OutboxEntry, seq: u64) -> bool {
+    entry.pending.as_ref().is_some_and(|p| p.seq > seq) || entry.delivered_seq > seq
+}
+
 /// Marks an entry as holding no waiting version: from now on it only serves status, until
 /// the status retention runs out.
 pub(super) fn finish(entry: &mut OutboxEntry, now_ms: i64) {

@@ -6,7 +6,7 @@ use super::dead::Remapped;
 use super::tally::Share;
 use super::txn::Txn;
 use super::writer::WriterState;
-use super::{Result, finish};
+use super::{Result, finish, has_newer};
 use crate::keys::{self, TradeKey};
 use prost::Message;
 use wdtpipe_common::connectors::lane;
@@ -71,20 +71,13 @@ pub(super) fn write_remapped(
         for trade in &item.trades {
             let key = TradeKey::new(&trade.tid, &lane(&trade.shop_no, &trade.connector));
             written.push(key.clone());
-            let entry_key = key.entry_key();
-            let mut entry: OutboxEntry = txn.get_msg(&entry_key)?.unwrap_or_else(|| OutboxEntry {
-                tid: key.tid.clone(),
-                shop_no: key.shop_no.clone(),
-                ..OutboxEntry::default()
-            });
-            let newer_waiting = entry.pending.as_ref().is_some_and(|p| p.seq > item.seq);
-            if newer_waiting || entry.delivered_seq > item.seq {
+            let mut entry = txn.entry_or_new(&key)?;
+            if has_newer(&entry, item.seq) {
                 done.superseded += 1;
                 continue;
             }
             let before = Share::of(&entry);
-            let waiting = entry.pending.is_some();
-            entry.pending = Some(PendingVersion {
+            let version = PendingVersion {
                 seq: item.seq,
                 record_id: item.record_id.clone(),
                 received_at_ms: item.received_at_ms,
@@ -94,7 +87,10 @@ pub(super) fn write_remapped(
                 request_id: String::new(),
                 record: record.clone(),
                 scheme: item.scheme.clone(),
-            });
+            };
+            if txn.queue_version(&mut entry, version, || state.take_seq()) {
+                done.ready_shops.insert(key.shop_no.clone());
+            }
             entry.transformed_at_ms = now_ms;
             entry.enqueued_at_ms = now_ms;
             entry.request_id.clear();
@@ -104,21 +100,8 @@ pub(super) fn write_remapped(
             entry.received_at_ms = item.received_at_ms;
             entry.attempts = 0;
             entry.first_attempt_at_ms = 0;
-            entry.finished_at_ms = 0;
-            entry.dead_reason.clear();
             entry.last_error.clone_from(&note);
-            if !waiting {
-                let queue_seq = state.take_seq();
-                entry.queue_seq = queue_seq;
-                entry.state = DeliveryState::Queued as i32;
-                entry.next_attempt_at_ms = 0;
-                txn.put(
-                    keys::ready_key(&key.shop_no, queue_seq),
-                    key.tid.clone().into_bytes(),
-                );
-                done.ready_shops.insert(key.shop_no.clone());
-            }
-            txn.put_entry(entry_key, before, &entry);
+            txn.put_entry(key.entry_key(), before, &entry);
             done.requeued += 1;
             if !done.tids.contains(&key.tid) {
                 done.tids.push(key.tid);

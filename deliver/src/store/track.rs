@@ -19,8 +19,8 @@ use prost::Message;
 use std::collections::BTreeSet;
 use wdtpipe_common::connectors::{DEFAULT, split_lane};
 use wdtpipe_proto::v1::{
-    DeadLetter, DeliveryState, OutboxEntry, PendingVersion, RecordMeta, TrackResult, TrackWrite,
-    TrackingIndex, TrackingNote, TradeOrder,
+    DeadLetter, OutboxEntry, PendingVersion, RecordMeta, TrackResult, TrackWrite, TrackingIndex,
+    TrackingNote, TradeOrder,
 };
 
 /// What a push did, and the shops that got work.
@@ -211,14 +211,13 @@ fn sign_off(
         };
         return Ok(("no_change", why));
     };
-    let waiting = entry.pending.is_some();
     let seq = state.take_seq();
     let record = entry
         .pending
         .as_ref()
         .map(|p| p.record.clone())
         .unwrap_or_default();
-    entry.pending = Some(PendingVersion {
+    let version = PendingVersion {
         seq,
         record_id: write.push_id.clone(),
         received_at_ms: write.received_at_ms,
@@ -228,7 +227,12 @@ fn sign_off(
         request_id: write.request_id.clone(),
         record,
         scheme: write.scheme.clone(),
-    });
+    };
+    if txn.queue_version(entry, version, || seq) {
+        entry.attempts = 0;
+        entry.first_attempt_at_ms = 0;
+        done.ready_shops.insert(entry.shop_no.clone());
+    }
     entry.signed_status = write.trade_status;
     entry.versions += 1;
     entry.record_id.clone_from(&write.push_id);
@@ -237,20 +241,6 @@ fn sign_off(
     entry.enqueued_at_ms = now_ms;
     entry.request_id.clone_from(&write.request_id);
     entry.scheme.clone_from(&write.scheme);
-    entry.dead_reason.clear();
-    entry.finished_at_ms = 0;
-    if !waiting {
-        entry.queue_seq = seq;
-        entry.state = DeliveryState::Queued as i32;
-        entry.next_attempt_at_ms = 0;
-        entry.attempts = 0;
-        entry.first_attempt_at_ms = 0;
-        txn.put(
-            keys::ready_key(&entry.shop_no, seq),
-            entry.tid.clone().into_bytes(),
-        );
-        done.ready_shops.insert(entry.shop_no.clone());
-    }
     Ok((
         "pushed",
         format!("queued with trade_status {}", write.trade_status),

@@ -3,8 +3,9 @@
 
 use super::tally::{Share, Tally};
 use super::{Result, decode, mirror};
+use crate::keys::{self, TradeKey};
 use prost::Message;
-use wdtpipe_proto::v1::OutboxEntry;
+use wdtpipe_proto::v1::{DeliveryState, OutboxEntry, PendingVersion};
 
 /// Pending writes of a group commit, read through before sled, and how they change what
 /// is queued.
@@ -42,6 +43,44 @@ impl Txn<'_> {
 
     pub(super) fn del(&mut self, key: Vec<u8>) {
         self.own.0.insert(key, None);
+    }
+
+    /// The entry of `key` as this write sees it, or a new one.
+    pub(super) fn entry_or_new(&self, key: &TradeKey) -> Result<OutboxEntry> {
+        Ok(self
+            .get_msg(&key.entry_key())?
+            .unwrap_or_else(|| OutboxEntry {
+                tid: key.tid.clone(),
+                shop_no: key.shop_no.clone(),
+                ..OutboxEntry::default()
+            }))
+    }
+
+    /// Makes `version` the entry's waiting version: one already waiting is replaced in its
+    /// queue place (latest wins); otherwise the entry joins the back of its shop's ready
+    /// queue at the place `place` gives. True when it joined (its shop has new work).
+    pub(super) fn queue_version(
+        &mut self,
+        entry: &mut OutboxEntry,
+        version: PendingVersion,
+        place: impl FnOnce() -> u64,
+    ) -> bool {
+        let waiting = entry.pending.is_some();
+        entry.pending = Some(version);
+        entry.finished_at_ms = 0;
+        entry.dead_reason.clear();
+        if waiting {
+            return false;
+        }
+        let place = place();
+        entry.queue_seq = place;
+        entry.state = DeliveryState::Queued as i32;
+        entry.next_attempt_at_ms = 0;
+        self.put(
+            keys::ready_key(&entry.shop_no, place),
+            entry.tid.clone().into_bytes(),
+        );
+        true
     }
 
     /// Writes an entry, accounting for the change in what is queued: `before` is the share
