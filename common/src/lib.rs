@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod dead_letters;
 pub mod decimal;
 pub mod form;
 pub mod grpc;

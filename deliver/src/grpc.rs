@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use wdtpipe_common::config::Secret;
 use wdtpipe_common::connectors::valid_shop;
+use wdtpipe_common::dead_letters;
 use wdtpipe_common::grpc::failure_of;
 use wdtpipe_proto::v1::deliver_server::Deliver;
 use wdtpipe_proto::v1::{
@@ -522,16 +523,9 @@ fn micros(duration: std::time::Duration) -> u64 {
 /// Replay and discard act on many letters at once: they need an explicit scope.
 fn scoped(filter: Option<DeadLetterFilter>) -> Result<DeadLetterFilter, DeliverError> {
     let filter = filter.unwrap_or_default();
-    let narrowed = !filter.tid.is_empty()
-        || !filter.shop_no.is_empty()
-        || !filter.connector.is_empty()
-        || filter.since_ms != 0
-        || filter.until_ms != 0;
-    if narrowed || filter.all {
+    if dead_letters::scoped(&filter) {
         Ok(filter)
     } else {
-        Err(DeliverError::InvalidRequest(
-            "set a tid, a shop, a connector, a time range, or all".into(),
-        ))
+        Err(DeliverError::InvalidRequest(dead_letters::UNSCOPED.into()))
     }
 }

@@ -1107,6 +1107,26 @@ async fn dead_letters_are_remapped_after_a_scheme_fix() {
     pipeline.shutdown().await;
 }
 
+/// A pipeline (with `shards` deliver shards) serving the kuaidi100 scheme `k100`, and the
+/// sandbox it delivers to; the scheme directory lives as long as the first value.
+async fn with_kuaidi100_scheme(shards: usize) -> (tempfile::TempDir, RunningSandbox, Pipeline) {
+    let schemes = tempfile::tempdir().unwrap();
+    std::fs::write(
+        schemes.path().join("k100.toml"),
+        "id = \"k100\"\nsource = \"kuaidi100\"\ndescription = \"快递100状态回传原始订单\"\n",
+    )
+    .unwrap();
+    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
+    let pipeline = Pipeline::start(PipelineOptions {
+        wdt: wdt_for(sandbox.wdt_url()),
+        schemes_dir: Some(schemes.path().to_owned()),
+        shards,
+        ..PipelineOptions::default()
+    })
+    .await;
+    (schemes, sandbox, pipeline)
+}
+
 /// A kuaidi100 push (form body) for a scheme, answered in kuaidi100's format.
 async fn push_kuaidi100(pipeline: &Pipeline, path: &str, param: &str, sign: &str) -> (u16, Value) {
     let body = wdtpipe_common::form::encode([("param", param), ("sign", sign)]);
@@ -1145,19 +1165,7 @@ fn kuaidi100_param(number: &str, state: &str, context: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kuaidi100_sign_off_completes_the_order() {
     use wdtpipe_proto::v1::{DeadLetterFilter, ReplayRequest};
-    let schemes = tempfile::tempdir().unwrap();
-    std::fs::write(
-        schemes.path().join("k100.toml"),
-        "id = \"k100\"\nsource = \"kuaidi100\"\ndescription = \"快递100状态回传原始订单\"\n",
-    )
-    .unwrap();
-    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
-    let pipeline = Pipeline::start(PipelineOptions {
-        wdt: wdt_for(sandbox.wdt_url()),
-        schemes_dir: Some(schemes.path().to_owned()),
-        ..PipelineOptions::default()
-    })
-    .await;
+    let (_schemes, sandbox, pipeline) = with_kuaidi100_scheme(1).await;
     let order = |tid: &str, number: &str| {
         let mut record = record_with_tid(tid);
         record["logistics_no"] = number.into();
@@ -1338,20 +1346,7 @@ async fn kuaidi100_letters_are_applied_across_shards_by_remap() {
         DeadLetterFilter, ListDeadLettersRequest, RemapRequest, ReplayRequest,
     };
     use wdtpipe_transform::shard::shard_of;
-    let schemes = tempfile::tempdir().unwrap();
-    std::fs::write(
-        schemes.path().join("k100.toml"),
-        "id = \"k100\"\nsource = \"kuaidi100\"\n",
-    )
-    .unwrap();
-    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
-    let pipeline = Pipeline::start(PipelineOptions {
-        wdt: wdt_for(sandbox.wdt_url()),
-        schemes_dir: Some(schemes.path().to_owned()),
-        shards: 2,
-        ..PipelineOptions::default()
-    })
-    .await;
+    let (_schemes, sandbox, pipeline) = with_kuaidi100_scheme(2).await;
     // A tid and a tracking number that land on different shards.
     let tid = "X-1";
     let number = (0..100)

@@ -46,14 +46,9 @@ impl Transformer {
         scheme_id: &str,
         authorization: String,
     ) -> Result<RemapResponse, ProcessError> {
-        let narrowed = !filter.tid.is_empty()
-            || !filter.shop_no.is_empty()
-            || !filter.connector.is_empty()
-            || filter.since_ms != 0
-            || filter.until_ms != 0;
-        if !narrowed && !filter.all {
+        if !wdtpipe_common::dead_letters::scoped(&filter) {
             return Err(ProcessError::BadRequest(
-                "set a tid, a shop, a connector, a time range, or all".into(),
+                wdtpipe_common::dead_letters::UNSCOPED.into(),
             ));
         }
         let schemes = self.catalog().current();
@@ -99,12 +94,7 @@ impl Transformer {
                             done.tids.push(applied.tid);
                         }
                         local.entry(shard).or_default().push(RemappedLetter {
-                            letter: Some(DeadLetterKey {
-                                tid: letter.tid.clone(),
-                                shop_no: letter.shop_no.clone(),
-                                connector: letter.connector.clone(),
-                                seq: letter.seq,
-                            }),
+                            letter: Some(key_of(&letter)),
                             seq: letter.seq,
                             trades_elsewhere: true,
                             ..RemappedLetter::default()
@@ -139,12 +129,7 @@ impl Transformer {
                 },
             };
             let mut item = RemappedLetter {
-                letter: Some(DeadLetterKey {
-                    tid: letter.tid.clone(),
-                    shop_no: letter.shop_no.clone(),
-                    connector: letter.connector.clone(),
-                    seq: letter.seq,
-                }),
+                letter: Some(key_of(&letter)),
                 seq: letter.seq,
                 record_id: letter.record_id.clone(),
                 received_at_ms: letter.received_at_ms,
@@ -259,6 +244,16 @@ impl Transformer {
             }
         }
         Ok(held)
+    }
+}
+
+/// Where a listed letter is, for `WriteRemapped`.
+fn key_of(letter: &DeadLetter) -> DeadLetterKey {
+    DeadLetterKey {
+        tid: letter.tid.clone(),
+        shop_no: letter.shop_no.clone(),
+        connector: letter.connector.clone(),
+        seq: letter.seq,
     }
 }
 

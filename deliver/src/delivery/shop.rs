@@ -181,13 +181,7 @@ impl ShopLoop {
             if batch.is_empty() {
                 break;
             }
-            let places: Vec<u64> = batch.iter().map(|r| r.queue_seq).collect();
-            Arc::make_mut(&mut self.busy).extend(places.iter().copied());
-            let (this, shop) = (Arc::clone(&engine), self.shop.clone());
-            let handle = self
-                .calls
-                .spawn(async move { this.call(&shop, batch).await });
-            self.held.insert(handle.id(), places);
+            self.spawn_call(batch);
         }
         if self.backlog && self.ahead.is_none() && self.calls.len() >= self.window {
             self.ahead = Some(engine.outbox.ready_async(
@@ -218,9 +212,15 @@ impl ShopLoop {
             }
         };
         tracing::info!(shop_no = %self.shop, account = %self.account, "probing the unreachable WDT account");
+        self.spawn_call(batch);
+    }
+
+    /// Starts a call with `batch`; its queue places stay busy (passed over by reads) until
+    /// it ends.
+    fn spawn_call(&mut self, batch: Vec<ReadyItem>) {
         let places: Vec<u64> = batch.iter().map(|r| r.queue_seq).collect();
         Arc::make_mut(&mut self.busy).extend(places.iter().copied());
-        let (this, shop) = (Arc::clone(&engine), self.shop.clone());
+        let (this, shop) = (Arc::clone(&self.engine), self.shop.clone());
         let handle = self
             .calls
             .spawn(async move { this.call(&shop, batch).await });
