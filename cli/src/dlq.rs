@@ -85,6 +85,12 @@ pub struct FilterArgs {
     /// Dead before this time (same forms as --since).
     #[arg(long)]
     pub until: Option<String>,
+    /// Only letters mapped by this scheme (its id).
+    #[arg(long = "letter-scheme", value_name = "SCHEME_ID")]
+    pub letter_scheme: Option<String>,
+    /// Only letters whose reason contains this text (case-insensitive).
+    #[arg(long)]
+    pub reason: Option<String>,
     /// Every dead letter (required by replay and discard when nothing else narrows them).
     #[arg(long)]
     pub all: bool,
@@ -124,6 +130,9 @@ impl FilterArgs {
             until_ms: time("until", &self.until)?,
             all: self.all,
             connector: self.connector.clone().unwrap_or_default(),
+            scheme: self.letter_scheme.clone().unwrap_or_default(),
+            reason: self.reason.clone().unwrap_or_default(),
+            keys: Vec::new(),
         })
     }
 }
@@ -243,16 +252,13 @@ async fn remap(
         ..ClientTimeouts::default()
     };
     let channel = lazy_channel(transform, timeouts, &target.tls)?;
-    let mut client = TransformClient::new(channel);
+    let mut client = TransformClient::with_interceptor(channel, target.authorization()?);
     let mut done = RemapResponse::default();
     for filter in filter.filters()? {
-        let mut request = tonic::Request::new(RemapRequest {
+        let request = RemapRequest {
             filter: Some(filter),
             scheme: scheme.unwrap_or_default().to_owned(),
-        });
-        if let Some(value) = target.authorization()? {
-            request.metadata_mut().insert("authorization", value);
-        }
+        };
         let answer = client
             .remap(request)
             .await

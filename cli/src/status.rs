@@ -42,7 +42,10 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             trades.extend(answer.trades);
         } else if let Some(tid) = &args.tid {
             let answer = client
-                .get_status(GetStatusRequest { tid: tid.clone() })
+                .get_status(GetStatusRequest {
+                    tid: tid.clone(),
+                    ..Default::default()
+                })
                 .await
                 .with_context(context)?
                 .into_inner();

@@ -1,11 +1,9 @@
 //! How the CLI reaches deliver: its shards' URLs, the CA to trust (TLS) and the admin
 //! token sent as `authorization: Bearer …`.
 
-use tonic::metadata::MetadataValue;
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic::{Request, Status};
+pub use wdtpipe_common::grpc::BearerToken;
 use wdtpipe_common::grpc::{ClientTimeouts, GrpcTls, lazy_channel};
 use wdtpipe_proto::v1::deliver_client::DeliverClient;
 
@@ -27,37 +25,12 @@ pub struct DeliverTarget {
     pub tls: GrpcTls,
 }
 
-/// Adds the bearer token to every call.
-#[derive(Debug, Clone)]
-pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
-
-impl Interceptor for BearerToken {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
 pub type Client = DeliverClient<InterceptedService<Channel, BearerToken>>;
 
 impl DeliverTarget {
-    /// `Bearer <token>`, when a token is given.
-    pub fn authorization(&self) -> anyhow::Result<Option<MetadataValue<tonic::metadata::Ascii>>> {
-        match self
-            .token
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-        {
-            Some(token) => Ok(Some(format!("Bearer {token}").parse().map_err(|_| {
-                anyhow::anyhow!("the admin token must be printable ASCII")
-            })?)),
-            None => Ok(None),
-        }
+    /// The interceptor that sends the admin token, when one is given.
+    pub fn authorization(&self) -> anyhow::Result<BearerToken> {
+        Ok(BearerToken::new(self.token.as_deref().unwrap_or_default())?)
     }
 
     /// One client per shard, with its URL.
@@ -71,7 +44,7 @@ impl DeliverTarget {
                 let channel = lazy_channel(url, ClientTimeouts::default(), &self.tls)?;
                 Ok((
                     url.to_owned(),
-                    DeliverClient::with_interceptor(channel, BearerToken(token.clone())),
+                    DeliverClient::with_interceptor(channel, token.clone()),
                 ))
             })
             .collect()

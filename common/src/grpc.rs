@@ -375,3 +375,41 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
             .map_err(|_| tonic::Status::unavailable("the batch call was dropped"))?
     }
 }
+
+/// Adds `authorization: Bearer <token>` to every call of a client (admin calls to deliver,
+/// `Transform.Remap`); nothing when no token is set.
+#[derive(Debug, Clone, Default)]
+pub struct BearerToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl BearerToken {
+    /// The interceptor for `token` (blank: none). Fails when the token is not printable
+    /// ASCII, which no header can carry.
+    pub fn new(token: &str) -> Result<Self, InvalidToken> {
+        match token.trim() {
+            "" => Ok(Self(None)),
+            token => format!("Bearer {token}")
+                .parse()
+                .map(|value| Self(Some(value)))
+                .map_err(|_| InvalidToken),
+        }
+    }
+}
+
+/// An admin token that is not printable ASCII.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the admin token must be printable ASCII")]
+pub struct InvalidToken;
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}

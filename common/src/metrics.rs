@@ -29,7 +29,8 @@ pub fn latency_histogram() -> Histogram {
 /// Something that brings gauges up to date right before a scrape.
 pub type Refresh = Arc<dyn Fn() + Send + Sync>;
 
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of `/metrics`.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The registry rendered as Prometheus (OpenMetrics) text.
 pub fn render(registry: &Registry) -> String {

@@ -16,8 +16,9 @@ use wdtpipe_proto::v1::{
     DeadLetterFilter, DiscardRequest, DiscardResponse, EnqueueRequest, EnqueueResponse,
     GetRecordRequest, GetRecordResponse, GetStatusRequest, GetStatusResponse,
     ListDeadLettersRequest, ListDeadLettersResponse, OutboxEntry, PurgeRequest, PurgeResponse,
-    RecordInfo, ReplayRequest, ReplayResponse, ShopStats, StatsRequest, StatsResponse, TrackResult,
-    TrackWrite, TradeOrder, TradeStatus, WriteRemappedRequest, WriteRemappedResponse,
+    ReasonCount, RecordInfo, ReplayRequest, ReplayResponse, ResumeRequest, ResumeResponse,
+    ShopStats, StatsRequest, StatsResponse, TrackResult, TrackWrite, TradeOrder, TradeStatus,
+    WriteRemappedRequest, WriteRemappedResponse,
 };
 use wdtpipe_proto::v1::{
     EnqueueBatchRequest, EnqueueBatchResponse, EnqueueOutcome, enqueue_outcome,
@@ -257,7 +258,20 @@ impl Deliver for DeliverService {
         &self,
         request: Request<GetStatusRequest>,
     ) -> Result<Response<GetStatusResponse>, Status> {
-        let tid = request.into_inner().tid;
+        let request = request.into_inner();
+        let tid = match (request.tid, request.tracking_number.trim()) {
+            (tid, number) if tid.is_empty() && !number.is_empty() => {
+                match self
+                    .outbox
+                    .tid_for_tracking(number)
+                    .map_err(DeliverError::from)?
+                {
+                    Some(tid) => tid,
+                    None => return Ok(Response::new(GetStatusResponse::default())),
+                }
+            }
+            (tid, _) => tid,
+        };
         let entries = self
             .outbox
             .entries_for_tid(&tid)
@@ -317,7 +331,7 @@ impl Deliver for DeliverService {
         .map_err(|e| Status::internal(e.to_string()))??;
         let queues = self.outbox.shop_queues();
         let activity = self.delivery.activity();
-        let paused = self.delivery.paused_shops();
+        let paused = self.delivery.pauses();
         let mut shops: BTreeSet<String> = queues.keys().cloned().collect();
         shops.extend(activity.keys().cloned());
         shops.extend(paused.keys().cloned());
@@ -330,6 +344,7 @@ impl Deliver for DeliverService {
                 let queue = queues.get(&shop).copied().unwrap_or_default();
                 let act = activity.get(&shop).cloned().unwrap_or_default();
                 let (shop_no, connector) = shop_and_connector(&shop);
+                let pause = paused.get(&shop);
                 ShopStats {
                     connector,
                     queued: queue.ready.max(0) as u64,
@@ -339,7 +354,9 @@ impl Deliver for DeliverService {
                     delivered_last_minute: act.delivered_last_minute(),
                     delivered_total: act.delivered_total,
                     dead_letters: dead.get(&shop).copied().unwrap_or(0),
-                    paused_reason: paused.get(&shop).cloned().unwrap_or_default(),
+                    paused_reason: pause.and_then(|p| p.reason.clone()).unwrap_or_default(),
+                    paused_since_ms: pause.map_or(0, |p| p.since_ms),
+                    next_probe_at_ms: pause.map_or(0, |p| p.until_ms),
                     shop_no,
                 }
             })
@@ -389,6 +406,14 @@ impl Deliver for DeliverService {
             letters: page.letters,
             total: u32::try_from(page.total).unwrap_or(u32::MAX),
             next_page_token: page.next_page_token,
+            reasons: page
+                .reasons
+                .into_iter()
+                .map(|(reason, count)| ReasonCount {
+                    reason,
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                })
+                .collect(),
         }))
     }
 
@@ -497,6 +522,14 @@ impl Deliver for DeliverService {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn resume(
+        &self,
+        request: Request<ResumeRequest>,
+    ) -> Result<Response<ResumeResponse>, Status> {
+        Ok(Response::new(self.resume_shop(request).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn purge(
         &self,
         request: Request<PurgeRequest>,
@@ -513,6 +546,40 @@ impl Deliver for DeliverService {
             .map_err(DeliverError::from)?;
         tracing::warn!(purged, "queued trades purged into the dead-letter store");
         Ok(Response::new(PurgeResponse { purged }))
+    }
+}
+
+impl DeliverService {
+    /// `Deliver.Resume`: see [`crate::delivery::Delivery::resume`].
+    async fn resume_shop(
+        &self,
+        request: Request<ResumeRequest>,
+    ) -> Result<ResumeResponse, DeliverError> {
+        self.authorize(&request)?;
+        let request = request.into_inner();
+        if request.shop_no.is_empty() {
+            return Err(DeliverError::InvalidRequest(
+                "name the shop to resume".into(),
+            ));
+        }
+        let connector = match request.connector.as_str() {
+            wdtpipe_common::connectors::DEFAULT => "",
+            other => other,
+        };
+        let lane = wdtpipe_common::connectors::lane(&request.shop_no, connector);
+        Ok(match self.delivery.resume(&lane) {
+            Some(cut) => ResumeResponse {
+                resumed: true,
+                message: format!(
+                    "shop {} calls WDT now: cut short its {cut}",
+                    request.shop_no
+                ),
+            },
+            None => ResumeResponse {
+                resumed: false,
+                message: format!("shop {} was not waiting", request.shop_no),
+            },
+        })
     }
 }
 

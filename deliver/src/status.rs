@@ -32,6 +32,10 @@ pub(crate) fn status_of(
     shard: &str,
 ) -> Result<TradeStatus, DeliverError> {
     let trade = entry.pending.as_ref().map(pending_trade).transpose()?;
+    let delivered_trade = match entry.delivered_trade.as_slice() {
+        [] => None,
+        bytes => Some(crate::store::decode_trade(bytes)?),
+    };
     let state = DeliveryState::try_from(entry.state).unwrap_or(DeliveryState::Unspecified);
     let (shop_no, connector) = shop_and_connector(&entry.shop_no);
     Ok(TradeStatus {
@@ -56,6 +60,7 @@ pub(crate) fn status_of(
         history: entry.history,
         versions: entry.versions,
         trade,
+        delivered_trade,
         shop_paused,
         transformed_at_ms: entry.transformed_at_ms,
         enqueued_at_ms: entry.enqueued_at_ms,

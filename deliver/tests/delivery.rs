@@ -107,7 +107,10 @@ impl Harness {
     async fn status(&self, tid: &str) -> Option<TradeStatus> {
         self.client
             .clone()
-            .get_status(GetStatusRequest { tid: tid.into() })
+            .get_status(GetStatusRequest {
+                tid: tid.into(),
+                ..Default::default()
+            })
             .await
             .ok()?
             .into_inner()

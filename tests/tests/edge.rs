@@ -488,6 +488,7 @@ async fn grpc_over_tls_with_an_admin_token() {
         .clone()
         .get_status(wdtpipe_proto::v1::GetStatusRequest {
             tid: "T0001".into(),
+            ..Default::default()
         })
         .await;
     assert!(

@@ -347,6 +347,7 @@ impl Transform for TransformService {
         _request: Request<ListSchemesRequest>,
     ) -> Result<Response<ListSchemesResponse>, Status> {
         let catalog = self.transformer.catalog();
+        let metrics = self.transformer.metrics();
         let loaded = catalog.current();
         let schemes = loaded
             .set
@@ -366,6 +367,9 @@ impl Transform for TransformService {
                 trade_rules: s.trade_rules.len() as u32,
                 line_rules: s.line_rules.len() as u32,
                 skip: s.skip.is_some(),
+                accepted_total: metrics.records_of(&s.id, "accepted"),
+                rejected_total: metrics.records_of(&s.id, "rejected"),
+                skipped_total: metrics.records_of(&s.id, "skipped"),
             })
             .collect();
         let (last_reload_error_at_ms, last_reload_error) = catalog.last_error().unwrap_or_default();

@@ -70,6 +70,16 @@ impl TransformMetrics {
             .inc();
     }
 
+    /// Records of `scheme` counted with `outcome` since start.
+    pub fn records_of(&self, scheme: &str, outcome: &str) -> u64 {
+        self.records
+            .get(&vec![
+                ("scheme", scheme.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .map_or(0, |counter| counter.get())
+    }
+
     /// Counts `n` records of `scheme` with `outcome`.
     pub fn records(&self, scheme: &str, outcome: &str, n: u64) {
         self.records

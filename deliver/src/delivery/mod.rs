@@ -29,7 +29,7 @@ use crate::config::RetryPolicy;
 use crate::metrics::DeliverMetrics;
 use crate::store::Outbox;
 use crate::wdt::WdtApi;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -61,6 +61,15 @@ impl ShopActivity {
             self.recent.pop_front();
         }
     }
+}
+
+/// A shop held back after a failure: why (WDT's answer, for a pause; none for a retry
+/// backoff), since when, and when its loop calls WDT again (Unix ms; 0 while it does).
+#[derive(Debug, Clone, Default)]
+pub struct Hold {
+    pub reason: Option<String>,
+    pub since_ms: i64,
+    pub until_ms: i64,
 }
 
 /// Delay before reading the outbox again after a storage error.
@@ -96,8 +105,12 @@ pub struct Delivery {
     calls_per_shop: usize,
     /// Wake-up handle of each shop task.
     shops: Mutex<HashMap<String, Arc<Notify>>>,
-    /// Shops paused by a configuration error, with the reason.
-    paused: Mutex<HashMap<String, String>>,
+    /// Shops held back after a failure (paused by a configuration error, or backing off),
+    /// until a call of theirs goes through.
+    holds: Mutex<HashMap<String, Hold>>,
+    /// Shops an operator asked to resume now, until their loop takes the request.
+    resume_requests: Mutex<HashSet<String>>,
+    resumed: Notify,
     /// What each shop's task is doing and has done.
     activity: Mutex<HashMap<String, ShopActivity>>,
     /// The WDT accounts that do not answer now.
@@ -141,7 +154,9 @@ impl Delivery {
             batch_size: batch_size.clamp(1, 50),
             calls_per_shop: calls_per_shop.max(1),
             shops: Mutex::new(HashMap::new()),
-            paused: Mutex::new(HashMap::new()),
+            holds: Mutex::new(HashMap::new()),
+            resume_requests: Mutex::new(HashSet::new()),
+            resumed: Notify::new(),
             activity: Mutex::new(HashMap::new()),
             reach: Mutex::new(reach::Reach::default()),
             metrics,
@@ -199,11 +214,22 @@ impl Delivery {
         &self.metrics
     }
 
-    /// Shops currently paused, with the reason.
     /// Shops currently paused, with the reason: by a configuration error, or because their
     /// WDT account does not answer.
     pub fn paused_shops(&self) -> HashMap<String, String> {
-        let mut paused = lock(&self.paused).clone();
+        self.pauses()
+            .into_iter()
+            .filter_map(|(lane, hold)| Some((lane, hold.reason?)))
+            .collect()
+    }
+
+    /// Shops currently paused, with the reason, since when and the next call or probe.
+    pub fn pauses(&self) -> HashMap<String, Hold> {
+        let mut paused: HashMap<String, Hold> = lock(&self.holds)
+            .iter()
+            .filter(|(_, hold)| hold.reason.is_some())
+            .map(|(lane, hold)| (lane.clone(), hold.clone()))
+            .collect();
         let reach = lock(&self.reach);
         let now = self.clock.now_ms();
         for (account, outage) in reach.outages() {
@@ -214,16 +240,49 @@ impl Delivery {
                 .cloned()
                 .collect();
             for lane in lanes {
-                paused.entry(lane).or_insert_with(|| {
-                    format!(
+                paused.entry(lane).or_insert_with(|| Hold {
+                    reason: Some(format!(
                         "WDT account {account} unreachable since {}, next probe in {} s",
                         wdtpipe_common::format_ms(outage.since_ms),
                         ((outage.next_probe_ms - now).max(0) + 999) / 1000
-                    )
+                    )),
+                    since_ms: outage.since_ms,
+                    until_ms: outage.next_probe_ms,
                 });
             }
         }
         paused
+    }
+
+    /// An operator's "resume now" for a lane: its pause or backoff ends at once, and when
+    /// its account is unreachable the next probe goes at once. What was cut short, or
+    /// `None` when the lane was not waiting.
+    pub fn resume(self: &Arc<Self>, lane: &str) -> Option<String> {
+        let mut cut = Vec::new();
+        if let Some(hold) = lock(&self.holds).get(lane) {
+            lock(&self.resume_requests).insert(lane.to_owned());
+            cut.push(match &hold.reason {
+                Some(reason) => format!("pause ({reason})"),
+                None => "retry backoff".to_owned(),
+            });
+        }
+        let account = account_of(lane);
+        if lock(&self.reach).probe_now(&account) {
+            cut.push(format!("wait for the next probe of WDT account {account}"));
+        }
+        if cut.is_empty() {
+            return None;
+        }
+        tracing::warn!(lane, cut = ?cut, "resumed by an operator");
+        self.resumed.notify_waiters();
+        self.timer_wake.notify_one();
+        self.notify([lane.to_owned()]);
+        Some(cut.join("; "))
+    }
+
+    /// Takes an operator's resume request for a lane.
+    fn take_resume(&self, lane: &str) -> bool {
+        lock(&self.resume_requests).remove(lane)
     }
 
     /// WDT accounts that do not answer now.

@@ -95,6 +95,18 @@ impl Reach {
         }
     }
 
+    /// An operator wants the account probed now: true when it is unreachable.
+    pub(super) fn probe_now(&mut self, account: &str) -> bool {
+        match self.outages.get_mut(account) {
+            Some(outage) => {
+                outage.next_probe = Instant::now();
+                outage.next_probe_ms = wdtpipe_common::now_ms();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A probe ended without a verdict on the account (it read nothing, its call failed
     /// for another reason): another shop may probe.
     pub(super) fn release_probe(&mut self, account: &str) {

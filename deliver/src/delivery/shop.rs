@@ -236,6 +236,7 @@ impl ShopLoop {
                 self.ahead = None;
             } else if self.hold.is_none() {
                 self.window = self.engine.calls_per_shop;
+                lock(&self.engine.holds).remove(&self.shop);
             }
             if let Some(until) = retry {
                 self.hold = Some(later(self.hold.take(), until, None));
@@ -254,7 +255,8 @@ impl ShopLoop {
         }
     }
 
-    /// Every call of the failed round is written back: wait, then retry from the head.
+    /// Every call of the failed round is written back: wait (until the hold ends or an
+    /// operator resumes the shop), then retry from the head.
     async fn wait_out(&mut self, (until, reason): Hold) -> Turn {
         let engine = Arc::clone(&self.engine);
         if let Some(reason) = &reason {
@@ -264,13 +266,38 @@ impl ShopLoop {
                 probe_in_ms = engine.policy.pause_probe_ms,
                 "WDT rejects our configuration: shop paused, its trades stay queued"
             );
-            lock(&engine.paused).insert(self.shop.clone(), reason.clone());
         }
-        tokio::select! {
-            () = tokio::time::sleep_until(until) => {}
-            _ = self.stop.changed() => return Turn::Stop,
+        let now_ms = engine.clock.now_ms();
+        let until_ms = now_ms + until.saturating_duration_since(Instant::now()).as_millis() as i64;
+        {
+            let mut holds = lock(&engine.holds);
+            let hold = holds.entry(self.shop.clone()).or_insert(super::Hold {
+                reason: None,
+                since_ms: now_ms,
+                until_ms,
+            });
+            hold.until_ms = until_ms;
+            if reason.is_some() {
+                hold.reason = reason;
+            }
         }
-        lock(&engine.paused).remove(&self.shop);
+        loop {
+            let resumed = engine.resumed.notified();
+            tokio::pin!(resumed);
+            resumed.as_mut().enable();
+            if engine.take_resume(&self.shop) {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => break,
+                () = &mut resumed => {}
+                _ = self.stop.changed() => return Turn::Stop,
+            }
+        }
+        // Still held (the status says so) until a call goes through; calling WDT now.
+        if let Some(hold) = lock(&engine.holds).get_mut(&self.shop) {
+            hold.until_ms = 0;
+        }
         // Bring failed trades back before reading, so the retry takes the head of the
         // queue again rather than whatever is behind it.
         match engine.outbox.promote_due(engine.clock.now_ms()).await {
@@ -282,6 +309,8 @@ impl ShopLoop {
 
     /// Nothing to do: wait for work, or end after [`SHOP_IDLE`].
     async fn idle(&mut self) -> Turn {
+        // No trade waits: nothing is held back any more.
+        lock(&self.engine.holds).remove(&self.shop);
         tokio::select! {
             () = self.wake.notified() => Turn::Go,
             () = tokio::time::sleep(SHOP_IDLE) => {

@@ -34,7 +34,13 @@ pub struct DeadPage {
     pub total: usize,
     /// Names where the next page starts; empty on the last page.
     pub next_page_token: String,
+    /// Every matching letter's reason and how many have it, most first (at most
+    /// [`REASONS_LISTED`]).
+    pub reasons: Vec<(String, usize)>,
 }
+
+/// Most reasons a listing counts letters under.
+pub(super) const REASONS_LISTED: usize = 50;
 
 /// What writing re-mapped letters did (the fields of `WriteRemappedResponse`).
 #[derive(Debug, Default)]
@@ -135,6 +141,16 @@ impl Outbox {
             }
         }
         let total = letters.len();
+        let mut reasons: std::collections::HashMap<&str, usize> = Default::default();
+        for letter in &letters {
+            *reasons.entry(letter.reason.as_str()).or_default() += 1;
+        }
+        let mut reasons: Vec<(String, usize)> = reasons
+            .into_iter()
+            .map(|(r, n)| (r.to_owned(), n))
+            .collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        reasons.truncate(REASONS_LISTED);
         letters.sort_by_cached_key(PagePlace::of);
         if let Some(after) = after {
             letters.retain(|letter| PagePlace::of(letter) > after);
@@ -148,6 +164,7 @@ impl Outbox {
             letters,
             total,
             next_page_token,
+            reasons,
         })
     }
 
@@ -233,13 +250,37 @@ fn dead_scan_prefix(filter: &DeadLetterFilter) -> Vec<u8> {
 /// `shop_no` in the store is its lane: the shop, and its account unless `default`.
 pub fn matches(filter: &DeadLetterFilter, letter: &DeadLetter) -> bool {
     let (shop, connector) = split_lane(&letter.shop_no);
+    // An account named empty is `default`, in the lane and in a filter's key alike.
+    let account = |name: &str| if name.is_empty() { DEFAULT } else { name }.to_owned();
+    let same_account = |named: &str| account(named) == account(connector);
     (filter.tid.is_empty() || letter.tid == filter.tid)
         && (filter.shop_no.is_empty() || shop == filter.shop_no)
-        && (filter.connector.is_empty()
-            || connector == filter.connector
-            || (connector.is_empty() && filter.connector == DEFAULT))
+        && (filter.connector.is_empty() || same_account(&filter.connector))
         && (filter.since_ms == 0 || letter.dead_at_ms >= filter.since_ms)
         && (filter.until_ms == 0 || letter.dead_at_ms < filter.until_ms)
+        && (filter.scheme.is_empty() || scheme_id(&letter.scheme) == filter.scheme)
+        && (filter.reason.is_empty() || contains_folded(&letter.reason, &filter.reason))
+        && (filter.keys.is_empty()
+            || filter.keys.iter().any(|key| {
+                key.tid == letter.tid
+                    && key.seq == letter.seq
+                    && key.shop_no == shop
+                    && same_account(&key.connector)
+            }))
+}
+
+/// The scheme id of an `id@version` label; letters from before schemes are `default`'s.
+fn scheme_id(label: &str) -> &str {
+    match label.split_once('@') {
+        Some((id, _)) => id,
+        None if label.is_empty() => "default",
+        None => label,
+    }
+}
+
+/// `text` contains `part`, ignoring case.
+fn contains_folded(text: &str, part: &str) -> bool {
+    text.to_lowercase().contains(&part.to_lowercase())
 }
 
 /// Letters matching `filter` as `txn` sees them (deleted ones skipped), in key order: per

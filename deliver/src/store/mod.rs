@@ -219,6 +219,16 @@ impl Outbox {
             .collect()
     }
 
+    /// The tid whose record last carried this tracking number (the `n/` index).
+    pub fn tid_for_tracking(&self, number: &str) -> Result<Option<String>> {
+        Ok(self
+            .tree()?
+            .get(keys::tracking_key(number))?
+            .map(|v| decode::<wdtpipe_proto::v1::TrackingIndex>(&v))
+            .transpose()?
+            .map(|index| index.tid))
+    }
+
     /// The latest record a scheme skipped for this tid, while its status is kept.
     pub fn skip_note(&self, tid: &str) -> Result<Option<RecordMeta>> {
         self.tree()?
@@ -324,6 +334,11 @@ impl Drop for Outbox {
 /// The trade of a waiting version (stored encoded, see `PendingVersion.trade`).
 pub fn pending_trade(pending: &PendingVersion) -> Result<TradeOrder> {
     decode(&pending.trade)
+}
+
+/// A trade kept encoded (a delivered version).
+pub fn decode_trade(bytes: &[u8]) -> Result<TradeOrder> {
+    decode(bytes)
 }
 
 pub(crate) fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
