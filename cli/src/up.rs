@@ -21,6 +21,8 @@ pub struct UpArgs {
     #[command(flatten)]
     pub deliver: wdtpipe_deliver::cli::Settings,
     #[command(flatten)]
+    pub console: wdtpipe_console::cli::Settings,
+    #[command(flatten)]
     pub tls: GrpcTls,
     #[command(flatten)]
     pub connectors: wdtpipe_common::cli::ConnectorsArg,
@@ -63,10 +65,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ingest,
         transform,
         deliver,
+        console,
         tls,
         connectors,
         sandbox_addr,
     } = args;
+    let audit_file_given = console.console_audit_file.is_some();
+    let mut console = console.into_config(tls.clone())?;
     let mut ingest = ingest.into_config(tls.clone())?;
     let mut transform = transform.into_config(tls.clone())?;
     let mut deliver = deliver.into_config(tls)?;
@@ -84,6 +89,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let deliver_grpc = bind(deliver.grpc_addr, "deliver gRPC").await?;
     let transform_metrics = bind_optional(transform.metrics_addr, "transform metrics").await?;
     let deliver_metrics = bind_optional(deliver.metrics_addr, "deliver metrics").await?;
+    let console_http = bind_optional(console.as_ref().map(|c| c.addr), "the console").await?;
     let (transform_metrics_url, deliver_metrics_url) = (
         metrics_url(&transform_metrics)?,
         metrics_url(&deliver_metrics)?,
@@ -100,6 +106,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     transform.grpc_addr = transform_addr;
     transform.deliver_urls = vec![format!("http://{deliver_addr}")];
     deliver.grpc_addr = deliver_addr;
+    let console_line = match (&mut console, &console_http) {
+        (Some(config), Some(listener)) => {
+            let addr = addr_of(listener)?;
+            config.addr = addr;
+            config.transform_url = format!("http://{transform_addr}");
+            config.deliver_urls = vec![format!("http://{deliver_addr}")];
+            config.ingest_url = format!("http://{http_addr}");
+            config.admin_token = deliver.admin_token.clone();
+            if !audit_file_given {
+                config.audit_file = deliver.data_dir.join("console-audit.jsonl");
+            }
+            let actions = if config.login_tokens_set() {
+                "actions after a login with CONSOLE_TOKEN or ADMIN_TOKEN"
+            } else {
+                "read-only (set CONSOLE_TOKEN or ADMIN_TOKEN to act from it)"
+            };
+            format!("http://{addr}/   ({actions})")
+        }
+        _ => "off".to_owned(),
+    };
 
     // SIGHUP reloads SCHEMES_DIR. Listen from now on, so a signal sent as soon as the
     // addresses are printed does not end the process before transform is listening for it.
@@ -218,6 +244,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .await
             .context("ingest")
     });
+    if let (Some(config), Some(listener)) = (console, console_http) {
+        let shutdown = stopped();
+        tasks.spawn(async move {
+            wdtpipe_console::serve(config, listener, shutdown)
+                .await
+                .context("console")
+        });
+    }
 
     println!(
         "wdt-pipeline is up\n\
@@ -225,6 +259,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
          \x20 ingest gRPC  {ingest_addr}\n\
                   \x20 transform    {transform_addr}   (metrics: {transform_metrics_url})\n\
                   \x20 deliver      {deliver_addr}   (outbox: {}, metrics: {deliver_metrics_url})\n\
+         \x20 console      {console_line}\n\
          \x20 WDT          {sandbox_line}\n\
          \x20 target shop  {target_shop}\n\
          \x20 sender signatures  {signatures}\n\
@@ -272,9 +307,9 @@ mod tests {
     use wdtpipe_common::cli::flags_and_envs;
 
     /// The settings `up` decides itself: where each stage finds the next.
-    const WIRING: [&str; 2] = ["TRANSFORM_URL", "DELIVER_URL"];
+    const WIRING: [&str; 3] = ["TRANSFORM_URL", "DELIVER_URL", "INGEST_URL"];
 
-    /// Every setting of ingest, transform and deliver (flag and environment variable) is
+    /// Every setting of ingest, transform, deliver and the console (flag and environment variable) is
     /// taken by `wdtpipe up`, wiring aside: a setting added to a stage cannot be forgotten
     /// in `up` again.
     #[test]
@@ -283,6 +318,7 @@ mod tests {
             wdtpipe_ingest::cli::Args::command(),
             wdtpipe_transform::cli::Args::command(),
             wdtpipe_deliver::cli::Args::command(),
+            wdtpipe_console::cli::Args::command(),
         ]
         .iter()
         .flat_map(flags_and_envs)

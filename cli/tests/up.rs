@@ -41,6 +41,7 @@ fn up_env<'a>(data_dir: &'a Path, wdt_url: &'a str) -> Vec<(&'static str, String
         ("DELIVER_GRPC_ADDR", "127.0.0.1:0".into()),
         ("TRANSFORM_METRICS_ADDR", "127.0.0.1:0".into()),
         ("DELIVER_METRICS_ADDR", "127.0.0.1:0".into()),
+        ("CONSOLE_ADDR", "127.0.0.1:0".into()),
         ("RUST_LOG", "warn".into()),
     ]
 }
@@ -342,6 +343,18 @@ async fn up_protects_admin_calls_with_the_token() {
         up.banner
     );
     let deliver = format!("http://{}", up.printed("deliver      "));
+    // The console runs in the same process, over the stages it was wired to, and lets an
+    // operator act once logged in with the admin token.
+    assert!(
+        up.line("console").contains("actions after a login"),
+        "{:?}",
+        up.banner
+    );
+    let console = up.printed("console      ");
+    let overview = reqwest::get(&console).await.unwrap();
+    assert_eq!(overview.status(), 200);
+    let page = overview.text().await.unwrap();
+    assert!(page.contains("id=\"live\""), "the overview: {page}");
     let answer = reqwest::Client::new()
         .post(&up.callback_url)
         .header("content-type", "application/json")

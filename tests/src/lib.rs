@@ -557,6 +557,7 @@ impl Pipeline {
                 self.shard_client(shard)
                     .get_status(GetStatusRequest {
                         tid: tid.to_owned(),
+                        ..Default::default()
                     })
                     .await
                     .expect("status")
@@ -565,6 +566,41 @@ impl Pipeline {
             );
         }
         trades
+    }
+
+    /// The operator console over this pipeline on an ephemeral loopback port: operator
+    /// token [`CONSOLE_TOKEN`], deliver's admin token, a fast refresh, the audit log in the
+    /// data directory; `tweak` changes what a test needs.
+    pub async fn console(
+        &self,
+        tweak: impl FnOnce(&mut wdtpipe_console::config::ConsoleConfig),
+    ) -> RunningConsole {
+        let listener = bind_any("console").await;
+        let addr = listener.local_addr().expect("console addr");
+        let mut config = wdtpipe_console::config::ConsoleConfig {
+            addr,
+            token: Secret::new(CONSOLE_TOKEN),
+            admin_token: self.options.admin_token.clone(),
+            transform_url: format!("http://{}", self.transform_grpc),
+            deliver_urls: self.shards.iter().map(|a| format!("http://{a}")).collect(),
+            ingest_url: self.http.clone(),
+            refresh_ms: 100,
+            audit_file: self.data_dir.join("console-audit.jsonl"),
+            tls: self.options.tls.clone(),
+            ..Default::default()
+        };
+        tweak(&mut config);
+        let audit_file = config.audit_file.clone();
+        let running = Running::spawn(move |shutdown| async move {
+            wdtpipe_console::serve(config, listener, shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        });
+        RunningConsole {
+            url: format!("http://{addr}"),
+            audit_file,
+            running,
+        }
     }
 
     /// Stops every stage gracefully.
@@ -576,5 +612,31 @@ impl Pipeline {
             running.stop().await.expect("stage stopped cleanly");
         }
         self.stop_deliver().await;
+    }
+}
+
+/// The operator token of test consoles.
+pub const CONSOLE_TOKEN: &str = "console-operator-token";
+
+/// A console serving over a test pipeline.
+pub struct RunningConsole {
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub audit_file: PathBuf,
+    running: Running,
+}
+
+impl std::fmt::Debug for RunningConsole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningConsole")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningConsole {
+    /// Stops the console gracefully (its event streams end, its alerts drain).
+    pub async fn stop(self) {
+        self.running.stop().await.expect("console stopped cleanly");
     }
 }
