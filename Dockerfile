@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# One image for every wdt-pipeline binary: ingest, transform, deliver, wdtpipe (CLI) and
+# One image for every wdt-pipeline binary: ingest, transform, deliver, console, wdtpipe (CLI) and
 # wdt-sandbox (WDT simulator). Kubernetes picks the binary with `command:`.
 #
 #   docker build -t wdt-pipeline:0.1.0 .
@@ -20,9 +20,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked \
-        --bin ingest --bin transform --bin deliver --bin wdtpipe --bin wdt-sandbox \
+        --bin ingest --bin transform --bin deliver --bin console --bin wdtpipe --bin wdt-sandbox \
  && mkdir -p /out \
- && for bin in ingest transform deliver wdtpipe wdt-sandbox; do \
+ && for bin in ingest transform deliver console wdtpipe wdt-sandbox; do \
         cp "target/release/$bin" /out/; \
     done
 

@@ -1,6 +1,6 @@
-//! `wdtpipe status TID` (or `--record RECORD_ID`): one order's whole path, asked of every
-//! deliver shard: received by ingest, mapped by transform, written to which shard's outbox,
-//! every attempt with WDT's answer, delivered or dead.
+//! `wdtpipe status TID` (or `--record RECORD_ID`, `--tracking NUMBER`): one order's whole
+//! path, asked of every deliver shard: received by ingest, mapped by transform, written to
+//! which shard's outbox, every attempt with WDT's answer, delivered or dead.
 
 use crate::target::DeliverTarget;
 use anyhow::Context;
@@ -13,11 +13,14 @@ use wdtpipe_proto::v1::{
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// The WDT tid (raw order number).
-    #[arg(required_unless_present = "record")]
+    #[arg(required_unless_present_any = ["record", "tracking"])]
     pub tid: Option<String>,
     /// Look up a source record by its record id instead (from the callback's receipt).
-    #[arg(long, conflicts_with = "tid")]
+    #[arg(long, conflicts_with_all = ["tid", "tracking"])]
     pub record: Option<String>,
+    /// Look up the order whose record carried this tracking number instead.
+    #[arg(long, conflicts_with = "tid")]
+    pub tracking: Option<String>,
     #[command(flatten)]
     pub target: DeliverTarget,
     /// Print the answer as JSON.
@@ -40,11 +43,11 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                 .into_inner();
             records.extend(answer.record);
             trades.extend(answer.trades);
-        } else if let Some(tid) = &args.tid {
+        } else {
             let answer = client
                 .get_status(GetStatusRequest {
-                    tid: tid.clone(),
-                    ..Default::default()
+                    tid: args.tid.clone().unwrap_or_default(),
+                    tracking_number: args.tracking.clone().unwrap_or_default(),
                 })
                 .await
                 .with_context(context)?
@@ -61,10 +64,11 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if trades.is_empty() && records.is_empty() {
-        let what = args
-            .record
-            .map(|r| format!("record {r}"))
-            .unwrap_or_else(|| format!("tid {}", args.tid.unwrap_or_default()));
+        let what = match (args.record, args.tracking) {
+            (Some(record), _) => format!("record {record}"),
+            (None, Some(number)) => format!("tracking number {number}"),
+            (None, None) => format!("tid {}", args.tid.unwrap_or_default()),
+        };
         println!(
             "{what}: unknown to deliver at {}",
             args.target.deliver.join(", ")

@@ -403,6 +403,109 @@ async fn a_dead_letter_is_replayed_through_a_dry_run() {
     sandbox.stop().await;
 }
 
+/// The selected letters alone are re-mapped (through `Transform.Remap`, which maps their
+/// records again and queues the trades) or discarded, each after its dry run; the letters
+/// not selected stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selected_letters_are_remapped_or_discarded() {
+    let (sandbox, pipeline) = with_sandbox(|_| {}).await;
+    sandbox.sandbox.set_faults(Faults {
+        reject_tid_pattern: Some("SEL".into()),
+        ..Default::default()
+    });
+    let console = pipeline.console(|_| {}).await;
+    let records: Vec<serde_json::Value> = ["SEL-A", "SEL-B", "SEL-C"]
+        .iter()
+        .map(|t| record_with_tid(t))
+        .collect();
+    assert_eq!(
+        pipeline
+            .post(&serde_json::to_vec(&records).unwrap())
+            .await
+            .0,
+        200
+    );
+    let mut web = Browserless::new(&console);
+    web.login(CONSOLE_TOKEN).await;
+    let page = eventually("three letters listed", DEADLINE, || async {
+        let page = Browserless::new(&console)
+            .get("/dead-letters?reason=sandbox")
+            .await
+            .body;
+        page.contains("<strong>3</strong>").then_some(page)
+    })
+    .await;
+    let key = |tid: &str| {
+        page.split("name=\"key\" value=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .find(|value| value.split('|').nth(1) == Some(tid))
+            .unwrap_or_else(|| panic!("{tid} has a checkbox"))
+            .replace("&#39;", "'")
+    };
+    let (a, b) = (key("SEL-A"), key("SEL-B"));
+    sandbox.sandbox.set_faults(Faults::default());
+    let plan_id = |body: &str| {
+        body.split("name=\"plan\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned()
+    };
+    let remap = web
+        .post(
+            "/dead-letters/plan",
+            &[("do", "remap-selected"), ("key", &a)],
+        )
+        .await;
+    assert!(
+        remap.body.contains("id=\"plan-count\">1<"),
+        "{}",
+        remap.body
+    );
+    assert!(
+        remap.body.contains("wdtpipe dlq remap SEL-A"),
+        "{}",
+        remap.body
+    );
+    let done = web
+        .post("/dead-letters/apply", &[("plan", &plan_id(&remap.body))])
+        .await;
+    assert!(
+        done.body
+            .contains("re-mapped 1 letter(s); queued 1 trade(s)"),
+        "{}",
+        done.body
+    );
+    eventually("SEL-A delivered after the re-map", DEADLINE, || async {
+        sandbox.sandbox.trade("SEL-A").map(|_| ())
+    })
+    .await;
+    let discard = web
+        .post(
+            "/dead-letters/plan",
+            &[("do", "discard-selected"), ("key", &b)],
+        )
+        .await;
+    let done = web
+        .post("/dead-letters/apply", &[("plan", &plan_id(&discard.body))])
+        .await;
+    assert!(done.body.contains("discarded 1 letter(s)"), "{}", done.body);
+    let left = web.get("/dead-letters").await.body;
+    assert!(
+        left.contains("SEL-C") && !left.contains(">SEL-B<") && !left.contains(">SEL-A<"),
+        "{left}"
+    );
+    assert!(sandbox.sandbox.trade("SEL-B").is_none() && sandbox.sandbox.trade("SEL-C").is_none());
+    let none = web
+        .post("/dead-letters/plan", &[("do", "replay-selected")])
+        .await;
+    assert_eq!(none.status, 400, "nothing selected");
+    console.stop().await;
+    pipeline.shutdown().await;
+    sandbox.stop().await;
+}
+
 /// A shop paused by WDT's sign error shows on the shops page with WDT's answer verbatim;
 /// once the cause is fixed, "resume now" makes it call WDT at once instead of after the
 /// (here: one hour) pause, and the order is delivered.
