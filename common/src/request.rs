@@ -27,6 +27,16 @@ pub fn valid_traceparent(value: &str) -> bool {
             && trace.bytes().any(|b| b != b'0') && parent.bytes().any(|b| b != b'0'))
 }
 
+/// An answer's `Retry-After` in seconds (the HTTP-date form is not used by the servers we
+/// call), for a WDT call or an alert webhook.
+pub fn retry_after(headers: &axum::http::HeaderMap) -> Option<std::time::Duration> {
+    headers
+        .get(axum::http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,6 +79,7 @@ pub async fn serve(
         registry: Arc::new(registry),
         logins: Arc::new(config.login_tokens().into_iter().cloned().collect()),
         refresh_ms: config.refresh_ms,
+        secure_cookies: public_url.starts_with("https://"),
     };
     tracing::info!(
         %addr,

@@ -69,11 +69,13 @@ impl Sessions {
     }
 }
 
-/// The `Set-Cookie` value of a new session.
-pub(crate) fn session_cookie(id: &str) -> String {
+/// The `Set-Cookie` value of a new session; `secure` (operators reach the console over
+/// HTTPS) keeps the browser from ever sending it in clear.
+pub(crate) fn session_cookie(id: &str, secure: bool) -> String {
     format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        LIFETIME.as_secs()
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        LIFETIME.as_secs(),
+        if secure { "; Secure" } else { "" }
     )
 }
 
@@ -163,6 +165,7 @@ mod tests {
         assert_eq!(sessions.operator(&h).map(|o| o.name), Some("li".into()));
         sessions.close(&h);
         assert!(sessions.operator(&h).is_none());
-        assert!(session_cookie(&id).contains("HttpOnly; SameSite=Strict"));
+        assert!(session_cookie(&id, false).contains("HttpOnly; SameSite=Strict"));
+        assert!(session_cookie(&id, true).ends_with("; Secure"));
     }
 }

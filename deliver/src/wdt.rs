@@ -145,12 +145,7 @@ impl WdtClient {
             Err(e) => return Reply::Transport(describe(&e)),
         };
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = wdtpipe_common::request::retry_after(response.headers());
         let answer = match read_capped(response).await {
             Ok(Some(bytes)) => parse_answer(&bytes),
             Ok(None) => Err(format!(

@@ -474,7 +474,8 @@ impl Pipeline {
         }
     }
 
-    /// Starts every deliver shard again on the same addresses and data directories.
+    /// Starts every deliver shard again on the same gRPC addresses and data directories
+    /// (metrics on new ports).
     pub async fn restart_deliver(&mut self) {
         self.stop_deliver().await;
         for shard in 0..self.shards.len() {
@@ -482,12 +483,13 @@ impl Pipeline {
                 grpc: TcpListener::bind(self.shards[shard])
                     .await
                     .expect("rebind deliver"),
-                metrics: Some(
-                    TcpListener::bind(self.deliver_metrics[shard])
-                        .await
-                        .expect("rebind deliver metrics"),
-                ),
+                // A fresh port: another test may have taken the old one meanwhile, and
+                // nothing needs the metrics address to stay the same.
+                metrics: Some(bind_any("deliver metrics").await),
             };
+            if let Some(metrics) = &listeners.metrics {
+                self.deliver_metrics[shard] = metrics.local_addr().expect("metrics addr");
+            }
             self.delivers[shard] = Some(self.spawn_deliver(shard, listeners));
         }
     }

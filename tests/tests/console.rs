@@ -17,17 +17,77 @@ const ADMIN_TOKEN: &str = "admin-token-for-console-tests";
 #[path = "console/browser.rs"]
 mod browser;
 
-/// A sandbox and a pipeline delivering to it, with an admin token (as `wdtpipe up` has).
-async fn with_sandbox(tweak: impl FnOnce(&mut PipelineOptions)) -> (RunningSandbox, Pipeline) {
-    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
-    let mut options = PipelineOptions {
-        wdt: wdt_for(sandbox.wdt_url()),
-        admin_token: wdtpipe_common::config::Secret::new(ADMIN_TOKEN),
-        ..PipelineOptions::default()
-    };
-    tweak(&mut options);
-    let pipeline = Pipeline::start(options).await;
-    (sandbox, pipeline)
+/// A sandbox, a pipeline delivering to it with an admin token (as `wdtpipe up` has) and
+/// a console over the pipeline.
+struct Setup {
+    sandbox: RunningSandbox,
+    pipeline: Pipeline,
+    console: RunningConsole,
+}
+
+impl Setup {
+    /// Starts them with WDT's `faults` and what a test changes in the pipeline and console.
+    async fn start(
+        faults: Faults,
+        pipeline: impl FnOnce(&mut PipelineOptions),
+        console: impl FnOnce(&mut wdtpipe_console::config::ConsoleConfig),
+    ) -> Self {
+        let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
+        sandbox.sandbox.set_faults(faults);
+        let mut options = PipelineOptions {
+            wdt: wdt_for(sandbox.wdt_url()),
+            admin_token: wdtpipe_common::config::Secret::new(ADMIN_TOKEN),
+            ..PipelineOptions::default()
+        };
+        pipeline(&mut options);
+        let pipeline = Pipeline::start(options).await;
+        let console = pipeline.console(console).await;
+        Self {
+            sandbox,
+            pipeline,
+            console,
+        }
+    }
+
+    fn parts(&self) -> (&RunningSandbox, &Pipeline, &RunningConsole) {
+        (&self.sandbox, &self.pipeline, &self.console)
+    }
+
+    async fn stop(self) {
+        self.console.stop().await;
+        self.pipeline.shutdown().await;
+        self.sandbox.stop().await;
+    }
+}
+
+/// WDT rejects the tids that contain `pattern`: their trades become dead letters.
+fn rejecting(pattern: &str) -> Faults {
+    Faults {
+        reject_tid_pattern: Some(pattern.into()),
+        ..Faults::default()
+    }
+}
+
+/// Waits until `tid` is a dead letter.
+async fn dead(pipeline: &Pipeline, tid: &str) {
+    eventually(&format!("{tid} dead"), DEADLINE, || async {
+        pipeline
+            .status(tid)
+            .await
+            .iter()
+            .any(|s| s.state == wdtpipe_proto::v1::DeliveryState::Dead as i32)
+            .then_some(())
+    })
+    .await;
+}
+
+/// The dry run's id on its page.
+fn plan_id(body: &str) -> String {
+    body.split("name=\"plan\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("a dry run page: {body}"))
+        .to_owned()
 }
 
 /// An HTTP client of the console as a browser would be: cookies kept by hand, redirects
@@ -138,8 +198,8 @@ impl Browserless {
 /// trade as pushed and why it is (or is not) in WDT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overview_search_and_an_orders_path() {
-    let (sandbox, pipeline) = with_sandbox(|_| {}).await;
-    let console = pipeline.console(|_| {}).await;
+    let setup = Setup::start(Faults::default(), |_| {}, |_| {}).await;
+    let (sandbox, pipeline, console) = setup.parts();
     let (status, receipt) = pipeline.post(&fixture("01-").body).await;
     assert_eq!(status, 200, "{receipt}");
     let record_id = receipt["receipts"][0]["record_id"]
@@ -150,9 +210,9 @@ async fn overview_search_and_an_orders_path() {
         sandbox.sandbox.trade("T0001").map(|_| ())
     })
     .await;
-    let mut web = Browserless::new(&console);
+    let mut web = Browserless::new(console);
     let overview = eventually("the overview counts the delivery", DEADLINE, || async {
-        let page = Browserless::new(&console).get("/").await;
+        let page = Browserless::new(console).get("/").await;
         (page.body.contains("SHOP01") && page.body.contains("default@builtin")).then_some(page)
     })
     .await;
@@ -188,17 +248,15 @@ async fn overview_search_and_an_orders_path() {
     }
     let unknown = web.get("/orders/NEVER-SENT").await;
     assert!(unknown.body.contains("No deliver shard knows this tid"));
-    console.stop().await;
-    pipeline.shutdown().await;
-    sandbox.stop().await;
+    setup.stop().await;
 }
 
 /// The event stream sends typed events numbered by the console's snapshots, each with the
 /// live section; the polling fallback answers the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_events_are_typed_and_numbered() {
-    let (sandbox, pipeline) = with_sandbox(|_| {}).await;
-    let console = pipeline.console(|_| {}).await;
+    let setup = Setup::start(Faults::default(), |_| {}, |_| {}).await;
+    let (_, _, console) = setup.parts();
     let mut response = reqwest::get(format!("{}/events?view=overview", console.url))
         .await
         .unwrap();
@@ -244,9 +302,7 @@ async fn live_events_are_typed_and_numbered() {
     .unwrap();
     assert!(polled["seq"].as_u64().unwrap() >= ids[0]);
     drop(response);
-    console.stop().await;
-    pipeline.shutdown().await;
-    sandbox.stop().await;
+    setup.stop().await;
 }
 
 /// Acting needs a login with the operator (or admin) token and a POST from the console's
@@ -254,9 +310,9 @@ async fn live_events_are_typed_and_numbered() {
 /// at all, nothing is done; pages never carry a secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actions_need_a_login_and_the_consoles_own_pages() {
-    let (sandbox, pipeline) = with_sandbox(|_| {}).await;
-    let console = pipeline.console(|_| {}).await;
-    let mut web = Browserless::new(&console);
+    let setup = Setup::start(Faults::default(), |_| {}, |_| {}).await;
+    let (_, _, console) = setup.parts();
+    let mut web = Browserless::new(console);
     let plan = [("do", "replay-all"), ("shop", "SHOP01")];
     assert_eq!(web.post("/dead-letters/plan", &plan).await.status, 401);
     assert_eq!(
@@ -296,7 +352,7 @@ async fn actions_need_a_login_and_the_consoles_own_pages() {
     let bare = web.post_from(None, "/dead-letters/plan", &plan).await;
     assert_eq!(bare.status, 403);
     let admin = {
-        let mut other = Browserless::new(&console);
+        let mut other = Browserless::new(console);
         other.login(ADMIN_TOKEN).await.status
     };
     assert_eq!(admin, 303, "deliver's admin token logs in too");
@@ -305,9 +361,7 @@ async fn actions_need_a_login_and_the_consoles_own_pages() {
         audit.contains("login refused") && audit.contains("li.lei"),
         "{audit}"
     );
-    console.stop().await;
-    pipeline.shutdown().await;
-    sandbox.stop().await;
+    setup.stop().await;
 }
 
 /// A dead letter is replayed from the console: the dry run shows how many and which and
@@ -316,34 +370,16 @@ async fn actions_need_a_login_and_the_consoles_own_pages() {
 /// who did what to how many.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_is_replayed_through_a_dry_run() {
-    let (sandbox, pipeline) = with_sandbox(|_| {}).await;
-    sandbox.sandbox.set_faults(Faults {
-        reject_tid_pattern: Some("BAD".into()),
-        ..Default::default()
-    });
-    let console = pipeline.console(|_| {}).await;
+    let setup = Setup::start(rejecting("BAD"), |_| {}, |_| {}).await;
+    let (sandbox, pipeline, console) = setup.parts();
     let post = |tid: &'static str| {
         let body = serde_json::to_vec(&record_with_tid(tid)).unwrap();
         let pipeline = &pipeline;
         async move { assert_eq!(pipeline.post(&body).await.0, 200) }
     };
     post("BAD-1").await;
-    let dead = |tid: &'static str| {
-        let pipeline = &pipeline;
-        async move {
-            eventually(&format!("{tid} dead"), DEADLINE, || async {
-                pipeline
-                    .status(tid)
-                    .await
-                    .into_iter()
-                    .any(|s| s.state == wdtpipe_proto::v1::DeliveryState::Dead as i32)
-                    .then_some(())
-            })
-            .await
-        }
-    };
-    dead("BAD-1").await;
-    let mut web = Browserless::new(&console);
+    dead(pipeline, "BAD-1").await;
+    let mut web = Browserless::new(console);
     let listed = web.get("/dead-letters?reason=sandbox").await;
     assert!(listed.body.contains("BAD-1") && listed.body.contains("rejected by sandbox rule"));
     assert!(
@@ -369,18 +405,12 @@ async fn a_dead_letter_is_replayed_through_a_dry_run() {
         "{}",
         plan.body
     );
-    let plan_id = plan
-        .body
-        .split("name=\"plan\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let plan = plan_id(&plan.body);
     // A letter that dies after the dry run is not part of it.
     post("BAD-2").await;
-    dead("BAD-2").await;
+    dead(pipeline, "BAD-2").await;
     sandbox.sandbox.set_faults(Faults::default());
-    let done = web.post("/dead-letters/apply", &[("plan", &plan_id)]).await;
+    let done = web.post("/dead-letters/apply", &[("plan", &plan)]).await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(done.body.contains("replayed 1 letter(s)"), "{}", done.body);
     eventually("BAD-1 delivered", DEADLINE, || async {
@@ -388,7 +418,7 @@ async fn a_dead_letter_is_replayed_through_a_dry_run() {
     })
     .await;
     assert!(sandbox.sandbox.trade("BAD-2").is_none(), "BAD-2 stays dead");
-    let again = web.post("/dead-letters/apply", &[("plan", &plan_id)]).await;
+    let again = web.post("/dead-letters/apply", &[("plan", &plan)]).await;
     assert_eq!(again.status, 400, "a dry run is confirmed once");
     let audit = web.get("/audit").await.body;
     assert!(
@@ -398,9 +428,7 @@ async fn a_dead_letter_is_replayed_through_a_dry_run() {
     );
     let remaining = web.get("/dead-letters").await.body;
     assert!(remaining.contains("BAD-2") && !remaining.contains("BAD-1<"));
-    console.stop().await;
-    pipeline.shutdown().await;
-    sandbox.stop().await;
+    setup.stop().await;
 }
 
 /// The selected letters alone are re-mapped (through `Transform.Remap`, which maps their
@@ -408,12 +436,8 @@ async fn a_dead_letter_is_replayed_through_a_dry_run() {
 /// not selected stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn selected_letters_are_remapped_or_discarded() {
-    let (sandbox, pipeline) = with_sandbox(|_| {}).await;
-    sandbox.sandbox.set_faults(Faults {
-        reject_tid_pattern: Some("SEL".into()),
-        ..Default::default()
-    });
-    let console = pipeline.console(|_| {}).await;
+    let setup = Setup::start(rejecting("SEL"), |_| {}, |_| {}).await;
+    let (sandbox, pipeline, console) = setup.parts();
     let records: Vec<serde_json::Value> = ["SEL-A", "SEL-B", "SEL-C"]
         .iter()
         .map(|t| record_with_tid(t))
@@ -425,10 +449,10 @@ async fn selected_letters_are_remapped_or_discarded() {
             .0,
         200
     );
-    let mut web = Browserless::new(&console);
+    let mut web = Browserless::new(console);
     web.login(CONSOLE_TOKEN).await;
     let page = eventually("three letters listed", DEADLINE, || async {
-        let page = Browserless::new(&console)
+        let page = Browserless::new(console)
             .get("/dead-letters?reason=sandbox")
             .await
             .body;
@@ -445,13 +469,6 @@ async fn selected_letters_are_remapped_or_discarded() {
     };
     let (a, b) = (key("SEL-A"), key("SEL-B"));
     sandbox.sandbox.set_faults(Faults::default());
-    let plan_id = |body: &str| {
-        body.split("name=\"plan\" value=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap()
-            .to_owned()
-    };
     let remap = web
         .post(
             "/dead-letters/plan",
@@ -501,9 +518,7 @@ async fn selected_letters_are_remapped_or_discarded() {
         .post("/dead-letters/plan", &[("do", "replay-selected")])
         .await;
     assert_eq!(none.status, 400, "nothing selected");
-    console.stop().await;
-    pipeline.shutdown().await;
-    sandbox.stop().await;
+    setup.stop().await;
 }
 
 /// A shop paused by WDT's sign error shows on the shops page with WDT's answer verbatim;
@@ -511,17 +526,17 @@ async fn selected_letters_are_remapped_or_discarded() {
 /// (here: one hour) pause, and the order is delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_now_cuts_a_pause_short() {
-    let (sandbox, pipeline) =
-        with_sandbox(|options| options.retry.pause_probe_ms = 3_600_000).await;
-    sandbox.sandbox.set_faults(Faults {
+    let paused = Faults {
         sign_error_shops: vec!["SHOP01".into()],
-        ..Default::default()
-    });
-    let console = pipeline.console(|_| {}).await;
+        ..Faults::default()
+    };
+    let pause_an_hour = |options: &mut PipelineOptions| options.retry.pause_probe_ms = 3_600_000;
+    let setup = Setup::start(paused, pause_an_hour, |_| {}).await;
+    let (sandbox, pipeline, console) = setup.parts();
     assert_eq!(pipeline.post(&fixture("01-").body).await.0, 200);
-    let mut web = Browserless::new(&console);
+    let mut web = Browserless::new(console);
     let shops = eventually("SHOP01 paused on the shops page", DEADLINE, || async {
-        let page = Browserless::new(&console).get("/api/live?view=shops").await;
+        let page = Browserless::new(console).get("/api/live?view=shops").await;
         page.body
             .contains("class=\\\"paused\\\"")
             .then_some(page.body)
@@ -548,9 +563,7 @@ async fn resume_now_cuts_a_pause_short() {
     })
     .await;
     assert!(web.get("/audit").await.body.contains("resume"));
-    console.stop().await;
-    pipeline.shutdown().await;
-    sandbox.stop().await;
+    setup.stop().await;
 }
 
 /// Off loopback, the console does not start without an operator token.
@@ -591,15 +604,12 @@ async fn fake_robot() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>)
 /// the reason and the count, with a link to the console's dead-letter page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_dead_letters_is_one_grouped_alert() {
-    let (sandbox, pipeline) = with_sandbox(|_| {}).await;
-    sandbox.sandbox.set_faults(Faults {
-        reject_tid_pattern: Some("BURST".into()),
-        ..Default::default()
-    });
     let (robot, got) = fake_robot().await;
-    let console = pipeline
-        .console(|c| c.alert_webhooks = format!("wecom={robot}").into())
-        .await;
+    let webhook = |c: &mut wdtpipe_console::config::ConsoleConfig| {
+        c.alert_webhooks = format!("wecom={robot}").into();
+    };
+    let setup = Setup::start(rejecting("BURST"), |_| {}, webhook).await;
+    let (_, pipeline, console) = setup.parts();
     // Let the console take its baseline before the burst.
     eventually("the console's first look", DEADLINE, || async {
         reqwest::get(format!("{}/api/live", console.url))
@@ -636,20 +646,13 @@ async fn a_burst_of_dead_letters_is_one_grouped_alert() {
         "{message}"
     );
     assert_eq!(got.lock().unwrap().len(), 1, "one message for the burst");
-    console.stop().await;
-    pipeline.shutdown().await;
-    sandbox.stop().await;
+    setup.stop().await;
 }
 
 /// A robot endpoint that accepts connections and never answers holds only the alerts:
 /// callbacks keep being acknowledged and delivered, and the console keeps answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_robot_does_not_slow_delivery() {
-    let (sandbox, pipeline) = with_sandbox(|_| {}).await;
-    sandbox.sandbox.set_faults(Faults {
-        reject_tid_pattern: Some("DOWN".into()),
-        ..Default::default()
-    });
     let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hung_url = format!("http://{}/hook", hung.local_addr().unwrap());
     let held = tokio::spawn(async move {
@@ -658,9 +661,11 @@ async fn a_down_robot_does_not_slow_delivery() {
             open.push(socket);
         }
     });
-    let console = pipeline
-        .console(|c| c.alert_webhooks = format!("json={hung_url}").into())
-        .await;
+    let webhook = |c: &mut wdtpipe_console::config::ConsoleConfig| {
+        c.alert_webhooks = format!("json={hung_url}").into();
+    };
+    let setup = Setup::start(rejecting("DOWN"), |_| {}, webhook).await;
+    let (sandbox, pipeline, console) = setup.parts();
     for i in 0..20 {
         let tid = if i % 4 == 0 {
             format!("DOWN-{i}")
@@ -697,9 +702,7 @@ async fn a_down_robot_does_not_slow_delivery() {
         metrics.contains("wdtpipe_console_alert_messages_total"),
         "{metrics}"
     );
-    assert_eq!(Browserless::new(&console).get("/").await.status, 200);
-    console.stop().await;
+    assert_eq!(Browserless::new(console).get("/").await.status, 200);
+    setup.stop().await;
     held.abort();
-    pipeline.shutdown().await;
-    sandbox.stop().await;
 }

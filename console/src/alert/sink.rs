@@ -83,12 +83,7 @@ pub(crate) fn http_transport(timeout: Duration) -> Transport {
                 .await
                 .map_err(describe)?;
             let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+            let retry_after = wdtpipe_common::request::retry_after(response.headers());
             let mut response = response;
             let mut body = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(describe)? {

@@ -93,31 +93,15 @@ pub(super) async fn apply(
             )
         })?;
     let outcome = actions::apply(&state.upstream, &plan).await;
-    let result = match &outcome {
-        Ok(text) | Err(text) => text.clone(),
-    };
-    state.record(Entry {
-        at_ms: wdtpipe_common::now_ms(),
-        who: operator.name,
-        action: plan.action.name().into(),
+    let done = Done {
+        action: plan.action.name(),
         what: plan.equivalent.clone(),
         planned: plan.count,
-        result: result.clone(),
-    })?;
-    let class = if outcome.is_ok() { "ok" } else { "bad" };
-    let body = format!(
-        "<p class=\"{class}\" id=\"result\">{}</p><p><code>{}</code></p><p><a href=\"/dead-letters?{}\">{} →</a></p>",
-        esc(&result),
-        esc(&plan.equivalent),
-        esc(&plan.back),
-        req.lang.t("dead_letters"),
-    );
-    Ok(req.page(
-        "/dead-letters",
-        "dead_letters",
-        plan.action.label(req.lang),
-        &body,
-    ))
+        back: format!("/dead-letters?{}", plan.back),
+        back_label: req.lang.t("dead_letters"),
+        title: plan.action.label(req.lang),
+    };
+    done.record(&state, &req, operator.name, outcome)
 }
 
 /// "Resume now" on the shops page.
@@ -134,22 +118,56 @@ pub(super) async fn resume(
         return Err(PageError::BadRequest("name the shop to resume".into()));
     }
     let outcome = actions::resume(&state.upstream, shop, connector).await;
-    let result = match &outcome {
-        Ok(text) | Err(text) => text.clone(),
-    };
-    state.record(Entry {
-        at_ms: wdtpipe_common::now_ms(),
-        who: operator.name,
-        action: "resume".into(),
+    let done = Done {
+        action: "resume",
         what: format!("--shop {shop} --connector {connector}"),
         planned: 1,
-        result: result.clone(),
-    })?;
-    let class = if outcome.is_ok() { "ok" } else { "bad" };
-    let body = format!(
-        "<p class=\"{class}\" id=\"result\">{}</p><p><a href=\"/shops\">{} →</a></p>",
-        esc(&result),
-        req.lang.t("shops")
-    );
-    Ok(req.page("/shops", "shops", req.lang.t("resume"), &body))
+        back: "/shops".into(),
+        back_label: req.lang.t("shops"),
+        title: req.lang.t("resume"),
+    };
+    done.record(&state, &req, operator.name, outcome)
+}
+
+/// An action done: what goes to the audit log and the page that says how it went.
+struct Done {
+    action: &'static str,
+    /// As the equivalent command's arguments.
+    what: String,
+    planned: u64,
+    back: String,
+    back_label: &'static str,
+    title: &'static str,
+}
+
+impl Done {
+    /// Writes the audit entry (before answering), then the result page.
+    fn record(
+        self,
+        state: &AppState,
+        req: &Req,
+        who: String,
+        outcome: Result<String, String>,
+    ) -> Result<Html<String>, PageError> {
+        let (class, result) = match outcome {
+            Ok(text) => ("ok", text),
+            Err(text) => ("bad", text),
+        };
+        state.record(Entry {
+            at_ms: wdtpipe_common::now_ms(),
+            who,
+            action: self.action.into(),
+            what: self.what.clone(),
+            planned: self.planned,
+            result: result.clone(),
+        })?;
+        let body = format!(
+            "<p class=\"{class}\" id=\"result\">{}</p><p><code>{}</code></p><p><a href=\"{}\">{} →</a></p>",
+            esc(&result),
+            esc(&self.what),
+            esc(&self.back),
+            self.back_label,
+        );
+        Ok(req.page(&self.back, "", self.title, &body))
+    }
 }

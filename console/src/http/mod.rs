@@ -39,6 +39,8 @@ pub(crate) struct AppState {
     pub(crate) logins: Arc<Vec<Secret>>,
     /// The refresh period, for the pages' polling fallback.
     pub(crate) refresh_ms: u64,
+    /// Operators reach the console over HTTPS (`CONSOLE_PUBLIC_URL`): cookies are `Secure`.
+    pub(crate) secure_cookies: bool,
 }
 
 impl AppState {
@@ -278,7 +280,9 @@ async fn login(
         result: "ok".into(),
     })?;
     let mut response = Redirect::to(&next).into_response();
-    if let Ok(value) = HeaderValue::from_str(&crate::session::session_cookie(&id)) {
+    if let Ok(value) =
+        HeaderValue::from_str(&crate::session::session_cookie(&id, state.secure_cookies))
+    {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     Ok(response)

@@ -4,7 +4,7 @@
 //! Chromium is not installed (`.ci/run` installs it and runs them); run them with
 //! `cargo test -p wdtpipe-tests --test console -- --ignored`.
 
-use super::{ADMIN_TOKEN, DEADLINE, with_sandbox};
+use super::{ADMIN_TOKEN, DEADLINE, Setup, rejecting};
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -136,12 +136,8 @@ impl Browser {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Debian chromium + chromium-driver; .ci/run installs them"]
 async fn an_operator_replays_a_dead_letter_from_the_browser() {
-    let (sandbox, pipeline) = with_sandbox(|_| {}).await;
-    sandbox.sandbox.set_faults(Faults {
-        reject_tid_pattern: Some("T0010".into()),
-        ..Default::default()
-    });
-    let console = pipeline.console(|c| c.refresh_ms = 500).await;
+    let setup = Setup::start(rejecting("T0010"), |_| {}, |c| c.refresh_ms = 500).await;
+    let (sandbox, pipeline, console) = setup.parts();
     assert_eq!(pipeline.post(&fixture("01-").body).await.0, 200);
     assert_eq!(pipeline.post(&fixture("08-").body).await.0, 200);
     eventually("T0001 delivered, T0010 dead", DEADLINE, || async {
@@ -277,9 +273,7 @@ async fn an_operator_replays_a_dead_letter_from_the_browser() {
     browser.screenshot("audit").await;
 
     browser.client.clone().close().await.unwrap();
-    console.stop().await;
-    pipeline.shutdown().await;
-    sandbox.stop().await;
+    setup.stop().await;
 }
 
 /// A form on another site that posts to the console (with the operator logged in in the
@@ -288,8 +282,8 @@ async fn an_operator_replays_a_dead_letter_from_the_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Debian chromium + chromium-driver; .ci/run installs them"]
 async fn a_cross_site_post_is_refused_in_the_browser() {
-    let (sandbox, pipeline) = with_sandbox(|_| {}).await;
-    let console = pipeline.console(|_| {}).await;
+    let setup = Setup::start(Faults::default(), |_| {}, |_| {}).await;
+    let (_, _, console) = setup.parts();
     let browser = Browser::start().await;
     let web = &browser.client;
     web.goto(&format!("{}/login", console.url)).await.unwrap();
@@ -341,8 +335,6 @@ async fn a_cross_site_post_is_refused_in_the_browser() {
         .unwrap();
     assert!(!audit.contains("discard"), "nothing was done");
     browser.client.clone().close().await.unwrap();
-    console.stop().await;
-    pipeline.shutdown().await;
-    sandbox.stop().await;
+    setup.stop().await;
     let _ = Duration::ZERO;
 }
