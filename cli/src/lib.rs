@@ -44,6 +44,8 @@ pub enum Command {
     Dlq(dlq::DlqArgs),
     /// Take waiting trades of a shop (or one tid) out of the queue into the dead-letter store.
     Purge(PurgeArgs),
+    /// Make a paused or backing-off shop call WDT now (and probe its unreachable account now).
+    Resume(ResumeArgs),
     /// Integration schemes: the ones a running transform serves.
     Scheme(scheme::SchemeArgs),
     /// An outbox on disk (no deliver running on it): check, export, import.
@@ -58,6 +60,41 @@ pub struct PurgeArgs {
     pub tid: Option<String>,
     #[command(flatten)]
     pub target: target::DeliverTarget,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ResumeArgs {
+    /// The shop.
+    pub shop: String,
+    /// Its WDT account [default: default].
+    #[arg(long, default_value = "")]
+    pub connector: String,
+    #[command(flatten)]
+    pub target: target::DeliverTarget,
+}
+
+/// `wdtpipe resume SHOP`: `Deliver.Resume` on every shard (the one holding the shop acts).
+async fn resume(args: ResumeArgs) -> anyhow::Result<()> {
+    let mut resumed = Vec::new();
+    for (url, mut client) in args.target.clients()? {
+        let answer = client
+            .resume(wdtpipe_proto::v1::ResumeRequest {
+                shop_no: args.shop.clone(),
+                connector: args.connector.clone(),
+            })
+            .await
+            .map_err(|status| anyhow::anyhow!("deliver at {url}: {}", status.message()))?
+            .into_inner();
+        if answer.resumed {
+            resumed.push(answer.message);
+        }
+    }
+    if resumed.is_empty() {
+        println!("shop {} was not waiting", args.shop);
+    } else {
+        println!("{}", resumed.join("\n"));
+    }
+    Ok(())
 }
 
 async fn purge(args: PurgeArgs) -> anyhow::Result<()> {
@@ -101,6 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::Dlq(args) => dlq::run(args).await,
         Command::Purge(args) => purge(args).await,
+        Command::Resume(args) => resume(args).await,
         Command::Scheme(args) => scheme::run(args).await,
         Command::Outbox(args) => outbox::run(args),
     }

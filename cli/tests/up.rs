@@ -378,6 +378,14 @@ async fn up_protects_admin_calls_with_the_token() {
         tokio::task::block_in_place(|| run(env, &args))
     };
 
+    // The shop is paused: resuming it needs the token too (it calls WDT again at once,
+    // which still answers with the sign error, so it pauses again).
+    let resume = ["resume", shop.as_str()];
+    assert_refused(&cli(&no_token, &resume, &[]), "resume without a token");
+    assert_refused(&cli(&right, &resume, &wrong), "resume with a wrong token");
+    let out = assert_ok(&cli(&right, &resume, &[]), "resume with the token");
+    assert!(out.contains("calls WDT now: cut short its pause"), "{out}");
+
     let purge = ["purge", "--shop", shop.as_str()];
     assert_refused(&cli(&no_token, &purge, &[]), "purge without a token");
     assert_refused(&cli(&right, &purge, &wrong), "purge with a wrong token");

@@ -120,7 +120,7 @@ pub(super) async fn resume(
     let outcome = actions::resume(&state.upstream, shop, connector).await;
     let done = Done {
         action: "resume",
-        what: format!("--shop {shop} --connector {connector}"),
+        what: format!("wdtpipe resume {shop} --connector {connector}"),
         planned: 1,
         back: "/shops".into(),
         back_label: req.lang.t("shops"),
