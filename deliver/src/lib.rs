@@ -259,7 +259,9 @@ async fn watch_oldest(
 ) {
     loop {
         let reading = Arc::clone(&outbox);
-        if let Ok(Ok(found)) = tokio::task::spawn_blocking(move || reading.oldest_waiting()).await {
+        if let Ok(Ok(found)) =
+            tokio::task::spawn_blocking(move || reading.oldest_waiting_recent()).await
+        {
             let at = found.values().min().copied().unwrap_or(0);
             oldest.store(at, Ordering::Relaxed);
         }

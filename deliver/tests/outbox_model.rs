@@ -843,6 +843,17 @@ async fn check(real: &Real, model: &Model) -> Result<(), String> {
     if got != want {
         return Err(format!("dead letters: got {got:?}, want {want:?}"));
     }
+    // The per-shop dead-letter counts `Stats` reports are kept by the writer, not read.
+    let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, lane, _) in model.letters.keys() {
+        *counted.entry(lane.clone()).or_default() += 1;
+    }
+    if outbox.dead_letter_counts() != counted {
+        return Err(format!(
+            "dead-letter counts: got {:?}, want {counted:?}",
+            outbox.dead_letter_counts()
+        ));
+    }
     for (record_id, _, _, _) in &model.sent {
         let kept = outbox
             .record(record_id)

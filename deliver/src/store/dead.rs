@@ -349,14 +349,14 @@ fn replay(
             let now_ms = wdtpipe_common::now_ms();
             let tracked = super::track::track(txn, state, &write, now_ms)?;
             if tracked.result.outcome != "unknown" {
-                txn.del(letter_key);
+                txn.del_dead(letter_key)?;
                 done.replayed += 1;
                 done.tids.push(tracked.result.tid);
                 done.ready_shops.extend(tracked.ready_shops);
             }
             continue;
         }
-        txn.del(letter_key);
+        txn.del_dead(letter_key)?;
         let key = TradeKey::new(&letter.tid, &letter.shop_no);
         let mut entry = txn.entry_or_new(&key)?;
         if has_newer(&entry, letter.seq) {
@@ -404,7 +404,7 @@ fn discard(
     let (letters, next) = matching_letters(txn, filter, after)?;
     let count = u32::try_from(letters.len()).unwrap_or(u32::MAX);
     for (key, _) in letters {
-        txn.del(key);
+        txn.del_dead(key)?;
     }
     Ok((count, next))
 }
@@ -456,7 +456,7 @@ fn purge(
             ..DeadLetter::default()
         };
         keep_source(&mut letter, &pending);
-        txn.put_msg(keys::dead_key(&key, pending.seq), &letter);
+        txn.put_dead(keys::dead_key(&key, pending.seq), &letter)?;
         entry.state = DeliveryState::Dead as i32;
         entry.dead_reason = reason;
         entry.next_attempt_at_ms = 0;

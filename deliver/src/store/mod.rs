@@ -54,7 +54,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tally::Tally;
-use wdtpipe_proto::v1::{DeadLetter, OutboxEntry, PendingVersion, RecordMeta, TradeOrder};
+use wdtpipe_proto::v1::{OutboxEntry, PendingVersion, RecordMeta, TradeOrder};
 
 /// Attempts kept in an entry's history (older ones are dropped).
 pub const HISTORY_LIMIT: usize = 20;
@@ -173,6 +173,8 @@ pub struct Outbox {
     load: Arc<writer::WriterLoad>,
     /// Copies of the short ready queues, kept by the writer.
     mirror: Arc<mirror::ReadyMirror>,
+    /// The oldest waiting trade of each shop as last read, and when ([`ready::OLDEST_FRESH`]).
+    oldest: Mutex<Option<(std::time::Instant, BTreeMap<String, i64>)>>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -265,14 +267,15 @@ impl Outbox {
             .clone()
     }
 
-    /// Dead letters per shop.
-    pub fn dead_letter_counts(&self) -> Result<BTreeMap<String, u64>> {
-        let mut counts = BTreeMap::new();
-        for item in self.tree()?.scan_prefix(keys::DEAD) {
-            let letter: DeadLetter = decode(&item?.1)?;
-            *counts.entry(letter.shop_no).or_insert(0) += 1;
-        }
-        Ok(counts)
+    /// Dead letters per lane (a count the writer keeps; no scan).
+    pub fn dead_letter_counts(&self) -> BTreeMap<String, u64> {
+        self.totals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dead
+            .iter()
+            .map(|(lane, n)| (lane.clone(), u64::try_from(*n).unwrap_or(0)))
+            .collect()
     }
 
     /// What the writer thread has done since the outbox was opened.

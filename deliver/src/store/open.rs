@@ -87,6 +87,7 @@ impl Outbox {
             load,
             totals,
             mirror,
+            oldest: Mutex::new(None),
         })
     }
 }

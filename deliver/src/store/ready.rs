@@ -9,6 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use wdtpipe_proto::v1::TradeOrder;
 
+/// How long a reading of the oldest waiting trades serves ([`Outbox::oldest_waiting_recent`]).
+pub(super) const OLDEST_FRESH: std::time::Duration = std::time::Duration::from_millis(1_500);
+
 /// A trade ready to push: the pending version of one entry.
 #[derive(Debug, Clone)]
 pub struct Ready {
@@ -235,8 +238,23 @@ impl Outbox {
         Ok(shops)
     }
 
+    /// [`Outbox::oldest_waiting`] read at most once per [`OLDEST_FRESH`], whoever asks
+    /// (`Stats` for every console and `wdtpipe queue`, the metrics): callers more often get
+    /// the last reading. Call it off the runtime threads.
+    pub fn oldest_waiting_recent(&self) -> Result<BTreeMap<String, i64>> {
+        let mut cache = self.oldest.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, oldest)) = cache.as_ref()
+            && at.elapsed() < OLDEST_FRESH
+        {
+            return Ok(oldest.clone());
+        }
+        let oldest = self.oldest_waiting()?;
+        *cache = Some((std::time::Instant::now(), oldest.clone()));
+        Ok(oldest)
+    }
+
     /// When the oldest waiting trade of each shop was received (ready queue heads and every
-    /// retrying trade).
+    /// retrying trade): reads every retrying entry.
     pub fn oldest_waiting(&self) -> Result<BTreeMap<String, i64>> {
         let mut oldest: BTreeMap<String, i64> = BTreeMap::new();
         let mut note = |shop_no: String, received_at_ms: i64| {

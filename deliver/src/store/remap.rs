@@ -52,7 +52,7 @@ pub(super) fn write_remapped(
             if let Some((_, letter_key, mut letter)) = held {
                 letter.reason.clone_from(&item.error);
                 letter.scheme.clone_from(&item.scheme);
-                txn.put_msg(letter_key, &letter);
+                txn.put_dead(letter_key, &letter)?;
                 done.still_invalid += 1;
             }
             continue;
@@ -123,7 +123,7 @@ pub(super) fn write_remapped(
         let Some((old_key, letter_key, _)) = held else {
             continue;
         };
-        txn.del(letter_key);
+        txn.del_dead(letter_key)?;
         done.repaired += 1;
         if !written.contains(&old_key) {
             // The tid lives under another key now: the dead entry it left would only say

@@ -146,7 +146,7 @@ fn settle(
                 if let Some(pending) = entry.pending.as_ref().filter(|_| !superseded) {
                     dead::keep_source(&mut letter, pending);
                 }
-                txn.put_msg(keys::dead_key(&ready.key, ready.seq), &letter);
+                txn.put_dead(keys::dead_key(&ready.key, ready.seq), &letter)?;
                 entry.last_error.clone_from(&reason);
                 entry.attempts = 0;
                 entry.first_attempt_at_ms = 0;

@@ -1,11 +1,12 @@
-//! What is queued, in total and per shop: kept by the writer after each commit, so that
-//! admission, `Stats` and `/metrics` never scan the outbox.
+//! What is queued, in total and per shop, and the dead letters per shop: kept by the
+//! writer after each commit, so that admission, `Stats` (read by the console every few
+//! seconds) and `/metrics` never scan the outbox.
 
 use super::{Result, decode};
 use crate::keys;
 use prost::Message;
 use std::collections::BTreeMap;
-use wdtpipe_proto::v1::{DeliveryState, OutboxEntry};
+use wdtpipe_proto::v1::{DeadLetter, DeliveryState, OutboxEntry};
 
 /// Trades waiting to be delivered and the bytes their payloads take.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -23,11 +24,14 @@ pub struct ShopQueue {
     pub retrying: i64,
 }
 
-/// What is queued, in total and per shop (or a change of it).
+/// What is queued, in total and per shop, and the dead letters per shop (or a change of
+/// it).
 #[derive(Debug, Default, Clone)]
 pub(super) struct Tally {
     pub(super) queued: Queued,
     pub(super) shops: BTreeMap<String, ShopQueue>,
+    /// Dead letters by lane.
+    pub(super) dead: BTreeMap<String, i64>,
 }
 
 impl Tally {
@@ -56,6 +60,15 @@ impl Tally {
             counts.retrying += delta.retrying;
         }
         self.shops.retain(|_, c| c.ready != 0 || c.retrying != 0);
+        for (lane, delta) in &change.dead {
+            *self.dead.entry(lane.clone()).or_default() += delta;
+        }
+        self.dead.retain(|_, n| *n != 0);
+    }
+
+    /// A dead letter of `lane` stored (`sign` 1) or removed (`sign` -1).
+    pub(super) fn count_dead(&mut self, lane: &str, sign: i64) {
+        *self.dead.entry(lane.to_owned()).or_default() += sign;
     }
 }
 
@@ -76,12 +89,17 @@ impl Share {
     }
 }
 
-/// Counts the waiting versions on disk (at open; afterwards the writer keeps the totals).
+/// Counts the waiting versions and the dead letters on disk (at open; afterwards the writer
+/// keeps the totals).
 pub(super) fn count_queued(tree: &sled::Tree) -> Result<Tally> {
     let mut tally = Tally::default();
     for item in tree.scan_prefix(keys::ENTRY) {
         let entry: OutboxEntry = decode(&item?.1)?;
         tally.count(&entry.shop_no, Share::of(&entry), 1);
+    }
+    for item in tree.scan_prefix(keys::DEAD) {
+        let letter: DeadLetter = decode(&item?.1)?;
+        tally.count_dead(&letter.shop_no, 1);
     }
     Ok(tally)
 }

@@ -122,7 +122,7 @@ pub(super) fn track(
             track: Some(write.clone()),
             ..DeadLetter::default()
         };
-        txn.put_msg(keys::dead_key(&TradeKey::new(&tid, ""), seq), &letter);
+        txn.put_dead(keys::dead_key(&TradeKey::new(&tid, ""), seq), &letter)?;
         done.result = TrackResult {
             outcome: "no_trade".into(),
             tid,

@@ -5,7 +5,7 @@ use super::tally::{Share, Tally};
 use super::{Result, decode, mirror};
 use crate::keys::{self, TradeKey};
 use prost::Message;
-use wdtpipe_proto::v1::{DeliveryState, OutboxEntry, PendingVersion};
+use wdtpipe_proto::v1::{DeadLetter, DeliveryState, OutboxEntry, PendingVersion};
 
 /// Pending writes of a group commit, read through before sled, and how they change what
 /// is queued.
@@ -43,6 +43,24 @@ impl Txn<'_> {
 
     pub(super) fn del(&mut self, key: Vec<u8>) {
         self.own.0.insert(key, None);
+    }
+
+    /// Stores a dead letter, counting it for its shop when it is new.
+    pub(super) fn put_dead(&mut self, key: Vec<u8>, letter: &DeadLetter) -> Result<()> {
+        if self.get_msg::<DeadLetter>(&key)?.is_none() {
+            self.own.1.count_dead(&letter.shop_no, 1);
+        }
+        self.put_msg(key, letter);
+        Ok(())
+    }
+
+    /// Removes a dead letter (if it is there), uncounting it.
+    pub(super) fn del_dead(&mut self, key: Vec<u8>) -> Result<()> {
+        if let Some(letter) = self.get_msg::<DeadLetter>(&key)? {
+            self.own.1.count_dead(&letter.shop_no, -1);
+            self.del(key);
+        }
+        Ok(())
     }
 
     /// The entry of `key` as this write sees it, or a new one.
