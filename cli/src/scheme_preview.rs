@@ -26,7 +26,7 @@ pub struct RecordPreview {
 
 /// Maps every record of `body` with `scheme` (and with the built-in scheme for `diff`).
 pub fn preview(scheme: &Scheme, body: &[u8], diff: bool) -> anyhow::Result<Vec<RecordPreview>> {
-    let records = wdtpipe_ingest::callback::parse_body(body)
+    let records = wdtpipe_ingest::parse::parse(body, &wdtpipe_ingest::config::Limits::default())
         .map_err(|e| anyhow::anyhow!("the callback does not parse: {e}"))?;
     let builtin = Scheme::builtin(scheme.builtin.clone());
     let mut previews = Vec::new();

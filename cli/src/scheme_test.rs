@@ -34,15 +34,16 @@ struct Mapped {
 }
 
 fn run_mapping(scheme: &Scheme, body: &[u8]) -> Mapped {
-    let records = match wdtpipe_ingest::callback::parse_body(body) {
-        Ok(records) => records,
-        Err(error) => {
-            return Mapped {
-                trades: Vec::new(),
-                error: Some((error.to_string(), String::new())),
-            };
-        }
-    };
+    let records =
+        match wdtpipe_ingest::parse::parse(body, &wdtpipe_ingest::config::Limits::default()) {
+            Ok(records) => records,
+            Err(error) => {
+                return Mapped {
+                    trades: Vec::new(),
+                    error: Some((error.to_string(), String::new())),
+                };
+            }
+        };
     let positioned = records.iter().enumerate().map(|(i, r)| (i as u32 + 1, r));
     match map_records(positioned, scheme) {
         Ok(mapped) => Mapped {

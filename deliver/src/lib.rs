@@ -1,5 +1,20 @@
 //! The deliver stage: keeps the sled outbox and pushes trades to WDT's `trade_push.php`,
 //! batching per shop, retrying, dead-lettering and reporting status over gRPC.
+//!
+//! A tour, in the order a trade meets it:
+//!
+//! | step | where |
+//! |---|---|
+//! | settings (`DATA_DIR`, `WDT_*`, retry, retention, admission) | [`cli`], [`config`] |
+//! | start: open the outbox, start delivery, serve, drain on shutdown | [`serve`] |
+//! | the gRPC adapter: enqueue, status, stats, dead letters, admin calls | [`grpc`], [`status`] |
+//! | the outbox: one writer thread, group commits, the key layout | [`store`], [`keys`] |
+//! | a shop's loop, batches of 50, bisection, retries, WDT outages, resume | [`delivery`] |
+//! | the signed `trade_push` call per WDT account | [`wdt`] |
+//! | what WDT's answer means: done, retry, pause, dead | [`classify`] |
+//! | time for due retries (testable) | [`clock`] |
+//! | errors and their gRPC codes | [`error`] |
+//! | counters, gauges and latencies | [`metrics`] |
 
 pub mod classify;
 pub mod cli;

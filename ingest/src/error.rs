@@ -4,8 +4,8 @@
 //! record adds `record`, `tid` and `field`.
 
 use crate::auth::AuthError;
-use crate::callback::CallbackError;
-use crate::limits::ShapeError;
+use crate::parse::full::CallbackError;
+use crate::parse::shape::ShapeError;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

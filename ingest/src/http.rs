@@ -7,12 +7,9 @@
 //! timeout (503).
 
 use crate::auth::WebhookVerifier;
-use crate::callback::parse_body;
 use crate::config::Limits;
 use crate::error::IngestError;
 use crate::forward::{Forwarder, Origin, envelopes};
-use crate::limits::check_shape;
-use crate::plain::parse_plain;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -264,21 +261,7 @@ fn read_body(
     if let Some(verifier) = &edge.verifier {
         verifier.verify(headers, bytes, jiff::Timestamp::now().as_second())?;
     }
-    // Nearly every body is plain and read in one pass; the rest take the full parser.
-    let records = match parse_plain(bytes, limits.json_depth, limits.string_bytes) {
-        Some(records) => records,
-        None => {
-            check_shape(bytes, limits.json_depth, limits.string_bytes)?;
-            parse_body(bytes)?
-        }
-    };
-    if records.len() > limits.records {
-        return Err(IngestError::TooManyRecords {
-            count: records.len(),
-            max: limits.records,
-        });
-    }
-    envelopes(records, origin)
+    envelopes(crate::parse::parse(bytes, limits)?, origin)
 }
 
 /// JSON, with or without a charset; a missing content type is taken as JSON.

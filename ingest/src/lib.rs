@@ -1,9 +1,24 @@
 //! The ingest stage: accepts callbacks over HTTP (`POST /v1/callback`) and internal clients
 //! over gRPC (`Ingest.Submit`), turns them into protobuf records and hands each request to
 //! transform as one batch. It answers only after deliver has the batch on disk.
+//!
+//! A tour, in the order a callback meets it:
+//!
+//! | step | where |
+//! |---|---|
+//! | settings (`INGEST_HTTP_ADDR`, limits, sender secrets) | [`cli`], [`config`] |
+//! | start: bind, health, serve until shutdown | [`serve`] |
+//! | the HTTP edge: size, content type, concurrency, timeout; off the runtime over 256 KiB | [`http`] |
+//! | the sender's signature (Standard Webhooks, one MAC per secret) | [`auth`] |
+//! | the body into records: fast path, else limits and the full parser | [`parse`] |
+//! | each record's id (md5 of its canonical JSON) | [`record`] |
+//! | kuaidi100 form pushes on `/v1/callback/{scheme}` | [`kuaidi100`] |
+//! | to transform, coalesced under load | [`forward`] |
+//! | the same for gRPC clients | [`grpc`] |
+//! | every error and its HTTP status and gRPC code, in one table | [`error`] |
+//! | counters and latencies | [`metrics`] |
 
 pub mod auth;
-pub mod callback;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -11,9 +26,8 @@ pub mod forward;
 pub mod grpc;
 pub mod http;
 pub mod kuaidi100;
-pub mod limits;
 pub mod metrics;
-pub mod plain;
+pub mod parse;
 pub mod record;
 
 use crate::config::IngestConfig;

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use wdtpipe_common::trade_json::trade_value;
-use wdtpipe_ingest::callback::{CallbackError, parse_body};
+use wdtpipe_ingest::parse::full::{CallbackError, parse_body};
 use wdtpipe_tests::{Fixture, fixtures};
 use wdtpipe_transform::mapping::map_records;
 use wdtpipe_transform::scheme::{BuiltinOptions, Scheme, load_file};

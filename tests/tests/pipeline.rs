@@ -167,7 +167,7 @@ async fn grpc_submit_has_the_callback_semantics() {
     let mut client = IngestClient::connect(format!("http://{}", pipeline.ingest_grpc))
         .await
         .unwrap();
-    let records = wdtpipe_ingest::callback::parse_body(&fixture("08-").body).unwrap();
+    let records = wdtpipe_ingest::parse::full::parse_body(&fixture("08-").body).unwrap();
     let receipts = client
         .submit(SubmitRequest {
             records: records.clone(),
@@ -451,7 +451,7 @@ WH01 = "SHOP-MALL"
         ]
     );
     // The same mapping as a dry run with provenance, for a serving scheme and for a text.
-    let records = wdtpipe_ingest::callback::parse_body(&fixture("01-").body).unwrap();
+    let records = wdtpipe_ingest::parse::full::parse_body(&fixture("01-").body).unwrap();
     let mut transform = wdtpipe_proto::v1::transform_client::TransformClient::connect(format!(
         "http://{}",
         pipeline.transform_grpc

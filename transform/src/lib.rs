@@ -1,5 +1,20 @@
 //! The transform stage: maps stockout records into WDT trades (MAPPING.md) and forwards
 //! each request's trades to deliver, routing every trade to its shard by tid.
+//!
+//! A tour, in the order a request meets it:
+//!
+//! | step | where |
+//! |---|---|
+//! | settings (`SCHEMES_DIR`, `DELIVER_URL`, `WDT_SHOP_NO`) | [`cli`], [`config`] |
+//! | start: load the schemes, serve, reload on change or SIGHUP | [`serve`], [`catalog`] |
+//! | the gRPC adapter (`Process`, `Convert`, `Preview`, `Remap`, `Track`, `ListSchemes`) | [`grpc`] |
+//! | a request: its scheme, every record mapped, all or nothing, to deliver | [`pipeline`] |
+//! | one record: the built-in mapping, the scheme's rules, the final checks (the 422s) | [`mapping`], [`builtin`], [`rules`] |
+//! | scheme files: parsing, CEL expressions, tables, field paths, suggestions | [`scheme`] |
+//! | which deliver shard holds a tid | [`shard`] |
+//! | dead letters mapped again after a scheme fix | [`remap`] |
+//! | kuaidi100 pushes: sign, `param`, the order, the sign-off | [`track`] |
+//! | counters and latencies | [`metrics`] |
 
 pub mod builtin;
 pub mod catalog;

@@ -233,7 +233,10 @@ pub(super) async fn preview(
         return Err(PageError::CrossSite);
     }
     let req = Req::of(&state, &headers);
-    let result = match wdtpipe_ingest::callback::parse_body(form.callback.as_bytes()) {
+    let result = match wdtpipe_ingest::parse::parse(
+        form.callback.as_bytes(),
+        &wdtpipe_ingest::config::Limits::default(),
+    ) {
         Err(error) => Err(format!("the callback does not parse: {error}")),
         Ok(records) => state
             .upstream

@@ -35,7 +35,7 @@ pub struct DeadPage {
     /// Names where the next page starts; empty on the last page.
     pub next_page_token: String,
     /// Every matching letter's reason and how many have it, most first (at most
-    /// [`REASONS_LISTED`]).
+    /// `REASONS_LISTED`).
     pub reasons: Vec<(String, usize)>,
 }
 

@@ -173,7 +173,7 @@ pub struct Outbox {
     load: Arc<writer::WriterLoad>,
     /// Copies of the short ready queues, kept by the writer.
     mirror: Arc<mirror::ReadyMirror>,
-    /// The oldest waiting trade of each shop as last read, and when ([`ready::OLDEST_FRESH`]).
+    /// The oldest waiting trade of each shop as last read, and when (`OLDEST_FRESH`).
     oldest: Mutex<Option<(std::time::Instant, BTreeMap<String, i64>)>>,
 }
 

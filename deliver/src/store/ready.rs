@@ -238,7 +238,7 @@ impl Outbox {
         Ok(shops)
     }
 
-    /// [`Outbox::oldest_waiting`] read at most once per [`OLDEST_FRESH`], whoever asks
+    /// [`Outbox::oldest_waiting`] read at most once per `OLDEST_FRESH`, whoever asks
     /// (`Stats` for every console and `wdtpipe queue`, the metrics): callers more often get
     /// the last reading. Call it off the runtime threads.
     pub fn oldest_waiting_recent(&self) -> Result<BTreeMap<String, i64>> {

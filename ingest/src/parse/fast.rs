@@ -9,8 +9,8 @@
 //! [`parse_body`], which read every shape and report what is wrong. Whatever it answers is
 //! exactly what those two answer for the same body; the property tests below hold it to that.
 //!
-//! [`check_shape`]: crate::limits::check_shape
-//! [`parse_body`]: crate::callback::parse_body
+//! [`check_shape`]: crate::parse::shape::check_shape
+//! [`parse_body`]: crate::parse::full::parse_body
 
 use crate::record::{DETAILS_KEY, Fields, KUAIDI100_KEY};
 use wdtpipe_proto::v1::{Kuaidi100Data, StockoutDetail, StockoutRecord};
@@ -19,7 +19,7 @@ use wdtpipe_proto::v1::{Kuaidi100Data, StockoutDetail, StockoutRecord};
 const PLAIN_DEPTH: usize = 3;
 
 /// Parses a plain body, or answers `None` when the body needs the full parser. The limits
-/// are those of [`crate::limits::check_shape`].
+/// are those of [`crate::parse::shape::check_shape`].
 pub fn parse_plain(
     body: &[u8],
     max_depth: usize,
@@ -272,8 +272,8 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::callback::parse_body;
-    use crate::limits::check_shape;
+    use crate::parse::full::parse_body;
+    use crate::parse::shape::check_shape;
 
     const DEPTH: usize = 32;
     const STRING: usize = 1024 * 1024;
@@ -320,7 +320,7 @@ mod tests {
         }
         // Most samples are plain; those with escapes, kuaidi100Data or a wrapper are not.
         assert!(plain >= 12, "{plain} fixtures read as plain");
-        let basic = include_bytes!("../../tests/fixtures/callbacks/01-basic.json");
+        let basic = include_bytes!("../../../tests/fixtures/callbacks/01-basic.json");
         assert!(parse_plain(basic, DEPTH, STRING).is_some());
     }
 
@@ -367,8 +367,8 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
-    use crate::callback::parse_body;
-    use crate::limits::check_shape;
+    use crate::parse::full::parse_body;
+    use crate::parse::shape::check_shape;
     use proptest::prelude::*;
 
     fn key() -> impl Strategy<Value = String> {
