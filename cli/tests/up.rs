@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use wdtpipe_sandbox::{Faults, Sandbox, SandboxConfig};
+use wdtpipe_testkit::{eventually, eventually_blocking, eventually_or};
 
 const STARTUP: Duration = Duration::from_secs(30);
 
@@ -131,17 +132,9 @@ impl Up {
 
 /// Waits for `child` to exit, at most `limit`.
 fn wait_for_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("child status") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "wdtpipe did not exit within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually_blocking("wdtpipe to exit", limit, || {
+        child.try_wait().expect("child status")
+    })
 }
 
 impl Drop for Up {
@@ -244,23 +237,21 @@ async fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
     );
 
     let _restarted = Up::start(data.path(), &wdt_url);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let missing: Vec<&String> = acked
-            .iter()
-            .filter(|t| sandbox.trade(t).is_none())
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} acknowledged tids lost, e.g. {:?}",
-            missing.len(),
-            &missing[..missing.len().min(5)]
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_or(
+        "every acknowledged tid at WDT after the restart",
+        Duration::from_secs(60),
+        || async {
+            let missing: Vec<&String> = acked
+                .iter()
+                .filter(|t| sandbox.trade(t).is_none())
+                .collect();
+            match missing.len() {
+                0 => Ok(()),
+                n => Err(format!("{n} lost, e.g. {:?}", &missing[..n.min(5)])),
+            }
+        },
+    )
+    .await;
     eprintln!(
         "{} callbacks acknowledged before SIGTERM; all delivered after the restart",
         acked.len()
@@ -363,11 +354,10 @@ async fn up_protects_admin_calls_with_the_token() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
-    let deadline = Instant::now() + STARTUP;
-    while waiting(&deliver, &shop).await != (1, true, 0) {
-        assert!(Instant::now() < deadline, "the shop did not pause");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the shop to pause", STARTUP, || async {
+        (waiting(&deliver, &shop).await == (1, true, 0)).then_some(())
+    })
+    .await;
 
     let no_token = vec![("DELIVER_URL", deliver.clone())];
     let mut right = no_token.clone();
@@ -619,8 +609,7 @@ async fn up_gives_every_connector_a_sandbox_account() {
             .unwrap();
         assert_eq!(answer.status(), 200);
     }
-    let deadline = Instant::now() + STARTUP;
-    let trades = loop {
+    let trades = eventually("both trades at the sandbox", STARTUP, || async {
         let text = client
             .get(&sandbox_trades)
             .send()
@@ -630,12 +619,12 @@ async fn up_gives_every_connector_a_sandbox_account() {
             .await
             .unwrap();
         let trades: serde_json::Value = serde_json::from_str(&text).unwrap();
-        if trades.as_array().is_some_and(|t| t.len() == 2) {
-            break trades;
-        }
-        assert!(Instant::now() < deadline, "{trades}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        trades
+            .as_array()
+            .is_some_and(|t| t.len() == 2)
+            .then_some(trades)
+    })
+    .await;
     let sid_of = |tid: &str| {
         trades
             .as_array()

@@ -80,13 +80,10 @@ impl Deliver {
     fn exit(&mut self) -> (std::process::ExitStatus, String) {
         let deadline = Instant::now() + STARTUP;
         while self.next_line(deadline).is_some() {}
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "deliver did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let status = wdtpipe_testkit::eventually_blocking("deliver to exit", left, || {
+            self.child.try_wait().unwrap()
+        });
         (status, self.stderr.join("\n"))
     }
 

@@ -11,6 +11,7 @@ use wdtpipe_proto::v1::{
     TradeStatus,
 };
 use wdtpipe_sandbox::{Faults, Sandbox, SandboxConfig};
+use wdtpipe_testkit::eventually;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -120,19 +121,12 @@ impl Harness {
     }
 
     async fn wait_state(&self, tid: &str, state: DeliveryState) -> TradeStatus {
-        let give_up = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.status(tid).await
-                && status.state == state as i32
-            {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < give_up,
-                "{tid} never became {state:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(&format!("{tid} to become {state:?}"), DEADLINE, || async {
+            self.status(tid)
+                .await
+                .filter(|status| status.state == state as i32)
+        })
+        .await
     }
 
     fn stop(self) {
@@ -266,15 +260,12 @@ async fn a_sign_error_pauses_only_that_shop() {
     h.enqueue(vec![trade("X1", "BROKEN"), trade("Y1", "FINE")])
         .await;
     h.wait_state("Y1", DeliveryState::Delivered).await;
-    let give_up = tokio::time::Instant::now() + DEADLINE;
-    let paused = loop {
-        let status = h.status("X1").await.unwrap();
-        if !status.shop_paused.is_empty() {
-            break status;
-        }
-        assert!(tokio::time::Instant::now() < give_up, "BROKEN never paused");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let paused = eventually("BROKEN to pause", DEADLINE, || async {
+        h.status("X1")
+            .await
+            .filter(|status| !status.shop_paused.is_empty())
+    })
+    .await;
     assert_eq!(
         paused.state,
         DeliveryState::Queued as i32,

@@ -12,6 +12,10 @@ use wdtpipe_deliver::delivery::{Delivery, DeliverySettings};
 use wdtpipe_deliver::keys::TradeKey;
 use wdtpipe_deliver::metrics::DeliverMetrics;
 use wdtpipe_deliver::store::Outbox;
+use wdtpipe_testkit::eventually;
+
+/// Longest any wait of this test may take.
+const DEADLINE: Duration = Duration::from_secs(60);
 use wdtpipe_deliver::wdt::{Answer, BoxFuture, Reply, WdtApi};
 use wdtpipe_proto::v1::{DeliveryState, EnqueueRecord, TradeOrder};
 
@@ -134,41 +138,39 @@ async fn calls_overlap_but_never_share_a_tid_and_versions_stay_in_order() {
     delivery.notify(done.ready_shops);
     // Once the first calls are under way, every tid gets a second version: some replace a
     // v1 still waiting, some arrive while their v1 is inside a call, some after it landed.
-    while api.seen.lock().unwrap().pushes.len() < 100 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the first 100 tids pushed", DEADLINE, || async {
+        (api.seen.lock().unwrap().pushes.len() >= 100).then_some(())
+    })
+    .await;
     let done = outbox
         .enqueue(records("v2", &clock), String::new(), clock.now_ms())
         .await
         .unwrap();
     delivery.notify(done.ready_shops);
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let all_delivered = (0..TRADES).all(|i| {
-            let entry = outbox
-                .entry(&TradeKey::new(&format!("T{i:03}"), SHOP))
-                .unwrap()
-                .unwrap();
-            entry.state == DeliveryState::Delivered as i32
-        });
-        let all_v2 = {
-            let seen = api.seen.lock().unwrap();
-            seen.pushes.len() == TRADES
-                && seen
-                    .pushes
-                    .values()
-                    .all(|versions| versions.iter().any(|v| v == "v2"))
-        };
-        if all_delivered && all_v2 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not everything was delivered within a minute"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "every tid delivered, each with its v2",
+        DEADLINE,
+        || async {
+            let all_delivered = (0..TRADES).all(|i| {
+                let entry = outbox
+                    .entry(&TradeKey::new(&format!("T{i:03}"), SHOP))
+                    .unwrap()
+                    .unwrap();
+                entry.state == DeliveryState::Delivered as i32
+            });
+            let all_v2 = {
+                let seen = api.seen.lock().unwrap();
+                seen.pushes.len() == TRADES
+                    && seen
+                        .pushes
+                        .values()
+                        .all(|versions| versions.iter().any(|v| v == "v2"))
+            };
+            (all_delivered && all_v2).then_some(())
+        },
+    )
+    .await;
     delivery.stop(Duration::from_secs(5)).await;
 
     let seen = api.seen.lock().unwrap();

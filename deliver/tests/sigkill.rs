@@ -236,27 +236,25 @@ pause_probe_ms = 200
     );
 
     // Everything acknowledged arrives, with at least its acknowledged version.
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let missing: Vec<(&String, &u32)> = acked
-            .iter()
-            .filter(|(tid, version)| {
-                sandbox
-                    .trade(tid)
-                    .is_none_or(|t| version_of(&t.trade) < **version)
-            })
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "{} acknowledged tids never reached WDT with their version, e.g. {:?}",
-            missing.len(),
-            &missing[..missing.len().min(5)]
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wdtpipe_testkit::eventually_or(
+        "every acknowledged tid at WDT with its version",
+        Duration::from_secs(60),
+        || async {
+            let missing: Vec<(&String, &u32)> = acked
+                .iter()
+                .filter(|(tid, version)| {
+                    sandbox
+                        .trade(tid)
+                        .is_none_or(|t| version_of(&t.trade) < **version)
+                })
+                .collect();
+            match missing.len() {
+                0 => Ok(()),
+                n => Err(format!("{n} missing, e.g. {:?}", &missing[..n.min(5)])),
+            }
+        },
+    )
+    .await;
 
     // Per tid, WDT saw versions only in order (a repeat after a crash is allowed).
     for trade in sandbox.trades() {

@@ -6,7 +6,6 @@ use serde_json::Value;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -20,124 +19,11 @@ use wdtpipe_sandbox::{Sandbox, SandboxConfig};
 use wdtpipe_transform::config::TransformConfig;
 use wdtpipe_transform::scheme::BuiltinOptions;
 
-/// A shared sample callback and what it must produce.
-#[derive(Debug, Clone)]
-pub struct Fixture {
-    pub name: String,
-    pub body: Vec<u8>,
-    pub expected: Value,
-}
-
-/// The fixtures directory (copied from the shared samples, so a plain clone has them).
-pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-}
-
-/// Every fixture, sorted by name.
-pub fn fixtures() -> Vec<Fixture> {
-    let dir = fixtures_dir();
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("callbacks"))
-        .expect("fixtures/callbacks exists")
-        .map(|e| {
-            e.expect("readable dir entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|n| n.ends_with(".json"))
-        .collect();
-    names.sort();
-    names
-        .into_iter()
-        .map(|name| {
-            let body = std::fs::read(dir.join("callbacks").join(&name)).expect("callback readable");
-            let expected =
-                std::fs::read(dir.join("expected").join(&name)).expect("expected readable");
-            Fixture {
-                expected: serde_json::from_slice(&expected).expect("expected is JSON"),
-                name,
-                body,
-            }
-        })
-        .collect()
-}
-
-/// The fixture whose file name starts with `prefix` (e.g. `"07-"`).
-pub fn fixture(prefix: &str) -> Fixture {
-    fixtures()
-        .into_iter()
-        .find(|f| f.name.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no fixture {prefix}"))
-}
-
-/// Fixture 01's record with its own `tid` (its lines' `src_tid` and `src_oid` follow), for
-/// tests that need many distinct orders.
-pub fn record_with_tid(tid: &str) -> Value {
-    let mut record: Value = serde_json::from_slice(&fixture("01-").body).expect("fixture 01");
-    record["tid"] = tid.into();
-    record["src_tids"] = tid.into();
-    for (i, line) in record["details_list"]
-        .as_array_mut()
-        .expect("fixture 01 has lines")
-        .iter_mut()
-        .enumerate()
-    {
-        line["src_tid"] = tid.into();
-        line["src_oid"] = format!("{tid}-{}", i + 1).into();
-    }
-    record
-}
-
-impl Fixture {
-    /// The HTTP status the callback must get.
-    pub fn status(&self) -> u16 {
-        self.expected["status"].as_u64().expect("status") as u16
-    }
-
-    /// The `{"shop_no", "trade"}` entries expected for a 200.
-    pub fn trades(&self) -> Vec<Value> {
-        self.expected["trades"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// The text a 422 message must contain.
-    pub fn why(&self) -> &str {
-        self.expected["why"].as_str().unwrap_or_default()
-    }
-
-    /// Every tid the callback body mentions (valid or not).
-    pub fn body_tids(&self) -> Vec<String> {
-        let text = String::from_utf8_lossy(&self.body);
-        let mut tids: Vec<String> = text
-            .match_indices("T00")
-            .map(|(i, _)| text[i..].chars().take(5).collect())
-            .collect();
-        tids.sort();
-        tids.dedup();
-        tids
-    }
-}
-
-/// Polls `check` until it returns `Some`, or panics after `deadline` naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let give_up = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+// The fixtures and waiting with a deadline are shared by every crate's tests.
+pub use wdtpipe_testkit::{
+    Fixture, eventually, eventually_blocking, fixture, fixtures, fixtures_dir, fresh_record,
+    fresh_tid, record_with_tid,
+};
 
 /// The shutdown future handed to a service.
 type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -216,10 +102,16 @@ impl RunningSandbox {
     }
 }
 
-/// A loopback address nothing listens on (bound, then released).
-pub async fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    listener.local_addr().expect("addr")
+/// A sandbox that is down: it drops every connection without answering (a transport
+/// error for deliver) until the test calls `set_faults(Faults::default())`.
+pub fn down_sandbox() -> SandboxConfig {
+    SandboxConfig {
+        faults: wdtpipe_sandbox::Faults {
+            drop_rate: 1.0,
+            ..wdtpipe_sandbox::Faults::default()
+        },
+        ..sandbox_config()
+    }
 }
 
 /// Settings of a test pipeline.

@@ -11,7 +11,7 @@ use wdtpipe_ingest::auth::sign;
 use wdtpipe_ingest::config::{IngestConfig, Limits};
 use wdtpipe_proto::v1::{DeadLetterFilter, ReplayRequest};
 use wdtpipe_tests::{
-    Pipeline, PipelineOptions, RunningSandbox, eventually, fixture, free_addr, sandbox_config,
+    Pipeline, PipelineOptions, RunningSandbox, down_sandbox, eventually, fixture, sandbox_config,
     test_tls, wdt_for,
 };
 
@@ -410,9 +410,10 @@ async fn timeouts_and_concurrency_get_503() {
 /// Retry-After; once it drains callbacks are accepted again, and nothing acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_outbox_pushes_back() {
-    let wdt_addr = free_addr().await;
+    // WDT drops every connection unanswered until the test lets it answer.
+    let sandbox = RunningSandbox::start(down_sandbox(), "127.0.0.1:0".parse().unwrap()).await;
     let pipeline = Pipeline::start(PipelineOptions {
-        wdt: wdt_for(format!("http://{wdt_addr}/openapi2")),
+        wdt: wdt_for(sandbox.wdt_url()),
         high_water_trades: 3,
         ..PipelineOptions::default()
     })
@@ -437,7 +438,9 @@ async fn a_full_outbox_pushes_back() {
         "{answer}"
     );
 
-    let sandbox = RunningSandbox::start(sandbox_config(), wdt_addr).await;
+    sandbox
+        .sandbox
+        .set_faults(wdtpipe_sandbox::Faults::default());
     let (status, _) = eventually(
         "callbacks accepted again after the drain",
         DEADLINE,

@@ -8,7 +8,7 @@ use wdtpipe_proto::v1::DeliveryState;
 use wdtpipe_proto::v1::SubmitRequest;
 use wdtpipe_proto::v1::ingest_client::IngestClient;
 use wdtpipe_tests::{
-    Pipeline, PipelineOptions, RunningSandbox, eventually, fixture, fixtures, free_addr,
+    Pipeline, PipelineOptions, RunningSandbox, down_sandbox, eventually, fixture, fixtures,
     record_with_tid, sandbox_config, wdt_for,
 };
 
@@ -101,9 +101,10 @@ async fn every_fixture_flows_to_wdt() {
 /// data directory, and are delivered once WDT is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_trades_survive_a_deliver_restart() {
-    let wdt_addr = free_addr().await;
+    // WDT drops every connection unanswered until the test lets it answer.
+    let sandbox = RunningSandbox::start(down_sandbox(), "127.0.0.1:0".parse().unwrap()).await;
     let mut pipeline = Pipeline::start(PipelineOptions {
-        wdt: wdt_for(format!("http://{wdt_addr}/openapi2")),
+        wdt: wdt_for(sandbox.wdt_url()),
         ..PipelineOptions::default()
     })
     .await;
@@ -128,7 +129,9 @@ async fn queued_trades_survive_a_deliver_restart() {
     );
 
     pipeline.stop_deliver().await;
-    let sandbox = RunningSandbox::start(sandbox_config(), wdt_addr).await;
+    sandbox
+        .sandbox
+        .set_faults(wdtpipe_sandbox::Faults::default());
     pipeline.restart_deliver().await;
 
     let expected: Vec<Value> = fixtures.iter().flat_map(|f| f.trades()).collect();
@@ -256,8 +259,16 @@ async fn unreachable_transform_is_a_503() {
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/callback", http.local_addr().unwrap());
+    // A transform address that refuses: every connection is closed at once.
+    let refusing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let transform_url = format!("http://{}", refusing.local_addr().unwrap());
+    let refuser = tokio::spawn(async move {
+        while let Ok((socket, _)) = refusing.accept().await {
+            drop(socket);
+        }
+    });
     let config = wdtpipe_ingest::config::IngestConfig {
-        transform_url: format!("http://{}", free_addr().await),
+        transform_url,
         ..Default::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -277,6 +288,7 @@ async fn unreachable_transform_is_a_503() {
     assert_eq!(body["code"], 503);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+    refuser.abort();
 }
 
 /// Tids WDT rejects land in the dead-letter store with WDT's message while the rest of
