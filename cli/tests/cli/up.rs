@@ -696,7 +696,7 @@ fn outbox_check_export_import_through_the_cli() {
 /// `returnCode` "400", and a scheme naming a variable that is not set does not load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_checks_kuaidi100_signs() {
-    const PARAM: &str = include_str!("../../tests/fixtures/kuaidi100/jd-signed.param.json");
+    const PARAM: &str = include_str!("../../../tests/fixtures/kuaidi100/jd-signed.param.json");
     let (wdt_url, _stop_sandbox) = start_sandbox(Sandbox::new(SandboxConfig::default())).await;
     let data = tempfile::tempdir().unwrap();
     let schemes = tempfile::tempdir().unwrap();

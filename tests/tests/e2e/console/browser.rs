@@ -2,7 +2,7 @@
 //! `chromium-driver`): the operator's way through it, from the overview to a replayed dead
 //! letter, the refusals, and a screenshot of each page in `docs/console/`. Ignored where
 //! Chromium is not installed (`.ci/run` installs it and runs them); run them with
-//! `cargo test -p wdtpipe-tests --test console -- --ignored`.
+//! `cargo test -p wdtpipe-tests --test e2e -- --ignored browser`.
 
 use super::{ADMIN_TOKEN, DEADLINE, Setup, rejecting};
 use fantoccini::{Client, ClientBuilder, Locator};

@@ -680,7 +680,12 @@ async fn apply(real: &mut Real, model: &mut Model, step: &Step) {
 /// is killed (SIGKILL), between two operations.
 fn run_crashing_child(dir: &Path, lines: &[String]) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "outbox_model::crash_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -692,7 +697,7 @@ fn run_crashing_child(dir: &Path, lines: &[String]) {
     for line in lines {
         writeln!(stdin, "{line}").unwrap();
         stdin.flush().unwrap();
-        // The harness prints "test crash_child ... " first, on the same line.
+        // The harness prints "test outbox_model::crash_child ... " first, on the same line.
         let ack = format!("ack {}", line.split(' ').next().unwrap());
         let mut answer = String::new();
         loop {

@@ -14,7 +14,6 @@ use wdtpipe_tests::{
 const DEADLINE: Duration = Duration::from_secs(20);
 const ADMIN_TOKEN: &str = "admin-token-for-console-tests";
 
-#[path = "console/browser.rs"]
 mod browser;
 
 /// A sandbox, a pipeline delivering to it with an admin token (as `wdtpipe up` has) and

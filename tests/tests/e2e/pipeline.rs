@@ -259,14 +259,11 @@ async fn unreachable_transform_is_a_503() {
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/callback", http.local_addr().unwrap());
-    // A transform address that refuses: every connection is closed at once.
-    let refusing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A transform address that refuses connections: a port bound (so nothing else takes
+    // it meanwhile) but not listening.
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let transform_url = format!("http://{}", refusing.local_addr().unwrap());
-    let refuser = tokio::spawn(async move {
-        while let Ok((socket, _)) = refusing.accept().await {
-            drop(socket);
-        }
-    });
     let config = wdtpipe_ingest::config::IngestConfig {
         transform_url,
         ..Default::default()
@@ -288,7 +285,7 @@ async fn unreachable_transform_is_a_503() {
     assert_eq!(body["code"], 503);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
-    refuser.abort();
+    drop(refusing);
 }
 
 /// Tids WDT rejects land in the dead-letter store with WDT's message while the rest of
