@@ -391,6 +391,17 @@ impl Pipeline {
         self.post_with(body, &[]).await
     }
 
+    /// POSTs fixture 01's record once per tid, in one callback, and checks it is accepted.
+    pub async fn accept_tids<T: AsRef<str>>(&self, tids: impl IntoIterator<Item = T>) {
+        let records: Vec<Value> = tids
+            .into_iter()
+            .map(|tid| record_with_tid(tid.as_ref()))
+            .collect();
+        let body = serde_json::to_vec(&records).expect("JSON");
+        let (status, answer) = self.post(&body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
     /// POSTs a callback body with extra headers.
     pub async fn post_with(&self, body: &[u8], headers: &[(&str, &str)]) -> (u16, Value) {
         self.post_to("/v1/callback", body, headers).await

@@ -19,6 +19,19 @@ fn fields(body: &[u8]) -> Result<Vec<(String, String)>, PageError> {
     serde_urlencoded::from_bytes(body).map_err(|e| PageError::BadRequest(format!("bad form: {e}")))
 }
 
+/// A form's fields, in order (the selected letters come as repeated `key`s).
+type Form = Vec<(String, String)>;
+
+/// An action's request: its operator (logged in, same origin), page frame and form.
+fn acting(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(crate::session::Operator, Req, Form), PageError> {
+    let operator = state.actor(headers)?;
+    Ok((operator, Req::of(state, headers), fields(body)?))
+}
+
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
     fields
         .iter()
@@ -32,9 +45,7 @@ pub(super) async fn plan(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Html<String>, PageError> {
-    let operator = state.actor(&headers)?;
-    let req = Req::of(&state, &headers);
-    let form = fields(&body)?;
+    let (operator, req, form) = acting(&state, &headers, &body)?;
     let (action, scope) = field(&form, "do")
         .split_once('-')
         .ok_or_else(|| PageError::BadRequest("no action chosen".into()))?;
@@ -81,9 +92,7 @@ pub(super) async fn apply(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Html<String>, PageError> {
-    let operator = state.actor(&headers)?;
-    let req = Req::of(&state, &headers);
-    let form = fields(&body)?;
+    let (operator, req, form) = acting(&state, &headers, &body)?;
     let plan = state
         .plans
         .take(field(&form, "plan"), &operator.name)
@@ -110,9 +119,7 @@ pub(super) async fn resume(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Html<String>, PageError> {
-    let operator = state.actor(&headers)?;
-    let req = Req::of(&state, &headers);
-    let form = fields(&body)?;
+    let (operator, req, form) = acting(&state, &headers, &body)?;
     let (shop, connector) = (field(&form, "shop"), field(&form, "connector"));
     if shop.is_empty() {
         return Err(PageError::BadRequest("name the shop to resume".into()));

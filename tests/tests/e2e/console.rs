@@ -8,7 +8,7 @@ use std::time::Duration;
 use wdtpipe_sandbox::Faults;
 use wdtpipe_tests::{
     CONSOLE_TOKEN, Pipeline, PipelineOptions, RunningConsole, RunningSandbox, eventually, fixture,
-    record_with_tid, sandbox_config, wdt_for,
+    sandbox_config, wdt_for,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -371,12 +371,7 @@ async fn actions_need_a_login_and_the_consoles_own_pages() {
 async fn a_dead_letter_is_replayed_through_a_dry_run() {
     let setup = Setup::start(rejecting("BAD"), |_| {}, |_| {}).await;
     let (sandbox, pipeline, console) = setup.parts();
-    let post = |tid: &'static str| {
-        let body = serde_json::to_vec(&record_with_tid(tid)).unwrap();
-        let pipeline = &pipeline;
-        async move { assert_eq!(pipeline.post(&body).await.0, 200) }
-    };
-    post("BAD-1").await;
+    pipeline.accept_tids(["BAD-1"]).await;
     dead(pipeline, "BAD-1").await;
     let mut web = Browserless::new(console);
     let listed = web.get("/dead-letters?reason=sandbox").await;
@@ -406,7 +401,7 @@ async fn a_dead_letter_is_replayed_through_a_dry_run() {
     );
     let plan = plan_id(&plan.body);
     // A letter that dies after the dry run is not part of it.
-    post("BAD-2").await;
+    pipeline.accept_tids(["BAD-2"]).await;
     dead(pipeline, "BAD-2").await;
     sandbox.sandbox.set_faults(Faults::default());
     let done = web.post("/dead-letters/apply", &[("plan", &plan)]).await;
@@ -437,17 +432,7 @@ async fn a_dead_letter_is_replayed_through_a_dry_run() {
 async fn selected_letters_are_remapped_or_discarded() {
     let setup = Setup::start(rejecting("SEL"), |_| {}, |_| {}).await;
     let (sandbox, pipeline, console) = setup.parts();
-    let records: Vec<serde_json::Value> = ["SEL-A", "SEL-B", "SEL-C"]
-        .iter()
-        .map(|t| record_with_tid(t))
-        .collect();
-    assert_eq!(
-        pipeline
-            .post(&serde_json::to_vec(&records).unwrap())
-            .await
-            .0,
-        200
-    );
+    pipeline.accept_tids(["SEL-A", "SEL-B", "SEL-C"]).await;
     let mut web = Browserless::new(console);
     web.login(CONSOLE_TOKEN).await;
     let page = eventually("three letters listed", DEADLINE, || async {
@@ -621,16 +606,9 @@ async fn a_burst_of_dead_letters_is_one_grouped_alert() {
             .then_some(())
     })
     .await;
-    let records: Vec<serde_json::Value> = (0..30)
-        .map(|i| record_with_tid(&format!("BURST-{i:02}")))
-        .collect();
-    assert_eq!(
-        pipeline
-            .post(&serde_json::to_vec(&records).unwrap())
-            .await
-            .0,
-        200
-    );
+    pipeline
+        .accept_tids((0..30).map(|i| format!("BURST-{i:02}")))
+        .await;
     let message = eventually("the robot's message", DEADLINE, || async {
         got.lock().unwrap().first().cloned()
     })
@@ -666,13 +644,11 @@ async fn a_down_robot_does_not_slow_delivery() {
     let setup = Setup::start(rejecting("DOWN"), |_| {}, webhook).await;
     let (sandbox, pipeline, console) = setup.parts();
     for i in 0..20 {
-        let tid = if i % 4 == 0 {
-            format!("DOWN-{i}")
-        } else {
-            format!("UP-{i}")
+        let tid = match i % 4 {
+            0 => format!("DOWN-{i}"),
+            _ => format!("UP-{i}"),
         };
-        let body = serde_json::to_vec(&record_with_tid(&tid)).unwrap();
-        assert_eq!(pipeline.post(&body).await.0, 200);
+        pipeline.accept_tids([tid]).await;
     }
     eventually("every good trade delivered", DEADLINE, || async {
         (0..20)
