@@ -32,7 +32,7 @@ const MAX_KEY_BYTES: usize = 1024;
 
 /// What Enqueue admits and who may run admin RPCs.
 #[derive(Debug, Clone, Default)]
-pub struct Admission {
+pub(crate) struct Admission {
     /// Refuse new batches while this many trades wait (0 = no limit).
     pub high_water_trades: u64,
     /// ... or while their payloads take this many bytes (0 = no limit).
@@ -50,7 +50,7 @@ impl std::fmt::Debug for DeliverService {
     }
 }
 
-pub struct DeliverService {
+pub(crate) struct DeliverService {
     outbox: Arc<Outbox>,
     delivery: Arc<Delivery>,
     admission: Admission,
@@ -97,7 +97,7 @@ impl DeliverService {
         })
     }
 
-    pub fn new(
+    pub(crate) fn new(
         outbox: Arc<Outbox>,
         delivery: Arc<Delivery>,
         admission: Admission,

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | settings (`DATA_DIR`, `WDT_*`, retry, retention, admission) | [`cli`], [`config`] |
 //! | start: open the outbox, start delivery, serve, drain on shutdown | [`serve`] |
-//! | the gRPC adapter: enqueue, status, stats, dead letters, admin calls | [`grpc`], [`status`] |
+//! | the gRPC adapter: enqueue, status, stats, dead letters, admin calls | `grpc`, `status` |
 //! | the outbox: one writer thread, group commits, the key layout | [`store`], [`keys`] |
 //! | a shop's loop, batches of 50, bisection, retries, WDT outages, resume | [`delivery`] |
 //! | the signed `trade_push` call per WDT account | [`wdt`] |
@@ -22,10 +22,10 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod error;
-pub mod grpc;
+mod grpc;
 pub mod keys;
 pub mod metrics;
-pub mod status;
+mod status;
 pub mod store;
 pub mod wdt;
 

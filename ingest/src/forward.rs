@@ -16,7 +16,7 @@ use wdtpipe_proto::v1::{
 
 /// The client side of the transform hop. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     /// Process calls, coalesced under load into `ProcessBatch` calls.
     transform: Coalescer<ProcessRequest, ProcessResponse>,
     /// kuaidi100 pushes (`Track`), one call each.
@@ -26,7 +26,7 @@ pub struct Forwarder {
 
 /// Who sent a request and how to find it again in logs and status.
 #[derive(Debug, Clone, Default)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// `http` or `grpc:<client>`.
     pub source: String,
     pub idempotency_key: String,
@@ -38,7 +38,7 @@ pub struct Origin {
 
 impl Forwarder {
     /// Must be called inside a tokio runtime (it starts the batching task).
-    pub fn new(channel: Channel, metrics: Arc<IngestMetrics>) -> Self {
+    pub(crate) fn new(channel: Channel, metrics: Arc<IngestMetrics>) -> Self {
         let client = TransformClient::new(channel);
         let batching = client.clone();
         let transform = Coalescer::new(32, 16, move |requests: Vec<ProcessRequest>| {
@@ -69,7 +69,7 @@ impl Forwarder {
     }
 
     /// Hands a kuaidi100 push to transform; answers once deliver has it on disk.
-    pub async fn track(
+    pub(crate) async fn track(
         &self,
         request: wdtpipe_proto::v1::TrackRequest,
     ) -> Result<wdtpipe_proto::v1::TrackResponse, tonic::Status> {
@@ -77,12 +77,12 @@ impl Forwarder {
         client.track(request).await.map(tonic::Response::into_inner)
     }
 
-    pub fn metrics(&self) -> &IngestMetrics {
+    pub(crate) fn metrics(&self) -> &IngestMetrics {
         &self.metrics
     }
 
     /// Forwards one request's records; answers once deliver has them on disk.
-    pub async fn submit(
+    pub(crate) async fn submit(
         &self,
         records: Vec<StockoutRecord>,
         origin: &Origin,
@@ -93,7 +93,7 @@ impl Forwarder {
 
     /// Forwards records already wrapped in their envelopes (record ids computed), e.g. on a
     /// blocking thread for a big body.
-    pub async fn submit_envelopes(
+    pub(crate) async fn submit_envelopes(
         &self,
         records: Vec<RecordEnvelope>,
         origin: &Origin,
@@ -122,7 +122,7 @@ impl Forwarder {
 
 /// Wraps a request's records in their envelopes: each with its `record_id` (md5 of its
 /// canonical JSON), position and origin.
-pub fn envelopes(
+pub(crate) fn envelopes(
     records: Vec<StockoutRecord>,
     origin: &Origin,
 ) -> Result<Vec<RecordEnvelope>, IngestError> {

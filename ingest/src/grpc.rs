@@ -13,13 +13,13 @@ impl std::fmt::Debug for IngestService {
     }
 }
 
-pub struct IngestService {
+pub(crate) struct IngestService {
     forwarder: Forwarder,
     max_records: usize,
 }
 
 impl IngestService {
-    pub fn new(forwarder: Forwarder, max_records: usize) -> Self {
+    pub(crate) fn new(forwarder: Forwarder, max_records: usize) -> Self {
         Self {
             forwarder,
             max_records,

@@ -29,7 +29,7 @@ use wdtpipe_proto::v1::RecordEnvelope;
 
 /// What the HTTP edge enforces.
 #[derive(Debug, Clone)]
-pub struct Edge {
+pub(crate) struct Edge {
     pub limits: Limits,
     /// Sender signature check; `None` when no secret is configured.
     pub verifier: Option<WebhookVerifier>,
@@ -45,7 +45,7 @@ pub(crate) struct AppState {
 }
 
 /// The ingest HTTP router: the callback, health and Prometheus metrics.
-pub fn router(forwarder: Forwarder, edge: Edge, registry: Arc<MetricsRegistry>) -> Router {
+pub(crate) fn router(forwarder: Forwarder, edge: Edge, registry: Arc<MetricsRegistry>) -> Router {
     let permits = Arc::new(Semaphore::new(edge.limits.concurrent_requests.max(1)));
     Router::new()
         .route("/v1/callback", post(callback))

@@ -8,25 +8,25 @@
 //! |---|---|
 //! | settings (`INGEST_HTTP_ADDR`, limits, sender secrets) | [`cli`], [`config`] |
 //! | start: bind, health, serve until shutdown | [`serve`] |
-//! | the HTTP edge: size, content type, concurrency, timeout; off the runtime over 256 KiB | [`http`] |
+//! | the HTTP edge: size, content type, concurrency, timeout; off the runtime over 256 KiB | `http` |
 //! | the sender's signature (Standard Webhooks, one MAC per secret) | [`auth`] |
 //! | the body into records: fast path, else limits and the full parser | [`parse`] |
 //! | each record's id (md5 of its canonical JSON) | [`record`] |
-//! | kuaidi100 form pushes on `/v1/callback/{scheme}` | [`kuaidi100`] |
-//! | to transform, coalesced under load | [`forward`] |
-//! | the same for gRPC clients | [`grpc`] |
-//! | every error and its HTTP status and gRPC code, in one table | [`error`] |
-//! | counters and latencies | [`metrics`] |
+//! | kuaidi100 form pushes on `/v1/callback/{scheme}` | `kuaidi100` |
+//! | to transform, coalesced under load | `forward` |
+//! | the same for gRPC clients | `grpc` |
+//! | every error and its HTTP status and gRPC code, in one table | `error` |
+//! | counters and latencies | `metrics` |
 
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod error;
-pub mod forward;
-pub mod grpc;
-pub mod http;
-pub mod kuaidi100;
-pub mod metrics;
+mod error;
+mod forward;
+mod grpc;
+mod http;
+mod kuaidi100;
+mod metrics;
 pub mod parse;
 pub mod record;
 

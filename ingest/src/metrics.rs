@@ -4,7 +4,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use wdtpipe_common::metrics::{Counter, Family, Labels, MetricsRegistry, latency_histogram};
 
 #[derive(Debug)]
-pub struct IngestMetrics {
+pub(crate) struct IngestMetrics {
     /// Callbacks by HTTP status.
     pub requests: Family<Labels, Counter>,
     /// Callback latency, end to end (on disk at deliver when 200).
@@ -20,7 +20,7 @@ pub struct IngestMetrics {
 }
 
 impl IngestMetrics {
-    pub fn new(registry: &mut MetricsRegistry) -> Self {
+    pub(crate) fn new(registry: &mut MetricsRegistry) -> Self {
         let m = Self {
             requests: Family::default(),
             request_seconds: latency_histogram(),
@@ -62,7 +62,7 @@ impl IngestMetrics {
         m
     }
 
-    pub fn status(&self, status: u16) {
+    pub(crate) fn status(&self, status: u16) {
         self.requests
             .get_or_create(&vec![("status", status.to_string())])
             .inc();

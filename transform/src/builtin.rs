@@ -19,7 +19,7 @@ use wdtpipe_proto::v1::{RecordRejection, StockoutDetail, StockoutRecord, TradeLi
 const MAX_NICK_CHARS: usize = crate::mapping::MAX_NICK_CHARS;
 
 /// kuaidi100 `state` values that mean "signed for".
-pub const SIGNED_STATES: [i64; 6] = [3, 301, 302, 303, 304, 501];
+pub(crate) const SIGNED_STATES: [i64; 6] = [3, 301, 302, 303, 304, 501];
 
 /// One trade as the built-in mapping made it, with what the checks need to know.
 #[derive(Debug, Clone)]
@@ -98,7 +98,7 @@ impl Draft {
 }
 
 /// The built-in drafts of a record's trades (one, or one per `src_tid`).
-pub fn drafts(
+pub(crate) fn drafts(
     record: &StockoutRecord,
     position: u32,
     options: &BuiltinOptions,
@@ -112,7 +112,7 @@ pub fn drafts(
     .drafts()
 }
 
-pub use wdtpipe_common::record::tid_hint;
+pub(crate) use wdtpipe_common::record::tid_hint;
 
 struct Builtin<'a> {
     record: &'a StockoutRecord,

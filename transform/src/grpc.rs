@@ -22,7 +22,7 @@ use wdtpipe_proto::v1::{
 };
 
 /// Sends an enqueue to one deliver shard, coalesced with concurrent ones.
-pub type ShardSender = Coalescer<EnqueueRequest, EnqueueResponse>;
+pub(crate) type ShardSender = Coalescer<EnqueueRequest, EnqueueResponse>;
 
 /// A coalescing sender for a deliver shard: concurrent enqueues travel as one
 /// `EnqueueBatch` call.
@@ -55,13 +55,13 @@ impl std::fmt::Debug for GrpcShards {
 
 /// The deliver shards over gRPC, in shard order: enqueues go through each shard's
 /// coalescing sender, dead-letter calls straight to its client.
-pub struct GrpcShards {
+pub(crate) struct GrpcShards {
     senders: Vec<ShardSender>,
     clients: Vec<DeliverClient<Channel>>,
 }
 
 impl GrpcShards {
-    pub fn new(clients: Vec<DeliverClient<Channel>>) -> Self {
+    pub(crate) fn new(clients: Vec<DeliverClient<Channel>>) -> Self {
         Self {
             senders: clients.iter().cloned().map(shard_sender).collect(),
             clients,
@@ -167,12 +167,12 @@ impl std::fmt::Debug for TransformService {
     }
 }
 
-pub struct TransformService {
+pub(crate) struct TransformService {
     transformer: Transformer,
 }
 
 impl TransformService {
-    pub fn new(transformer: Transformer) -> Self {
+    pub(crate) fn new(transformer: Transformer) -> Self {
         Self { transformer }
     }
 }

@@ -7,28 +7,28 @@
 //! |---|---|
 //! | settings (`SCHEMES_DIR`, `DELIVER_URL`, `WDT_SHOP_NO`) | [`cli`], [`config`] |
 //! | start: load the schemes, serve, reload on change or SIGHUP | [`serve`], [`catalog`] |
-//! | the gRPC adapter (`Process`, `Convert`, `Preview`, `Remap`, `Track`, `ListSchemes`) | [`grpc`] |
-//! | a request: its scheme, every record mapped, all or nothing, to deliver | [`pipeline`] |
-//! | one record: the built-in mapping, the scheme's rules, the final checks (the 422s) | [`mapping`], [`builtin`], [`rules`] |
+//! | the gRPC adapter (`Process`, `Convert`, `Preview`, `Remap`, `Track`, `ListSchemes`) | `grpc` |
+//! | a request: its scheme, every record mapped, all or nothing, to deliver | `pipeline` |
+//! | one record: the built-in mapping, the scheme's rules, the final checks (the 422s) | [`mapping`], `builtin`, [`rules`] |
 //! | scheme files: parsing, CEL expressions, tables, field paths, suggestions | [`scheme`] |
 //! | which deliver shard holds a tid | [`shard`] |
-//! | dead letters mapped again after a scheme fix | [`remap`] |
-//! | kuaidi100 pushes: sign, `param`, the order, the sign-off | [`track`] |
-//! | counters and latencies | [`metrics`] |
+//! | dead letters mapped again after a scheme fix | `remap` |
+//! | kuaidi100 pushes: sign, `param`, the order, the sign-off | `track` |
+//! | counters and latencies | `metrics` |
 
-pub mod builtin;
+mod builtin;
 pub mod catalog;
 pub mod cli;
 pub mod config;
-pub mod grpc;
+mod grpc;
 pub mod mapping;
-pub mod metrics;
-pub mod pipeline;
-pub mod remap;
+mod metrics;
+mod pipeline;
+mod remap;
 pub mod rules;
 pub mod scheme;
 pub mod shard;
-pub mod track;
+mod track;
 
 use crate::config::TransformConfig;
 use std::future::Future;

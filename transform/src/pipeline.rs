@@ -23,16 +23,17 @@ use wdtpipe_proto::v1::{
 /// Why a deliver shard did not take its part: the gRPC status code it answered (as its
 /// number) and its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardFailure {
+pub(crate) struct ShardFailure {
     pub code: i32,
     pub message: String,
 }
 
 /// What a shard call returns.
-pub type ShardCall<'a, T> = Pin<Box<dyn Future<Output = Result<T, ShardFailure>> + Send + 'a>>;
+pub(crate) type ShardCall<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, ShardFailure>> + Send + 'a>>;
 
 /// The deliver shards, in shard order: where each request's trades are written.
-pub trait Shards: Send + Sync + 'static {
+pub(crate) trait Shards: Send + Sync + 'static {
     fn count(&self) -> usize;
     /// Writes one request's part to one shard; answers once it is on disk there.
     fn enqueue(&self, shard: usize, request: EnqueueRequest) -> ShardCall<'_, EnqueueResponse>;
@@ -56,7 +57,7 @@ pub trait Shards: Send + Sync + 'static {
 
 /// Why a request was not taken.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ProcessError {
+pub(crate) enum ProcessError {
     /// The request holds no record.
     NoRecords,
     /// No scheme has the request's id.
@@ -81,14 +82,14 @@ impl std::fmt::Debug for Transformer {
 }
 
 /// Maps requests with the catalog's schemes and writes them to the shards.
-pub struct Transformer {
+pub(crate) struct Transformer {
     catalog: Arc<Catalog>,
     shards: Box<dyn Shards>,
     metrics: Arc<TransformMetrics>,
 }
 
 /// The 1-based position of a record: as ingest numbered it, else its index in the batch.
-pub fn position_of(index: usize, given: u32) -> u32 {
+pub(crate) fn position_of(index: usize, given: u32) -> u32 {
     if given == 0 {
         u32::try_from(index + 1).unwrap_or(u32::MAX)
     } else {
@@ -125,7 +126,7 @@ fn split_by_shard(records: Vec<EnqueueRecord>, shards: usize) -> Vec<Vec<Enqueue
 }
 
 impl Transformer {
-    pub fn new(
+    pub(crate) fn new(
         catalog: Arc<Catalog>,
         shards: Box<dyn Shards>,
         metrics: Arc<TransformMetrics>,
@@ -138,7 +139,7 @@ impl Transformer {
         }
     }
 
-    pub fn catalog(&self) -> &Arc<Catalog> {
+    pub(crate) fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
     }
 
@@ -160,7 +161,7 @@ impl Transformer {
     }
 
     /// The scheme of this id (`""` is `default`).
-    pub fn scheme(&self, id: &str) -> Result<Arc<Scheme>, ProcessError> {
+    pub(crate) fn scheme(&self, id: &str) -> Result<Arc<Scheme>, ProcessError> {
         self.catalog
             .current()
             .set
@@ -170,7 +171,7 @@ impl Transformer {
     }
 
     /// Maps records with a scheme, writing nothing (a dry run).
-    pub fn convert<'a>(
+    pub(crate) fn convert<'a>(
         &self,
         scheme_id: &str,
         records: impl IntoIterator<Item = &'a StockoutRecord>,
@@ -184,7 +185,10 @@ impl Transformer {
     }
 
     /// One request: map every record, write each shard its part, merge the receipts.
-    pub async fn process(&self, request: ProcessRequest) -> Result<ProcessResponse, ProcessError> {
+    pub(crate) async fn process(
+        &self,
+        request: ProcessRequest,
+    ) -> Result<ProcessResponse, ProcessError> {
         if request.records.is_empty() {
             return Err(ProcessError::NoRecords);
         }

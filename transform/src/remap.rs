@@ -40,7 +40,7 @@ impl Transformer {
     /// Re-maps the dead letters `filter` matches on every shard; `scheme_id` (non-empty)
     /// maps them all with that scheme instead of each letter's own. `authorization` is the
     /// caller's, passed on to deliver.
-    pub async fn remap(
+    pub(crate) async fn remap(
         &self,
         filter: DeadLetterFilter,
         scheme_id: &str,

@@ -16,7 +16,7 @@ use wdtpipe_proto::v1::{TrackRequest, TrackResponse, TrackResult, TrackWrite};
 
 impl Transformer {
     /// One kuaidi100 push (see the module).
-    pub async fn track(&self, request: TrackRequest) -> Result<TrackResponse, ProcessError> {
+    pub(crate) async fn track(&self, request: TrackRequest) -> Result<TrackResponse, ProcessError> {
         let scheme = self.scheme(&request.scheme)?;
         let metrics = self.metrics();
         let refuse = |result: &str, error: ProcessError| {
