@@ -208,15 +208,18 @@ impl Listeners {
     }
 }
 
-/// How often a stage checks that its next stage answers health checks.
-pub const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a stage checks that its next stage answers health checks, by default (each
+/// stage's `readiness_ms`), in milliseconds.
+pub const READINESS_MS: u64 = 2_000;
 
 /// Keeps `services` SERVING exactly while every downstream channel answers its health
-/// check with SERVING (and NOT_SERVING otherwise), until `stop` flips to true.
+/// check with SERVING (and NOT_SERVING otherwise), asking `every` so often, until `stop`
+/// flips to true.
 pub async fn track_readiness(
     reporter: HealthReporter,
     services: &[&str],
     downstream: Vec<Channel>,
+    every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use tonic_health::pb::HealthCheckRequest;
@@ -250,7 +253,7 @@ pub async fn track_readiness(
             last = Some(ready);
         }
         tokio::select! {
-            () = tokio::time::sleep(READINESS_INTERVAL) => {}
+            () = tokio::time::sleep(every) => {}
             _ = stop.changed() => {
                 for service in services {
                     reporter.set_service_status(*service, ServingStatus::NotServing).await;

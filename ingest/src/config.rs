@@ -26,6 +26,9 @@ pub struct IngestConfig {
     pub retry_after_secs: u64,
     /// Deadline of a call to transform, in milliseconds.
     pub transform_timeout_ms: u64,
+    /// How often ingest asks transform's health for its own (SERVING only while transform
+    /// answers), in milliseconds.
+    pub readiness_ms: u64,
     /// gRPC TLS: this server's certificate, the CA trusted for transform.
     pub tls: GrpcTls,
 }
@@ -72,6 +75,7 @@ impl Default for IngestConfig {
             webhook_tolerance_secs: 300,
             retry_after_secs: 1,
             transform_timeout_ms: 20_000,
+            readiness_ms: wdtpipe_common::grpc::READINESS_MS,
             tls: GrpcTls::default(),
         }
     }

@@ -81,6 +81,7 @@ pub async fn serve(
         health_reporter,
         &["", "wdtpipe.v1.Ingest"],
         vec![channel],
+        Duration::from_millis(config.readiness_ms.max(10)),
         stop.receiver(),
     ));
     let mut server = rpc::server();

@@ -296,6 +296,8 @@ impl Pipeline {
             schemes_poll_ms: 20,
             connectors_file: options.connectors_file.clone(),
             deliver_timeout_ms: 10_000,
+            // Health follows the next stage within a tick of a test's waits.
+            readiness_ms: 50,
             tls: options.tls.clone(),
         };
         pipeline.transform = Some(Running::spawn(move |shutdown| async move {
@@ -310,6 +312,7 @@ impl Pipeline {
             limits: options.limits,
             webhook_secrets: options.webhook_secrets.clone(),
             tls: options.tls.clone(),
+            readiness_ms: 50,
             ..IngestConfig::default()
         };
         pipeline.ingest = Some(Running::spawn(move |shutdown| async move {

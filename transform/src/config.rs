@@ -29,6 +29,9 @@ pub struct TransformConfig {
     pub connectors_file: Option<PathBuf>,
     /// Deadline of a call to deliver, in milliseconds.
     pub deliver_timeout_ms: u64,
+    /// How often transform asks every deliver shard's health for its own (SERVING only
+    /// while all answer), in milliseconds.
+    pub readiness_ms: u64,
     /// gRPC TLS: this server's certificate, the CA trusted for deliver.
     pub tls: GrpcTls,
 }
@@ -44,6 +47,7 @@ impl Default for TransformConfig {
             schemes_poll_ms: 1_000,
             connectors_file: None,
             deliver_timeout_ms: 10_000,
+            readiness_ms: wdtpipe_common::grpc::READINESS_MS,
             tls: GrpcTls::default(),
         }
     }

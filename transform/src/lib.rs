@@ -114,6 +114,7 @@ pub async fn serve(
         health_reporter,
         &["", "wdtpipe.v1.Transform"],
         channels,
+        Duration::from_millis(config.readiness_ms.max(10)),
         stop.receiver(),
     ));
     let metrics_task = listeners.metrics.map(|listener| {
