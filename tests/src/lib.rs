@@ -102,6 +102,30 @@ impl RunningSandbox {
     }
 }
 
+/// A sandbox and a pipeline delivering to it, with `options` (its `wdt` set to the
+/// sandbox, with the test account).
+pub async fn with_sandbox(options: PipelineOptions) -> (RunningSandbox, Pipeline) {
+    with_sandbox_faults(wdtpipe_sandbox::Faults::default(), options).await
+}
+
+/// [`with_sandbox`] with WDT's `faults` from the start.
+pub async fn with_sandbox_faults(
+    faults: wdtpipe_sandbox::Faults,
+    options: PipelineOptions,
+) -> (RunningSandbox, Pipeline) {
+    let config = SandboxConfig {
+        faults,
+        ..sandbox_config()
+    };
+    let sandbox = RunningSandbox::start(config, "127.0.0.1:0".parse().expect("addr")).await;
+    let pipeline = Pipeline::start(PipelineOptions {
+        wdt: wdt_for(sandbox.wdt_url()),
+        ..options
+    })
+    .await;
+    (sandbox, pipeline)
+}
+
 /// A sandbox that is down: it drops every connection without answering (a transport
 /// error for deliver) until the test calls `set_faults(Faults::default())`.
 pub fn down_sandbox() -> SandboxConfig {

@@ -155,30 +155,9 @@ async fn start_sandbox(sandbox: Sandbox) -> (String, oneshot::Sender<()>) {
     (wdt_url, stop)
 }
 
+/// The shared fixture 01's record.
 fn fixture_record() -> serde_json::Value {
-    serde_json::from_slice(
-        &std::fs::read(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/callbacks/01-basic.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap()
-}
-
-fn callback(template: &serde_json::Value, tid: &str) -> Vec<u8> {
-    let mut record = template.clone();
-    record["tid"] = tid.into();
-    record["src_tids"] = tid.into();
-    for (i, line) in record["details_list"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .enumerate()
-    {
-        line["src_tid"] = tid.into();
-        line["src_oid"] = format!("{tid}-{}", i + 1).into();
-    }
-    serde_json::to_vec(&record).unwrap()
+    serde_json::from_slice(&wdtpipe_testkit::fixture("01-").body).unwrap()
 }
 
 /// SIGTERM during load: exit code 0, and no acknowledged callback is lost.
@@ -189,14 +168,12 @@ async fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
     let data = tempfile::tempdir().unwrap();
     let mut up = Up::start(data.path(), &wdt_url);
 
-    let template = fixture_record();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let client = reqwest::Client::new();
     let mut senders = tokio::task::JoinSet::new();
     for sender in 0..4 {
-        let (template, acked, stop, client, url) = (
-            template.clone(),
+        let (acked, stop, client, url) = (
             acked.clone(),
             stop.clone(),
             client.clone(),
@@ -210,7 +187,7 @@ async fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
                 let sent = client
                     .post(&url)
                     .header("content-type", "application/json")
-                    .body(callback(&template, &tid))
+                    .body(serde_json::to_vec(&wdtpipe_testkit::record_with_tid(&tid)).unwrap())
                     .send()
                     .await;
                 match sent {

@@ -61,20 +61,9 @@ impl Drop for DeliverProcess {
 }
 
 /// The shared fixture 01 rewritten for `tid`, carrying `version` in buyer_message.
-fn callback(template: &Value, tid: &str, version: u32) -> Vec<u8> {
-    let mut record = template.clone();
-    record["tid"] = tid.into();
-    record["src_tids"] = tid.into();
+fn callback(tid: &str, version: u32) -> Vec<u8> {
+    let mut record = wdtpipe_testkit::record_with_tid(tid);
     record["buyer_message"] = format!("v{version:06}").into();
-    for (i, line) in record["details_list"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .enumerate()
-    {
-        line["src_tid"] = tid.into();
-        line["src_oid"] = format!("{tid}-{}", i + 1).into();
-    }
     serde_json::to_vec(&record).unwrap()
 }
 
@@ -178,18 +167,12 @@ pause_probe_ms = 200
 
     // Senders: each owns its tids and sends their versions in order, so acceptance order
     // is version order. `acked` keeps the newest version answered 2xx per tid.
-    let fixture = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/callbacks/01-basic.json"),
-    )
-    .unwrap();
-    let template: Value = serde_json::from_slice(&fixture).unwrap();
     let acked: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let client = reqwest::Client::new();
     let mut senders = tokio::task::JoinSet::new();
     for sender in 0..SENDERS {
-        let (template, acked, stop, client, url) = (
-            template.clone(),
+        let (acked, stop, client, url) = (
             acked.clone(),
             stop.clone(),
             client.clone(),
@@ -205,7 +188,7 @@ pause_probe_ms = 200
                     let response = client
                         .post(&url)
                         .header("content-type", "application/json")
-                        .body(callback(&template, &tid, version))
+                        .body(callback(&tid, version))
                         .send()
                         .await;
                     if response.is_ok_and(|r| r.status().is_success()) {

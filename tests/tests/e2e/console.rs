@@ -8,7 +8,6 @@ use std::time::Duration;
 use wdtpipe_sandbox::Faults;
 use wdtpipe_tests::{
     CONSOLE_TOKEN, Pipeline, PipelineOptions, RunningConsole, RunningSandbox, eventually, fixture,
-    sandbox_config, wdt_for,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -31,15 +30,12 @@ impl Setup {
         pipeline: impl FnOnce(&mut PipelineOptions),
         console: impl FnOnce(&mut wdtpipe_console::config::ConsoleConfig),
     ) -> Self {
-        let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
-        sandbox.sandbox.set_faults(faults);
         let mut options = PipelineOptions {
-            wdt: wdt_for(sandbox.wdt_url()),
             admin_token: wdtpipe_common::config::Secret::new(ADMIN_TOKEN),
             ..PipelineOptions::default()
         };
         pipeline(&mut options);
-        let pipeline = Pipeline::start(options).await;
+        let (sandbox, pipeline) = wdtpipe_tests::with_sandbox_faults(faults, options).await;
         let console = pipeline.console(console).await;
         Self {
             sandbox,

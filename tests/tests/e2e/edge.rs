@@ -11,23 +11,13 @@ use wdtpipe_ingest::auth::sign;
 use wdtpipe_ingest::config::{IngestConfig, Limits};
 use wdtpipe_proto::v1::{DeadLetterFilter, ReplayRequest};
 use wdtpipe_tests::{
-    Pipeline, PipelineOptions, RunningSandbox, down_sandbox, eventually, fixture, sandbox_config,
-    test_tls, wdt_for,
+    Pipeline, PipelineOptions, RunningSandbox, down_sandbox, eventually, fixture, test_tls,
+    wdt_for, with_sandbox,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const SECRET_A: &str = "whsec_c2VjcmV0LWtleS1udW1iZXItb25lLTEyMzQ1Ng==";
 const SECRET_B: &str = "whsec_c2Vjb25kLWtleS1mb3Itcm90YXRpb24tNjc4OQ==";
-
-async fn with_sandbox(options: PipelineOptions) -> (RunningSandbox, Pipeline) {
-    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
-    let pipeline = Pipeline::start(PipelineOptions {
-        wdt: wdt_for(sandbox.wdt_url()),
-        ..options
-    })
-    .await;
-    (sandbox, pipeline)
-}
 
 fn now() -> i64 {
     jiff::Timestamp::now().as_second()

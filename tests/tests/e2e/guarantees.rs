@@ -11,20 +11,7 @@ use wdtpipe_tests::{
 const DEADLINE: Duration = Duration::from_secs(60);
 
 async fn with_sandbox(faults: Faults) -> (RunningSandbox, Pipeline) {
-    let sandbox = RunningSandbox::start(
-        wdtpipe_sandbox::SandboxConfig {
-            faults,
-            ..sandbox_config()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await;
-    let pipeline = Pipeline::start(PipelineOptions {
-        wdt: wdt_for(sandbox.wdt_url()),
-        ..PipelineOptions::default()
-    })
-    .await;
-    (sandbox, pipeline)
+    wdtpipe_tests::with_sandbox_faults(faults, PipelineOptions::default()).await
 }
 
 /// A record like fixture 01 with its own tid.

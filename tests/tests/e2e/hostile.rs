@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
-use wdtpipe_tests::{Pipeline, PipelineOptions, RunningSandbox, fixtures, sandbox_config, wdt_for};
+use wdtpipe_tests::{PipelineOptions, fixtures};
 
 fn mangled_fixture() -> impl Strategy<Value = Vec<u8>> {
     let bodies: Vec<Vec<u8>> = fixtures().into_iter().map(|f| f.body).collect();
@@ -60,15 +60,8 @@ fn hostile_bodies_get_clean_answers() {
         .enable_all()
         .build()
         .unwrap();
-    let (sandbox, pipeline) = runtime.block_on(async {
-        let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
-        let pipeline = Pipeline::start(PipelineOptions {
-            wdt: wdt_for(sandbox.wdt_url()),
-            ..PipelineOptions::default()
-        })
-        .await;
-        (sandbox, pipeline)
-    });
+    let (sandbox, pipeline) =
+        runtime.block_on(wdtpipe_tests::with_sandbox(PipelineOptions::default()));
     let mut runner = TestRunner::new(Config {
         cases: 300,
         failure_persistence: None,

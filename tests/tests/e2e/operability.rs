@@ -6,24 +6,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use wdtpipe_proto::v1::{DeliveryState, GetRecordRequest, StatsRequest};
 use wdtpipe_sandbox::Faults;
-use wdtpipe_tests::{
-    Pipeline, PipelineOptions, RunningSandbox, eventually, fixture, fixtures, sandbox_config,
-    wdt_for,
-};
+use wdtpipe_tests::{PipelineOptions, eventually, fixture, fixtures, with_sandbox};
 use wdtpipe_transform::shard::shard_of;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-async fn with_sandbox(options: PipelineOptions) -> (RunningSandbox, Pipeline) {
-    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
-    let pipeline = Pipeline::start(PipelineOptions {
-        wdt: wdt_for(sandbox.wdt_url()),
-        ..options
-    })
-    .await;
-    (sandbox, pipeline)
-}
 
 /// A tid's status shows its whole life: received, mapped, written to which shard, a failed
 /// attempt and its retry, then the rejection that dead-lettered it; the record lookup shows

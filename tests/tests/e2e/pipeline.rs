@@ -9,26 +9,16 @@ use wdtpipe_proto::v1::SubmitRequest;
 use wdtpipe_proto::v1::ingest_client::IngestClient;
 use wdtpipe_tests::{
     Pipeline, PipelineOptions, RunningSandbox, down_sandbox, eventually, fixture, fixtures,
-    record_with_tid, sandbox_config, wdt_for,
+    record_with_tid, sandbox_config, wdt_for, with_sandbox,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-async fn with_sandbox() -> (RunningSandbox, Pipeline) {
-    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
-    let pipeline = Pipeline::start(PipelineOptions {
-        wdt: wdt_for(sandbox.wdt_url()),
-        ..PipelineOptions::default()
-    })
-    .await;
-    (sandbox, pipeline)
-}
 
 /// Every shared fixture gets its expected answer; the sandbox receives exactly the expected
 /// trades, each once, in correctly signed calls; invalid requests leave nothing behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_flows_to_wdt() {
-    let (sandbox, pipeline) = with_sandbox().await;
+    let (sandbox, pipeline) = with_sandbox(PipelineOptions::default()).await;
     let mut expected: Vec<Value> = Vec::new();
     let mut rejected_tids: Vec<String> = Vec::new();
     for fixture in fixtures() {
@@ -166,7 +156,7 @@ async fn queued_trades_survive_a_deliver_restart() {
 /// INVALID_ARGUMENT naming the record and field for an invalid record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_submit_has_the_callback_semantics() {
-    let (sandbox, pipeline) = with_sandbox().await;
+    let (sandbox, pipeline) = with_sandbox(PipelineOptions::default()).await;
     let mut client = IngestClient::connect(format!("http://{}", pipeline.ingest_grpc))
         .await
         .unwrap();
@@ -220,7 +210,7 @@ async fn grpc_submit_has_the_callback_semantics() {
 /// Bad requests get clear 4xx JSON answers and the service keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors() {
-    let (sandbox, pipeline) = with_sandbox().await;
+    let (sandbox, pipeline) = with_sandbox(PipelineOptions::default()).await;
     let (status, answer) = pipeline.post(b"{not json").await;
     assert_eq!(status, 400);
     assert_eq!(answer["code"], 400);
@@ -293,7 +283,7 @@ async fn unreachable_transform_is_a_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_tids_are_dead_lettered_then_replayed() {
     use wdtpipe_proto::v1::{DeadLetterFilter, ListDeadLettersRequest, ReplayRequest};
-    let (sandbox, pipeline) = with_sandbox().await;
+    let (sandbox, pipeline) = with_sandbox(PipelineOptions::default()).await;
     sandbox.sandbox.set_faults(wdtpipe_sandbox::Faults {
         reject_tid_pattern: Some("T0010".into()),
         ..Default::default()
