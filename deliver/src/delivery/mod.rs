@@ -259,7 +259,9 @@ impl Delivery {
     /// `None` when the lane was not waiting.
     pub fn resume(self: &Arc<Self>, lane: &str) -> Option<String> {
         let mut cut = Vec::new();
-        if let Some(hold) = lock(&self.holds).get(lane) {
+        // Only a loop waiting out its hold takes a request (one calling WDT already would
+        // carry it into its next wait).
+        if let Some(hold) = lock(&self.holds).get(lane).filter(|h| h.until_ms > 0) {
             lock(&self.resume_requests).insert(lane.to_owned());
             cut.push(match &hold.reason {
                 Some(reason) => format!("pause ({reason})"),

@@ -294,6 +294,8 @@ impl ShopLoop {
                 _ = self.stop.changed() => return Turn::Stop,
             }
         }
+        // A request that came as the wait ended is spent: it must not cut the next one.
+        engine.take_resume(&self.shop);
         // Still held (the status says so) until a call goes through; calling WDT now.
         if let Some(hold) = lock(&engine.holds).get_mut(&self.shop) {
             hold.until_ms = 0;
