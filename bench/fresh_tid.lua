@@ -1,9 +1,17 @@
 -- wrk script: POSTs fixture 01 (tests/fixtures/callbacks/01-basic.json) with a fresh tid per
 -- request, so every callback is a new order (no dedupe hit). Usage, from the repo root:
 --   wrk -t2 -c64 -d20s -s bench/fresh_tid.lua http://127.0.0.1:8080/v1/callback
+-- THINK_MS=10 makes each connection wait that long between requests (light load):
+--   THINK_MS=10 wrk -t2 -c16 -d20s -s bench/fresh_tid.lua http://127.0.0.1:8080/v1/callback
 local file = io.open("tests/fixtures/callbacks/01-basic.json", "r")
 local template = file:read("*a")
 file:close()
+local think = tonumber(os.getenv("THINK_MS") or "0")
+if think > 0 then
+  function delay()
+    return think
+  end
+end
 local counter = 0
 local thread_id = 0
 

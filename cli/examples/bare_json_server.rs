@@ -22,7 +22,10 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:8088".to_owned());
     wdtpipe_common::runtime::build()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr).await?;
-        println!("bare JSON server on http://{}/v1/callback", listener.local_addr()?);
+        println!(
+            "bare JSON server on http://{}/v1/callback",
+            listener.local_addr()?
+        );
         let app = axum::Router::new().route("/v1/callback", post(callback));
         axum::serve(listener, app).await?;
         Ok(())

@@ -29,6 +29,10 @@ pub struct UpArgs {
     /// WDT sandbox address (used only when WDT_URL is not set).
     #[arg(long, env = "SANDBOX_ADDR", default_value = "127.0.0.1:8090")]
     pub sandbox_addr: SocketAddr,
+    /// The sandbox keeps only counts and times of accepted trades, not their JSON (long
+    /// runs and benchmarks: it otherwise holds every trade in memory, ~16 KB each).
+    #[arg(long, env = "SANDBOX_LEAN")]
+    pub sandbox_lean: bool,
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -69,6 +73,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         tls,
         connectors,
         sandbox_addr,
+        sandbox_lean,
     } = args;
     let audit_file_given = console.console_audit_file.is_some();
     let mut console = console.into_config(tls.clone())?;
@@ -159,6 +164,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             appkey: non_empty_or(&deliver.wdt.appkey, &defaults.appkey),
             appsecret: non_empty_or(deliver.wdt.appsecret.expose(), &defaults.appsecret),
             accounts,
+            lean: sandbox_lean,
             ..defaults
         };
         deliver.wdt.sid.clone_from(&sandbox_config.sid);
