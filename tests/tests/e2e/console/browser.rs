@@ -21,32 +21,46 @@ struct Browser {
     _driver: tokio::process::Child,
 }
 
-impl Browser {
-    async fn start() -> Self {
-        let driver_path =
-            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+/// Starts chromedriver on a port it picks (`--port=0`) and reads the port from what it
+/// prints; tried three times (a driver that fails to start says why in the panic).
+async fn start_driver() -> (tokio::process::Child, u16) {
+    let driver_path =
+        std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let mut said = Vec::new();
+    for _ in 0..3 {
         let mut driver = tokio::process::Command::new(&driver_path)
             .arg("--port=0")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("{NEEDS_CHROMIUM}: cannot start {driver_path}: {e}"));
+        let mut stderr = BufReader::new(driver.stderr.take().expect("stderr")).lines();
+        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
         // "ChromeDriver was started successfully on port 41234."
         let mut lines = BufReader::new(driver.stdout.take().expect("stdout")).lines();
-        let port = tokio::time::timeout(DEADLINE, async {
+        let found = tokio::time::timeout(DEADLINE, async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(rest) = line.split("started successfully on port ").nth(1) {
                     return rest.trim_end_matches('.').trim().parse::<u16>().ok();
                 }
+                said.push(line);
             }
             None
         })
-        .await
-        .ok()
-        .flatten()
-        .expect("chromedriver prints its port");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .await;
+        if let Ok(Some(port)) = found {
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (driver, port);
+        }
+        said.push(format!("(exit: {:?})", driver.try_wait()));
+    }
+    panic!("chromedriver did not print its port: {said:?}")
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let (driver, port) = start_driver().await;
         let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let capabilities = serde_json::json!({
             "goog:chromeOptions": {
