@@ -1,5 +1,9 @@
 //! `wdtpipe up`: every stage in one process, each on its own loopback gRPC port exactly as
-//! when deployed apart, plus the WDT sandbox when no `WDT_URL` is given.
+//! when deployed apart, plus the WDT sandbox when no `WDT_URL` is given. ingest, transform
+//! and deliver each run on a current-thread runtime of their own thread, as each runs when
+//! deployed alone (BENCHMARKS.md, ninth session: +7 % callbacks/s and a lower p99 than one
+//! shared work-stealing runtime on two cores); the sandbox and the console share the main
+//! runtime.
 
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -219,37 +223,40 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
 
     let shutdown = stopped();
-    tasks.spawn(async move {
-        wdtpipe_deliver::serve(
-            deliver,
-            wdtpipe_deliver::Listeners {
-                grpc: deliver_grpc,
-                metrics: deliver_metrics,
-            },
-            shutdown,
-        )
-        .await
-        .context("deliver")
-    });
+    let (grpc, metrics) = (
+        detach(deliver_grpc)?,
+        deliver_metrics.map(detach).transpose()?,
+    );
+    on_own_runtime(&mut tasks, "deliver", move || async move {
+        let listeners = wdtpipe_deliver::Listeners {
+            grpc: attach(grpc)?,
+            metrics: metrics.map(attach).transpose()?,
+        };
+        wdtpipe_deliver::serve(deliver, listeners, shutdown)
+            .await
+            .context("deliver")
+    })?;
     let shutdown = stopped();
-    tasks.spawn(async move {
-        wdtpipe_transform::serve(
-            transform,
-            wdtpipe_transform::Listeners {
-                grpc: transform_grpc,
-                metrics: transform_metrics,
-            },
-            shutdown,
-        )
-        .await
-        .context("transform")
-    });
+    let (grpc, metrics) = (
+        detach(transform_grpc)?,
+        transform_metrics.map(detach).transpose()?,
+    );
+    on_own_runtime(&mut tasks, "transform", move || async move {
+        let listeners = wdtpipe_transform::Listeners {
+            grpc: attach(grpc)?,
+            metrics: metrics.map(attach).transpose()?,
+        };
+        wdtpipe_transform::serve(transform, listeners, shutdown)
+            .await
+            .context("transform")
+    })?;
     let shutdown = stopped();
-    tasks.spawn(async move {
-        wdtpipe_ingest::serve(ingest, http, ingest_grpc, shutdown)
+    let (http, grpc) = (detach(http)?, detach(ingest_grpc)?);
+    on_own_runtime(&mut tasks, "ingest", move || async move {
+        wdtpipe_ingest::serve(ingest, attach(http)?, attach(grpc)?, shutdown)
             .await
             .context("ingest")
-    });
+    })?;
     if let (Some(config), Some(listener)) = (console, console_http) {
         let shutdown = stopped();
         tasks.spawn(async move {
@@ -296,6 +303,47 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(error) => Err(error),
         None => Ok(()),
     }
+}
+
+/// A listener handed to a stage that runs on another runtime.
+fn detach(listener: TcpListener) -> anyhow::Result<std::net::TcpListener> {
+    Ok(listener.into_std()?)
+}
+
+/// The same listener, registered with the runtime of the thread it is used on.
+fn attach(listener: std::net::TcpListener) -> anyhow::Result<TcpListener> {
+    Ok(TcpListener::from_std(listener)?)
+}
+
+/// Runs a stage on a current-thread runtime of its own OS thread, as each stage runs when
+/// deployed alone (the bench found that cheaper per stage than sharing one work-stealing
+/// runtime on two cores); its result comes back through `tasks`.
+fn on_own_runtime<F, Fut>(
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    name: &'static str,
+    stage: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(stage()));
+            let _ = done.send(outcome);
+        })?;
+    tasks.spawn(async move {
+        result
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the {name} thread ended without a result")))
+    });
+    Ok(())
 }
 
 fn flatten(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
