@@ -12,3 +12,25 @@ mod outbox_model;
 mod pipelining;
 mod schedule;
 mod sigkill;
+
+/// What the engine tests start delivery with: WDT's throttling code 1040 retryable (unless
+/// told otherwise), batches of 50, no sweep during a test.
+fn settings(
+    retry: wdtpipe_deliver::config::RetryPolicy,
+    calls_per_shop: usize,
+    retryable_codes: Vec<i64>,
+) -> wdtpipe_deliver::delivery::DeliverySettings {
+    wdtpipe_deliver::delivery::DeliverySettings {
+        classifier: wdtpipe_deliver::classify::Classifier {
+            retryable_codes,
+            config_codes: vec![],
+        },
+        metrics: std::sync::Arc::new(wdtpipe_deliver::metrics::DeliverMetrics::new(
+            &mut Default::default(),
+        )),
+        retry,
+        batch_size: 50,
+        calls_per_shop,
+        sweep_interval: std::time::Duration::from_secs(3600),
+    }
+}

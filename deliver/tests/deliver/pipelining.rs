@@ -5,12 +5,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wdtpipe_deliver::classify::Classifier;
 use wdtpipe_deliver::clock::Clock;
 use wdtpipe_deliver::config::RetryPolicy;
-use wdtpipe_deliver::delivery::{Delivery, DeliverySettings};
+use wdtpipe_deliver::delivery::Delivery;
 use wdtpipe_deliver::keys::TradeKey;
-use wdtpipe_deliver::metrics::DeliverMetrics;
 use wdtpipe_deliver::store::Outbox;
 use wdtpipe_testkit::eventually;
 
@@ -117,17 +115,7 @@ async fn calls_overlap_but_never_share_a_tid_and_versions_stay_in_order() {
         outbox.clone(),
         api.clone(),
         clock,
-        DeliverySettings {
-            classifier: Classifier {
-                retryable_codes: vec![],
-                config_codes: vec![],
-            },
-            metrics: Arc::new(DeliverMetrics::new(&mut Default::default())),
-            retry: RetryPolicy::default(),
-            batch_size: 50,
-            calls_per_shop: CALLS_PER_SHOP,
-            sweep_interval: Duration::from_secs(3600),
-        },
+        super::settings(RetryPolicy::default(), CALLS_PER_SHOP, vec![]),
     )
     .unwrap();
 

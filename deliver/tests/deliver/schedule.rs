@@ -8,12 +8,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-use wdtpipe_deliver::classify::Classifier;
 use wdtpipe_deliver::clock::Clock;
 use wdtpipe_deliver::config::RetryPolicy;
-use wdtpipe_deliver::delivery::{Delivery, DeliverySettings};
+use wdtpipe_deliver::delivery::Delivery;
 use wdtpipe_deliver::keys::TradeKey;
-use wdtpipe_deliver::metrics::DeliverMetrics;
 use wdtpipe_deliver::store::Outbox;
 use wdtpipe_deliver::wdt::{Answer, BoxFuture, Reply, WdtApi};
 use wdtpipe_proto::v1::{DeliveryState, EnqueueRecord, OutboxEntry, TradeOrder};
@@ -104,17 +102,7 @@ async fn setup(script: Vec<Reply>, policy: RetryPolicy) -> Setup {
         outbox.clone(),
         api.clone(),
         clock,
-        DeliverySettings {
-            classifier: Classifier {
-                retryable_codes: vec![1040],
-                config_codes: vec![],
-            },
-            metrics: Arc::new(DeliverMetrics::new(&mut Default::default())),
-            retry: policy,
-            batch_size: 50,
-            calls_per_shop: 4,
-            sweep_interval: Duration::from_secs(3600),
-        },
+        super::settings(policy, 4, vec![1040]),
     )
     .unwrap();
     let done = outbox
@@ -467,17 +455,7 @@ async fn an_unreachable_account_is_probed_then_every_shop_resumes_at_once() {
         outbox.clone(),
         api.clone(),
         clock,
-        DeliverySettings {
-            classifier: Classifier {
-                retryable_codes: vec![1040],
-                config_codes: vec![],
-            },
-            metrics: Arc::new(DeliverMetrics::new(&mut Default::default())),
-            retry: policy,
-            batch_size: 50,
-            calls_per_shop: 4,
-            sweep_interval: Duration::from_secs(3600),
-        },
+        super::settings(policy, 4, vec![1040]),
     )
     .unwrap();
     let s = Setup {
