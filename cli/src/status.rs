@@ -4,8 +4,8 @@
 
 use crate::target::DeliverTarget;
 use anyhow::Context;
-use wdtpipe_common::format_ms;
 use wdtpipe_common::trade_json::trade_value;
+use wdtpipe_common::{format_ms, format_when as when};
 use wdtpipe_proto::v1::{
     DeliveryState, GetRecordRequest, GetStatusRequest, RecordInfo, TradeStatus,
 };
@@ -95,23 +95,6 @@ fn state_name(state: i32) -> &'static str {
     }
 }
 
-fn when(ms: i64) -> String {
-    if ms > 0 {
-        format_ms(ms)
-    } else {
-        "-".to_owned()
-    }
-}
-
-/// `id@version`, or what an outbox written before schemes existed means.
-fn scheme_label(scheme: &str) -> &str {
-    if scheme.is_empty() {
-        "default@builtin"
-    } else {
-        scheme
-    }
-}
-
 /// A source record's path.
 pub fn render_record(r: &RecordInfo) -> String {
     format!(
@@ -121,7 +104,7 @@ pub fn render_record(r: &RecordInfo) -> String {
         r.source,
         r.request_id,
         when(r.transformed_at_ms),
-        scheme_label(&r.scheme),
+        wdtpipe_common::scheme_label(&r.scheme),
         when(r.enqueued_at_ms),
         r.shard,
         r.tids.join(", "),
@@ -150,7 +133,7 @@ pub fn render(t: &TradeStatus) -> String {
             &t.request_id
         },
         when(t.transformed_at_ms),
-        scheme_label(&t.scheme),
+        wdtpipe_common::scheme_label(&t.scheme),
         when(t.enqueued_at_ms),
     );
     if t.delivered_at_ms > 0 {
@@ -220,7 +203,7 @@ fn record_json(r: &RecordInfo) -> serde_json::Value {
         "record_id": r.record_id, "source": r.source, "request_id": r.request_id,
         "traceparent": r.traceparent, "received_at_ms": r.received_at_ms,
         "transformed_at_ms": r.transformed_at_ms, "enqueued_at_ms": r.enqueued_at_ms,
-        "tids": r.tids, "shard": r.shard, "scheme": scheme_label(&r.scheme),
+        "tids": r.tids, "shard": r.shard, "scheme": wdtpipe_common::scheme_label(&r.scheme),
     })
 }
 
@@ -231,7 +214,7 @@ fn status_json(t: &TradeStatus) -> serde_json::Value {
         "shard": t.shard,
         "state": state_name(t.state),
         "record_id": t.record_id,
-        "scheme": scheme_label(&t.scheme),
+        "scheme": wdtpipe_common::scheme_label(&t.scheme),
         "request_id": t.request_id,
         "received_at_ms": t.received_at_ms,
         "transformed_at_ms": t.transformed_at_ms,

@@ -22,9 +22,28 @@ pub mod telemetry;
 pub mod time;
 pub mod trade_json;
 
+/// A status's `scheme@version` for people: a status written before schemes existed names
+/// none, and the built-in mapping mapped it.
+pub fn scheme_label(scheme: &str) -> &str {
+    if scheme.is_empty() {
+        "default@builtin"
+    } else {
+        scheme
+    }
+}
+
 /// Milliseconds since the Unix epoch, the time unit stored and reported everywhere.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
+}
+
+/// [`format_ms`], or `-` for a time that never was (0), as status lines show it.
+pub fn format_when(ms: i64) -> String {
+    if ms > 0 {
+        format_ms(ms)
+    } else {
+        "-".to_owned()
+    }
 }
 
 /// Formats Unix milliseconds as `YYYY-MM-DD HH:MM:SS.mmm` China time, for humans.

@@ -37,13 +37,7 @@ pub(crate) fn url_part(text: &str) -> String {
 }
 
 /// Unix ms as China time, or `-`.
-pub(crate) fn when(ms: i64) -> String {
-    if ms > 0 {
-        wdtpipe_common::format_ms(ms)
-    } else {
-        "-".to_owned()
-    }
-}
+pub(crate) use wdtpipe_common::format_when as when;
 
 /// `HH:MM:SS` China time of Unix ms, or `-`.
 pub(crate) fn clock(ms: i64) -> String {

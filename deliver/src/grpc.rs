@@ -563,11 +563,7 @@ impl DeliverService {
                 "name the shop to resume".into(),
             ));
         }
-        let connector = match request.connector.as_str() {
-            wdtpipe_common::connectors::DEFAULT => "",
-            other => other,
-        };
-        let lane = wdtpipe_common::connectors::lane(&request.shop_no, connector);
+        let lane = wdtpipe_common::connectors::lane(&request.shop_no, &request.connector);
         Ok(match self.delivery.resume(&lane) {
             Some(cut) => ResumeResponse {
                 resumed: true,

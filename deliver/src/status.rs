@@ -4,7 +4,7 @@
 use crate::error::DeliverError;
 use crate::store::pending_trade;
 use wdtpipe_common::connectors::split_lane;
-use wdtpipe_proto::v1::{DeliveryState, OutboxEntry, RecordMeta, TradeStatus};
+use wdtpipe_proto::v1::{DeliveryState, OutboxEntry, RecordMeta, TradeOrder, TradeStatus};
 
 /// The status of a tid whose latest record its scheme skipped.
 pub(crate) fn skipped_status(tid: &str, note: RecordMeta, shard: &str) -> TradeStatus {
@@ -34,7 +34,7 @@ pub(crate) fn status_of(
     let trade = entry.pending.as_ref().map(pending_trade).transpose()?;
     let delivered_trade = match entry.delivered_trade.as_slice() {
         [] => None,
-        bytes => Some(crate::store::decode_trade(bytes)?),
+        bytes => Some(crate::store::decode::<TradeOrder>(bytes)?),
     };
     let state = DeliveryState::try_from(entry.state).unwrap_or(DeliveryState::Unspecified);
     let (shop_no, connector) = shop_and_connector(&entry.shop_no);

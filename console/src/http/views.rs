@@ -156,8 +156,11 @@ pub(super) async fn search(
         }
     }
     // A dead letter of a tid no shard holds an entry for.
-    let found = find(&state, q).await;
-    if !found.letters.is_empty() {
+    let letters = DeadLetterFilter {
+        tid: q.to_owned(),
+        ..Default::default()
+    };
+    if list(&state.upstream, &letters, "", 1).await.total > 0 {
         return to_order(q);
     }
     let req = Req::of(&state, &headers);

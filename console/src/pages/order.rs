@@ -34,15 +34,6 @@ fn state(lang: Lang, state: i32) -> &'static str {
     }
 }
 
-/// `id@version`, or what an outbox written before schemes existed means.
-fn scheme_label(scheme: &str) -> &str {
-    if scheme.is_empty() {
-        "default@builtin"
-    } else {
-        scheme
-    }
-}
-
 /// The plain answer to "why is this order not in WDT yet?" for one trade; `lane` is its
 /// shop's line of the overview, when the console has it.
 pub(crate) fn why(lang: Lang, t: &TradeStatus, lane: Option<&Lane>) -> String {
@@ -77,12 +68,12 @@ pub(crate) fn why(lang: Lang, t: &TradeStatus, lane: Option<&Lane>) -> String {
         ),
         DeliveryState::Skipped if zh => format!(
             "不会推送：方案 {} 跳过了这条记录（{}）。",
-            scheme_label(&t.scheme),
+            wdtpipe_common::scheme_label(&t.scheme),
             t.last_error
         ),
         DeliveryState::Skipped => format!(
             "Not pushed: scheme {} skips this record ({}).",
-            scheme_label(&t.scheme),
+            wdtpipe_common::scheme_label(&t.scheme),
             t.last_error
         ),
         DeliveryState::Dead if zh => {
@@ -204,7 +195,7 @@ pub(crate) fn render(lang: Lang, tid: &str, found: &Found, lanes: &[Lane]) -> St
             t("mapped"),
             when(trade.transformed_at_ms),
             t("scheme"),
-            esc(scheme_label(&trade.scheme)),
+            esc(wdtpipe_common::scheme_label(&trade.scheme)),
             t("on_disk"),
             when(trade.enqueued_at_ms),
             t("shard"),

@@ -66,7 +66,7 @@ impl ShopActivity {
 /// A shop held back after a failure: why (WDT's answer, for a pause; none for a retry
 /// backoff), since when, and when its loop calls WDT again (Unix ms; 0 while it does).
 #[derive(Debug, Clone, Default)]
-pub struct Hold {
+pub struct ShopHold {
     pub reason: Option<String>,
     pub since_ms: i64,
     pub until_ms: i64,
@@ -107,7 +107,7 @@ pub struct Delivery {
     shops: Mutex<HashMap<String, Arc<Notify>>>,
     /// Shops held back after a failure (paused by a configuration error, or backing off),
     /// until a call of theirs goes through.
-    holds: Mutex<HashMap<String, Hold>>,
+    holds: Mutex<HashMap<String, ShopHold>>,
     /// Shops an operator asked to resume now, until their loop takes the request.
     resume_requests: Mutex<HashSet<String>>,
     resumed: Notify,
@@ -224,8 +224,8 @@ impl Delivery {
     }
 
     /// Shops currently paused, with the reason, since when and the next call or probe.
-    pub fn pauses(&self) -> HashMap<String, Hold> {
-        let mut paused: HashMap<String, Hold> = lock(&self.holds)
+    pub fn pauses(&self) -> HashMap<String, ShopHold> {
+        let mut paused: HashMap<String, ShopHold> = lock(&self.holds)
             .iter()
             .filter(|(_, hold)| hold.reason.is_some())
             .map(|(lane, hold)| (lane.clone(), hold.clone()))
@@ -240,7 +240,7 @@ impl Delivery {
                 .cloned()
                 .collect();
             for lane in lanes {
-                paused.entry(lane).or_insert_with(|| Hold {
+                paused.entry(lane).or_insert_with(|| ShopHold {
                     reason: Some(format!(
                         "WDT account {account} unreachable since {}, next probe in {} s",
                         wdtpipe_common::format_ms(outage.since_ms),

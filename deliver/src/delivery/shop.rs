@@ -271,7 +271,7 @@ impl ShopLoop {
         let until_ms = now_ms + until.saturating_duration_since(Instant::now()).as_millis() as i64;
         {
             let mut holds = lock(&engine.holds);
-            let hold = holds.entry(self.shop.clone()).or_insert(super::Hold {
+            let hold = holds.entry(self.shop.clone()).or_insert(super::ShopHold {
                 reason: None,
                 since_ms: now_ms,
                 until_ms,

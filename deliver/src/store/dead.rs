@@ -251,7 +251,9 @@ fn dead_scan_prefix(filter: &DeadLetterFilter) -> Vec<u8> {
 pub fn matches(filter: &DeadLetterFilter, letter: &DeadLetter) -> bool {
     let (shop, connector) = split_lane(&letter.shop_no);
     // An account named empty is `default`, in the lane and in a filter's key alike.
-    let account = |name: &str| if name.is_empty() { DEFAULT } else { name }.to_owned();
+    fn account(name: &str) -> &str {
+        if name.is_empty() { DEFAULT } else { name }
+    }
     let same_account = |named: &str| account(named) == account(connector);
     (filter.tid.is_empty() || letter.tid == filter.tid)
         && (filter.shop_no.is_empty() || shop == filter.shop_no)

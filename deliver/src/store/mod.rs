@@ -339,11 +339,6 @@ pub fn pending_trade(pending: &PendingVersion) -> Result<TradeOrder> {
     decode(&pending.trade)
 }
 
-/// A trade kept encoded (a delivered version).
-pub fn decode_trade(bytes: &[u8]) -> Result<TradeOrder> {
-    decode(bytes)
-}
-
 pub(crate) fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
     M::decode(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
