@@ -359,6 +359,7 @@ mod tests {
     use clap::CommandFactory;
     use std::collections::BTreeSet;
     use wdtpipe_common::cli::flags_and_envs;
+    use wdtpipe_common::service::command;
 
     /// The settings `up` decides itself: where each stage finds the next.
     const WIRING: [&str; 3] = ["TRANSFORM_URL", "DELIVER_URL", "INGEST_URL"];
@@ -369,10 +370,10 @@ mod tests {
     #[test]
     fn up_takes_every_setting_of_every_stage() {
         let stages: BTreeSet<(String, String)> = [
-            wdtpipe_ingest::cli::Args::command(),
-            wdtpipe_transform::cli::Args::command(),
-            wdtpipe_deliver::cli::Args::command(),
-            wdtpipe_console::cli::Args::command(),
+            command::<wdtpipe_ingest::cli::Args>(),
+            command::<wdtpipe_transform::cli::Args>(),
+            command::<wdtpipe_deliver::cli::Args>(),
+            command::<wdtpipe_console::cli::Args>(),
         ]
         .iter()
         .flat_map(flags_and_envs)

@@ -16,6 +16,7 @@ pub mod record;
 pub mod rejection;
 pub mod request;
 pub mod runtime;
+pub mod service;
 pub mod shutdown;
 pub mod sign;
 pub mod telemetry;

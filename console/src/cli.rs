@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use wdtpipe_common::cli::SharedArgs;
 use wdtpipe_common::config::{ConfigError, Secret, load_file, optional_addr, set};
 use wdtpipe_common::grpc::{GrpcTls, merge_tls};
+use wdtpipe_common::service::{Binary, Shutdown};
 
 /// The console's settings; each flag also reads the environment variable named beside it.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -65,19 +66,12 @@ impl Settings {
     }
 }
 
-/// The `console` binary's command line: its settings, the shared ones, and where the
-/// services are.
-#[derive(Debug, Clone, Default, clap::Parser)]
-#[command(
-    name = "console",
-    version,
-    about = "wdt-pipeline operator console: web pages over transform and deliver, and alerts"
-)]
+/// The `console` binary's own flags: its settings and where the services are (which
+/// `wdtpipe up` decides itself). [`wdtpipe_common::service`] adds the shared ones.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub settings: Settings,
-    #[command(flatten)]
-    pub shared: SharedArgs,
     /// The transform service [default: http://127.0.0.1:50052].
     #[arg(long, env = "TRANSFORM_URL")]
     pub transform_url: Option<String>,
@@ -93,21 +87,9 @@ pub struct Args {
 }
 
 impl Args {
-    /// The short names the binary takes besides the prefixed ones.
-    pub const ALIASES: &'static [(&'static str, &'static str)] = &[
-        ("console_config", "config"),
-        ("console_addr", "addr"),
-        ("console_token", "token"),
-    ];
-
-    /// Parses the process's arguments.
-    pub fn parse_process() -> Self {
-        wdtpipe_common::cli::parse_with_aliases(Self::ALIASES)
-    }
-
-    /// The config, or `None` when `CONSOLE_ADDR` is `off`.
-    pub fn into_config(self) -> Result<Option<ConsoleConfig>, ConfigError> {
-        let Some(mut config) = self.settings.into_config(self.shared.tls)? else {
+    /// The config, or `None` when `CONSOLE_ADDR` is `off`; `tls` given by flag or environment.
+    pub fn into_config(self, tls: GrpcTls) -> Result<Option<ConsoleConfig>, ConfigError> {
+        let Some(mut config) = self.settings.into_config(tls)? else {
             return Ok(None);
         };
         set(&mut config.transform_url, self.transform_url);
@@ -115,5 +97,27 @@ impl Args {
         set(&mut config.ingest_url, self.ingest_url);
         set(&mut config.admin_token, self.admin_token.map(Secret::from));
         Ok(Some(config))
+    }
+}
+
+impl Binary for Args {
+    const NAME: &'static str = "console";
+    const ABOUT: &'static str =
+        "wdt-pipeline operator console: web pages over transform and deliver, and alerts";
+    const SHORT_NAMES: &'static [&'static str] = &["config", "addr", "token"];
+
+    /// `None` when `CONSOLE_ADDR` is `off`, which the binary refuses.
+    type Config = Option<ConsoleConfig>;
+
+    fn config(self, shared: SharedArgs) -> Result<Option<ConsoleConfig>, ConfigError> {
+        self.into_config(shared.tls)
+    }
+
+    async fn serve(config: Option<ConsoleConfig>, shutdown: Shutdown) -> anyhow::Result<()> {
+        let Some(config) = config else {
+            anyhow::bail!("CONSOLE_ADDR is off: nothing to serve");
+        };
+        let listener = tokio::net::TcpListener::bind(config.addr).await?;
+        Ok(crate::serve(config, listener, shutdown).await?)
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use wdtpipe_common::cli::{ConnectorsArg, SharedArgs};
 use wdtpipe_common::config::{ConfigError, Secret, load_file, optional_addr, set};
 use wdtpipe_common::grpc::{GrpcTls, merge_tls};
+use wdtpipe_common::service::{Binary, Shutdown};
 
 /// Deliver's settings; each flag also reads the environment variable named beside it.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -105,40 +106,39 @@ impl Settings {
     }
 }
 
-/// The `deliver` binary's command line: its settings and the shared ones.
-#[derive(Debug, Clone, Default, clap::Parser)]
-#[command(
-    name = "deliver",
-    version,
-    about = "wdt-pipeline deliver stage: durable outbox and WDT trade_push"
-)]
+/// The `deliver` binary's own flags: its settings and the WDT accounts file.
+/// [`wdtpipe_common::service`] adds the shared ones.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub settings: Settings,
-    #[command(flatten)]
-    pub shared: SharedArgs,
     #[command(flatten)]
     pub connectors: ConnectorsArg,
 }
 
 impl Args {
-    /// The short names the binary takes besides the prefixed ones.
-    pub const ALIASES: &'static [(&'static str, &'static str)] = &[
-        ("deliver_config", "config"),
-        ("deliver_grpc_addr", "grpc-addr"),
-        ("deliver_metrics_addr", "metrics-addr"),
-    ];
-
-    /// Parses the process's arguments.
-    pub fn parse_process() -> Self {
-        wdtpipe_common::cli::parse_with_aliases(Self::ALIASES)
-    }
-
-    /// The settings, checked.
-    pub fn into_config(self) -> Result<DeliverConfig, ConfigError> {
-        let mut config = self.settings.into_config(self.shared.tls)?;
+    /// The settings, with `tls` given by flag or environment, checked.
+    pub fn into_config(self, tls: GrpcTls) -> Result<DeliverConfig, ConfigError> {
+        let mut config = self.settings.into_config(tls)?;
         config.load_connectors(self.connectors.connectors_file.as_deref())?;
         config.validate()?;
         Ok(config)
+    }
+}
+
+impl Binary for Args {
+    const NAME: &'static str = "deliver";
+    const ABOUT: &'static str = "wdt-pipeline deliver stage: durable outbox and WDT trade_push";
+    const SHORT_NAMES: &'static [&'static str] = &["config", "grpc-addr", "metrics-addr"];
+
+    type Config = DeliverConfig;
+
+    fn config(self, shared: SharedArgs) -> Result<DeliverConfig, ConfigError> {
+        self.into_config(shared.tls)
+    }
+
+    async fn serve(config: DeliverConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+        let listeners = crate::Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
+        Ok(crate::serve(config, listeners, shutdown).await?)
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use wdtpipe_common::cli::SharedArgs;
 use wdtpipe_common::config::{ConfigError, Secret, load_file, set};
 use wdtpipe_common::grpc::{GrpcTls, merge_tls};
+use wdtpipe_common::service::{Binary, Shutdown};
 
 /// Ingest's settings; each flag also reads the environment variable named beside it.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -64,39 +65,40 @@ impl Settings {
     }
 }
 
-/// The `ingest` binary's command line: its settings, the shared ones, and where transform is
-/// (which `wdtpipe up` decides itself).
-#[derive(Debug, Clone, Default, clap::Parser)]
-#[command(
-    name = "ingest",
-    version,
-    about = "wdt-pipeline ingest stage: HTTP callbacks and gRPC Ingest"
-)]
+/// The `ingest` binary's own flags: its settings, and where transform is (which `wdtpipe up`
+/// decides itself). [`wdtpipe_common::service`] adds the shared ones.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub settings: Settings,
-    #[command(flatten)]
-    pub shared: SharedArgs,
     /// The transform service [default: http://127.0.0.1:50052].
     #[arg(long, env = "TRANSFORM_URL")]
     pub transform_url: Option<String>,
 }
 
 impl Args {
-    /// The short names the binary takes besides the prefixed ones.
-    pub const ALIASES: &'static [(&'static str, &'static str)] = &[
-        ("ingest_config", "config"),
-        ("ingest_grpc_addr", "grpc-addr"),
-    ];
-
-    /// Parses the process's arguments.
-    pub fn parse_process() -> Self {
-        wdtpipe_common::cli::parse_with_aliases(Self::ALIASES)
-    }
-
-    pub fn into_config(self) -> Result<IngestConfig, ConfigError> {
-        let mut config = self.settings.into_config(self.shared.tls)?;
+    /// The settings, with `tls` given by flag or environment.
+    pub fn into_config(self, tls: GrpcTls) -> Result<IngestConfig, ConfigError> {
+        let mut config = self.settings.into_config(tls)?;
         set(&mut config.transform_url, self.transform_url);
         Ok(config)
+    }
+}
+
+impl Binary for Args {
+    const NAME: &'static str = "ingest";
+    const ABOUT: &'static str = "wdt-pipeline ingest stage: HTTP callbacks and gRPC Ingest";
+    const SHORT_NAMES: &'static [&'static str] = &["config", "grpc-addr"];
+
+    type Config = IngestConfig;
+
+    fn config(self, shared: SharedArgs) -> Result<IngestConfig, ConfigError> {
+        self.into_config(shared.tls)
+    }
+
+    async fn serve(config: IngestConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+        let http = tokio::net::TcpListener::bind(config.http_addr).await?;
+        let grpc = tokio::net::TcpListener::bind(config.grpc_addr).await?;
+        Ok(crate::serve(config, http, grpc, shutdown).await?)
     }
 }

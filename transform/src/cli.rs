@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use wdtpipe_common::cli::{ConnectorsArg, SharedArgs};
 use wdtpipe_common::config::{ConfigError, load_file, optional_addr, set};
 use wdtpipe_common::grpc::{GrpcTls, merge_tls};
+use wdtpipe_common::service::{Binary, Shutdown};
 
 /// Transform's settings; each flag also reads the environment variable named beside it.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -51,19 +52,13 @@ impl Settings {
     }
 }
 
-/// The `transform` binary's command line: its settings, the shared ones, and the deliver
-/// shards (which `wdtpipe up` decides itself).
-#[derive(Debug, Clone, Default, clap::Parser)]
-#[command(
-    name = "transform",
-    version,
-    about = "wdt-pipeline transform stage: stockout records → WDT trades"
-)]
+/// The `transform` binary's own flags: its settings, the WDT accounts file, and the deliver
+/// shards (which `wdtpipe up` decides itself). [`wdtpipe_common::service`] adds the shared
+/// ones.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub settings: Settings,
-    #[command(flatten)]
-    pub shared: SharedArgs,
     #[command(flatten)]
     pub connectors: ConnectorsArg,
     /// The deliver shards, comma-separated, in a fixed order (each tid always goes to the
@@ -73,20 +68,9 @@ pub struct Args {
 }
 
 impl Args {
-    /// The short names the binary takes besides the prefixed ones.
-    pub const ALIASES: &'static [(&'static str, &'static str)] = &[
-        ("transform_config", "config"),
-        ("transform_grpc_addr", "grpc-addr"),
-        ("transform_metrics_addr", "metrics-addr"),
-    ];
-
-    /// Parses the process's arguments.
-    pub fn parse_process() -> Self {
-        wdtpipe_common::cli::parse_with_aliases(Self::ALIASES)
-    }
-
-    pub fn into_config(self) -> Result<TransformConfig, ConfigError> {
-        let mut config = self.settings.into_config(self.shared.tls)?;
+    /// The settings, with `tls` given by flag or environment.
+    pub fn into_config(self, tls: GrpcTls) -> Result<TransformConfig, ConfigError> {
+        let mut config = self.settings.into_config(tls)?;
         set(
             &mut config.connectors_file,
             self.connectors.connectors_file.map(Some),
@@ -99,5 +83,22 @@ impl Args {
                 .collect();
         }
         Ok(config)
+    }
+}
+
+impl Binary for Args {
+    const NAME: &'static str = "transform";
+    const ABOUT: &'static str = "wdt-pipeline transform stage: stockout records → WDT trades";
+    const SHORT_NAMES: &'static [&'static str] = &["config", "grpc-addr", "metrics-addr"];
+
+    type Config = TransformConfig;
+
+    fn config(self, shared: SharedArgs) -> Result<TransformConfig, ConfigError> {
+        self.into_config(shared.tls)
+    }
+
+    async fn serve(config: TransformConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+        let listeners = crate::Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
+        Ok(crate::serve(config, listeners, shutdown).await?)
     }
 }
