@@ -282,6 +282,63 @@ pub fn status_of(failure: wdtpipe_proto::v1::Failure) -> tonic::Status {
     )
 }
 
+/// One item's answer in a batch call (`ProcessOutcome`, `EnqueueOutcome`): the response, or
+/// the failure the single call would have answered. Both ends of a batch call convert with it.
+pub trait BatchOutcome: Sized {
+    /// The single call's response.
+    type Response;
+    /// The stage that answers (for the message of an empty outcome).
+    const SERVICE: &'static str;
+    /// The outcome of one item, as the server puts it in the batch.
+    fn of(result: Result<Self::Response, tonic::Status>) -> Self;
+    /// The item's answer as the single call would have given it, as the client reads it.
+    fn into_result(self) -> Result<Self::Response, tonic::Status>;
+}
+
+macro_rules! batch_outcome {
+    ($outcome:ident, $module:ident, $response:ident, $service:literal) => {
+        impl BatchOutcome for wdtpipe_proto::v1::$outcome {
+            type Response = wdtpipe_proto::v1::$response;
+            const SERVICE: &'static str = $service;
+
+            fn of(result: Result<Self::Response, tonic::Status>) -> Self {
+                use wdtpipe_proto::v1::$module::Outcome;
+                Self {
+                    outcome: Some(match result {
+                        Ok(response) => Outcome::Ok(response),
+                        Err(status) => Outcome::Failure(failure_of(&status)),
+                    }),
+                }
+            }
+
+            fn into_result(self) -> Result<Self::Response, tonic::Status> {
+                use wdtpipe_proto::v1::$module::Outcome;
+                match self.outcome {
+                    Some(Outcome::Ok(response)) => Ok(response),
+                    Some(Outcome::Failure(failure)) => Err(status_of(failure)),
+                    None => Err(tonic::Status::internal(concat!(
+                        $service,
+                        " answered an empty outcome"
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+batch_outcome!(
+    ProcessOutcome,
+    process_outcome,
+    ProcessResponse,
+    "transform"
+);
+batch_outcome!(EnqueueOutcome, enqueue_outcome, EnqueueResponse, "deliver");
+
+/// A batch call's outcomes as the single calls' answers, in order.
+pub fn batch_results<O: BatchOutcome>(outcomes: Vec<O>) -> Vec<Result<O::Response, tonic::Status>> {
+    outcomes.into_iter().map(O::into_result).collect()
+}
+
 /// Sends one item as a batch of many: concurrent callers' items are gathered while earlier
 /// batches are in flight, so under load each RPC carries many items and the per-call cost
 /// is shared, while a lone caller is sent at once (no timer, no added latency).

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use wdtpipe_common::config::Secret;
 use wdtpipe_common::connectors::valid_shop;
 use wdtpipe_common::dead_letters;
-use wdtpipe_common::grpc::failure_of;
+use wdtpipe_common::grpc::BatchOutcome;
 use wdtpipe_proto::v1::deliver_server::Deliver;
 use wdtpipe_proto::v1::{
     DeadLetterFilter, DiscardRequest, DiscardResponse, EnqueueRequest, EnqueueResponse,
@@ -20,9 +20,7 @@ use wdtpipe_proto::v1::{
     ShopStats, StatsRequest, StatsResponse, TrackResult, TrackWrite, TradeOrder, TradeStatus,
     WriteRemappedRequest, WriteRemappedResponse,
 };
-use wdtpipe_proto::v1::{
-    EnqueueBatchRequest, EnqueueBatchResponse, EnqueueOutcome, enqueue_outcome,
-};
+use wdtpipe_proto::v1::{EnqueueBatchRequest, EnqueueBatchResponse, EnqueueOutcome};
 
 /// Dead letters listed when the request sets no limit.
 const DEFAULT_LIST_LIMIT: usize = 100;
@@ -243,12 +241,7 @@ impl Deliver for DeliverService {
         )
         .await
         .into_iter()
-        .map(|result| EnqueueOutcome {
-            outcome: Some(match result {
-                Ok(response) => enqueue_outcome::Outcome::Ok(response),
-                Err(error) => enqueue_outcome::Outcome::Failure(failure_of(&Status::from(error))),
-            }),
-        })
+        .map(|result| EnqueueOutcome::of(result.map_err(Status::from)))
         .collect();
         Ok(Response::new(EnqueueBatchResponse { outcomes }))
     }

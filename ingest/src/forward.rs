@@ -6,12 +6,11 @@ use crate::metrics::IngestMetrics;
 use crate::record::record_id;
 use std::sync::Arc;
 use tonic::transport::Channel;
-use wdtpipe_common::grpc::{Coalescer, status_of};
+use wdtpipe_common::grpc::{Coalescer, batch_results};
 use wdtpipe_common::now_ms;
 use wdtpipe_proto::v1::transform_client::TransformClient;
 use wdtpipe_proto::v1::{
     ProcessBatchRequest, ProcessRequest, ProcessResponse, Receipt, RecordEnvelope, StockoutRecord,
-    process_outcome,
 };
 
 /// The client side of the transform hop. Cheap to clone.
@@ -48,17 +47,7 @@ impl Forwarder {
                     .process_batch(ProcessBatchRequest { requests })
                     .await?
                     .into_inner();
-                Ok(answer
-                    .outcomes
-                    .into_iter()
-                    .map(|o| match o.outcome {
-                        Some(process_outcome::Outcome::Ok(response)) => Ok(response),
-                        Some(process_outcome::Outcome::Failure(failure)) => Err(status_of(failure)),
-                        None => Err(tonic::Status::internal(
-                            "transform answered an empty outcome",
-                        )),
-                    })
-                    .collect())
+                Ok(batch_results(answer.outcomes))
             }
         });
         Self {

@@ -2,11 +2,11 @@
 //! Concurrent requests reach each deliver shard coalesced into `EnqueueBatch` calls.
 
 use crate::mapping::{Mapped, map_record_traced};
-use crate::pipeline::{ProcessError, ShardCall, ShardFailure, Shards, Transformer};
+use crate::pipeline::{ShardCall, ShardFailure, Shards, Transformer};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument as _;
-use wdtpipe_common::grpc::{Coalescer, failure_of, status_of};
+use wdtpipe_common::grpc::{BatchOutcome, Coalescer, batch_results};
 use wdtpipe_common::rejection;
 use wdtpipe_proto::v1::deliver_client::DeliverClient;
 use wdtpipe_proto::v1::transform_server::Transform;
@@ -14,7 +14,7 @@ use wdtpipe_proto::v1::{
     ConvertRequest, ConvertResponse, ConvertedRecord, EnqueueBatchRequest, EnqueueRequest,
     EnqueueResponse, FieldProvenance, ListSchemesRequest, ListSchemesResponse, PreviewRequest,
     PreviewResponse, PreviewedRecord, ProcessBatchRequest, ProcessBatchResponse, ProcessOutcome,
-    ProcessRequest, ProcessResponse, SchemeInfo, enqueue_outcome, process_outcome,
+    ProcessRequest, ProcessResponse, SchemeInfo,
 };
 use wdtpipe_proto::v1::{
     ListDeadLettersRequest, ListDeadLettersResponse, RemapRequest, RemapResponse, TrackRequest,
@@ -34,15 +34,7 @@ fn shard_sender(client: DeliverClient<Channel>) -> ShardSender {
                 .enqueue_batch(EnqueueBatchRequest { requests })
                 .await?
                 .into_inner();
-            Ok(answer
-                .outcomes
-                .into_iter()
-                .map(|o| match o.outcome {
-                    Some(enqueue_outcome::Outcome::Ok(response)) => Ok(response),
-                    Some(enqueue_outcome::Outcome::Failure(failure)) => Err(status_of(failure)),
-                    None => Err(Status::internal("deliver answered an empty outcome")),
-                })
-                .collect())
+            Ok(batch_results(answer.outcomes))
         }
     })
 }
@@ -141,26 +133,6 @@ impl Shards for GrpcShards {
     }
 }
 
-/// The one place a refusal becomes a gRPC status.
-fn status(error: ProcessError) -> Status {
-    match error {
-        ProcessError::NoRecords => Status::invalid_argument("no records"),
-        ProcessError::NoScheme(message) => Status::not_found(message),
-        ProcessError::BadRequest(message) => Status::invalid_argument(message),
-        ProcessError::WrongSource(message) => Status::failed_precondition(message),
-        ProcessError::BadSign(message) => Status::unauthenticated(message),
-        ProcessError::Invalid(rejection) => rejection::to_status(&rejection),
-        ProcessError::Deliver(failure) => {
-            let code = match Code::from(failure.code) {
-                // A bad request to deliver is transform's bug, not the sender's.
-                Code::InvalidArgument => Code::Internal,
-                code => code,
-            };
-            Status::new(code, format!("deliver: {}", failure.message))
-        }
-    }
-}
-
 impl std::fmt::Debug for TransformService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransformService").finish_non_exhaustive()
@@ -185,7 +157,7 @@ impl Transform for TransformService {
         request: Request<ProcessRequest>,
     ) -> Result<Response<ProcessResponse>, Status> {
         let response = self.transformer.process(request.into_inner()).await;
-        Ok(Response::new(response.map_err(status)?))
+        Ok(Response::new(response.map_err(Status::from)?))
     }
 
     #[tracing::instrument(skip_all, fields(requests = request.get_ref().requests.len()))]
@@ -199,12 +171,7 @@ impl Transform for TransformService {
         }))
         .await
         .into_iter()
-        .map(|result| ProcessOutcome {
-            outcome: Some(match result {
-                Ok(response) => process_outcome::Outcome::Ok(response),
-                Err(error) => process_outcome::Outcome::Failure(failure_of(&status(error))),
-            }),
-        })
+        .map(|result| ProcessOutcome::of(result.map_err(Status::from)))
         .collect();
         Ok(Response::new(ProcessBatchResponse { outcomes }))
     }
@@ -218,7 +185,7 @@ impl Transform for TransformService {
         let mapped = self
             .transformer
             .convert(&request.scheme, &request.records)
-            .map_err(status)?;
+            .map_err(Status::from)?;
         Ok(Response::new(ConvertResponse {
             records: mapped
                 .into_iter()
@@ -236,7 +203,9 @@ impl Transform for TransformService {
     ) -> Result<Response<PreviewResponse>, Status> {
         let request = request.into_inner();
         let scheme = if request.scheme_text.is_empty() {
-            self.transformer.scheme(&request.scheme).map_err(status)?
+            self.transformer
+                .scheme(&request.scheme)
+                .map_err(Status::from)?
         } else {
             let loaded = self.transformer.catalog().current();
             let options = loaded
@@ -318,14 +287,7 @@ impl Transform for TransformService {
                 authorization,
             )
             .await
-            .map_err(|error| match error {
-                // Deliver's refusal of the credential or the filter is the caller's.
-                ProcessError::Deliver(failure) => Status::new(
-                    Code::from(failure.code),
-                    format!("deliver: {}", failure.message),
-                ),
-                error => status(error),
-            })?;
+            .map_err(Status::from)?;
         Ok(Response::new(done))
     }
 
@@ -338,7 +300,7 @@ impl Transform for TransformService {
             .transformer
             .track(request.into_inner())
             .await
-            .map_err(status)?;
+            .map_err(Status::from)?;
         Ok(Response::new(answer))
     }
 

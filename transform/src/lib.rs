@@ -15,11 +15,13 @@
 //! | dead letters mapped again after a scheme fix | `remap` |
 //! | kuaidi100 pushes: sign, `param`, the order, the sign-off | `track` |
 //! | counters and latencies | `metrics` |
+//! | why it cannot start, why a request is refused, and the gRPC status of each | `error` |
 
 mod builtin;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+mod error;
 mod grpc;
 pub mod mapping;
 mod metrics;
@@ -40,22 +42,7 @@ use wdtpipe_common::shutdown::Stop;
 use wdtpipe_proto::v1::deliver_client::DeliverClient;
 use wdtpipe_proto::v1::transform_server::TransformServer;
 
-/// Why transform could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum TransformError {
-    #[error("no deliver shard configured (DELIVER_URL)")]
-    NoShards,
-    #[error("invalid DELIVER_URL or gRPC TLS settings: {0}")]
-    Client(#[from] rpc::TlsError),
-    #[error("gRPC server failed: {0}")]
-    Serve(#[from] tonic::transport::Error),
-    #[error("metrics server failed: {0}")]
-    Metrics(#[from] std::io::Error),
-    #[error("SCHEMES_DIR: {0}")]
-    Schemes(#[from] catalog::CatalogError),
-    #[error(transparent)]
-    Connectors(#[from] wdtpipe_common::config::ConfigError),
-}
+pub use error::TransformError;
 
 pub use wdtpipe_common::grpc::Listeners;
 

@@ -3,6 +3,7 @@
 //! shards' answers into receipts. [`crate::grpc`] is the thin adapter that serves it.
 
 use crate::catalog::Catalog;
+use crate::error::ProcessError;
 use crate::mapping::{Mapped, map_records};
 use crate::metrics::TransformMetrics;
 use crate::scheme::{Scheme, Source};
@@ -15,9 +16,8 @@ use wdtpipe_common::connectors::DEFAULT;
 use wdtpipe_common::{now_ms, rejection};
 use wdtpipe_proto::v1::{
     EnqueueRecord, EnqueueRequest, EnqueueResponse, ListDeadLettersRequest,
-    ListDeadLettersResponse, ProcessRequest, ProcessResponse, Receipt, RecordRejection,
-    StockoutRecord, TrackResult, TrackWrite, TradeOrder, WriteRemappedRequest,
-    WriteRemappedResponse,
+    ListDeadLettersResponse, ProcessRequest, ProcessResponse, Receipt, StockoutRecord, TrackResult,
+    TrackWrite, TradeOrder, WriteRemappedRequest, WriteRemappedResponse,
 };
 
 /// Why a deliver shard did not take its part: the gRPC status code it answered (as its
@@ -53,26 +53,6 @@ pub(crate) trait Shards: Send + Sync + 'static {
         request: WriteRemappedRequest,
         authorization: String,
     ) -> ShardCall<'_, WriteRemappedResponse>;
-}
-
-/// Why a request was not taken.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum ProcessError {
-    /// The request holds no record.
-    NoRecords,
-    /// No scheme has the request's id.
-    NoScheme(String),
-    /// A record is invalid: nothing of the request was written.
-    Invalid(RecordRejection),
-    /// A shard refused or could not be reached (the first such answer).
-    Deliver(ShardFailure),
-    /// A request that cannot be served as asked (e.g. a dead-letter filter that sets
-    /// nothing).
-    BadRequest(String),
-    /// The scheme takes the other kind of input (JSON records, or kuaidi100 pushes).
-    WrongSource(String),
-    /// A kuaidi100 push whose sign does not verify.
-    BadSign(String),
 }
 
 impl std::fmt::Debug for Transformer {

@@ -14,8 +14,9 @@
 //! A crash between steps of 4 leaves the letter in place with its trades queued elsewhere;
 //! a second re-map queues them again as the same version, which WDT takes as an update.
 
+use crate::error::ProcessError;
 use crate::mapping::{Mapped, map_record};
-use crate::pipeline::{ProcessError, Transformer};
+use crate::pipeline::Transformer;
 use crate::scheme::Scheme;
 use crate::shard::shard_of;
 use std::collections::BTreeMap;
@@ -65,7 +66,7 @@ impl Transformer {
                     authorization.clone(),
                 )
                 .await
-                .map_err(ProcessError::Deliver)?;
+                .map_err(ProcessError::DeliverAdmin)?;
         }
         let mut held = self.read_letters(&filter).await?;
         held.sort_by_key(|h| h.letter.seq);
@@ -199,7 +200,7 @@ impl Transformer {
                         authorization.clone(),
                     )
                     .await
-                    .map_err(ProcessError::Deliver)?;
+                    .map_err(ProcessError::DeliverAdmin)?;
                 add(&mut done, answer);
             }
         }
@@ -231,7 +232,7 @@ impl Transformer {
                         },
                     )
                     .await
-                    .map_err(ProcessError::Deliver)?;
+                    .map_err(ProcessError::DeliverAdmin)?;
                 held.extend(
                     page.letters
                         .into_iter()

@@ -8,7 +8,8 @@
 //! number's shard. Once the order has come, `dlq replay` applies it when the order is on
 //! that shard, and `dlq remap` (`Transform.Remap`) looks the number up on every shard.
 
-use crate::pipeline::{ProcessError, Transformer};
+use crate::error::ProcessError;
+use crate::pipeline::Transformer;
 use crate::scheme::Source;
 use crate::shard::shard_of;
 use wdtpipe_common::{kuaidi100, now_ms, sign::md5_hex};
