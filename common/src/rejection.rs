@@ -39,6 +39,22 @@ pub fn rejection(
     }
 }
 
+/// A record's 1-based position in its request, which every rejection of it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordAt(pub u32);
+
+impl RecordAt {
+    /// The rejection of this record: `field` of trade `tid` breaks `rule`.
+    pub fn reject(
+        self,
+        tid: &str,
+        field: impl Into<String>,
+        rule: impl Into<String>,
+    ) -> RecordRejection {
+        rejection(self.0, tid, field, rule)
+    }
+}
+
 /// The message text of a rejection.
 pub fn message(r: &RecordRejection) -> String {
     Display(r).to_string()

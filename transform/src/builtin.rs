@@ -11,7 +11,7 @@ use crate::scheme::BuiltinOptions;
 use crate::scheme::fields::{LineField, TradeField};
 use rust_decimal::Decimal;
 use wdtpipe_common::decimal::{DecimalError, Integer, format_decimal, parse_decimal};
-use wdtpipe_common::rejection::rejection;
+use wdtpipe_common::rejection::{RecordAt, rejection};
 use wdtpipe_common::time::{ZERO_TIME, normalize_time};
 use wdtpipe_proto::v1::{RecordRejection, StockoutDetail, StockoutRecord, TradeLine, TradeOrder};
 
@@ -105,7 +105,7 @@ pub(crate) fn drafts(
 ) -> Result<Vec<Draft>, RecordRejection> {
     Builtin {
         record,
-        position,
+        at: RecordAt(position),
         options,
         tid_hint: tid_hint(record),
     }
@@ -116,7 +116,7 @@ pub(crate) use wdtpipe_common::record::tid_hint;
 
 struct Builtin<'a> {
     record: &'a StockoutRecord,
-    position: u32,
+    at: RecordAt,
     options: &'a BuiltinOptions,
     /// The tid named in error messages about the header.
     tid_hint: String,
@@ -134,31 +134,25 @@ struct Line<'a> {
 }
 
 impl Builtin<'_> {
-    fn reject(
-        &self,
-        tid: &str,
-        field: impl Into<String>,
-        rule: impl Into<String>,
-    ) -> RecordRejection {
-        rejection(self.position, tid, field, rule)
-    }
-
     fn decimal(&self, field: &str, text: &str) -> Result<Decimal, RecordRejection> {
         self.decimal_at(&self.tid_hint, field, text)
     }
 
     fn decimal_at(&self, tid: &str, field: &str, text: &str) -> Result<Decimal, RecordRejection> {
-        parse_decimal(text).map_err(|e: DecimalError| self.reject(tid, field, e.to_string()))
+        parse_decimal(text).map_err(|e: DecimalError| self.at.reject(tid, field, e.to_string()))
     }
 
     fn time(&self, field: &str, text: &str) -> Result<Option<String>, RecordRejection> {
-        normalize_time(text).map_err(|e| self.reject(&self.tid_hint, field, e.to_string()))
+        normalize_time(text).map_err(|e| self.at.reject(&self.tid_hint, field, e.to_string()))
     }
 
     /// An integer field of the record: `None` when not an integer, an error when out of
     /// range for WDT's 32-bit fields.
     fn int32(&self, field: &str, text: &str) -> Result<Option<i32>, RecordRejection> {
-        let out_of_range = || self.reject(&self.tid_hint, field, "integer out of range");
+        let out_of_range = || {
+            self.at
+                .reject(&self.tid_hint, field, "integer out of range")
+        };
         match Integer::parse(text) {
             Integer::Value(v) => i32::try_from(v).map(Some).map_err(|_| out_of_range()),
             Integer::OutOfRange => Err(out_of_range()),
@@ -178,7 +172,9 @@ impl Builtin<'_> {
         let pay_time = self.time("pay_time", &r.pay_time)?;
 
         if r.details_list.is_empty() {
-            return Err(self.reject(&self.tid_hint, "details_list", "missing or empty"));
+            return Err(self
+                .at
+                .reject(&self.tid_hint, "details_list", "missing or empty"));
         }
 
         // One trade per src_tid when every line names one and there are several.
@@ -315,7 +311,7 @@ impl Builtin<'_> {
                     };
                     total = total
                         .checked_add(amount)
-                        .ok_or_else(|| self.reject(&tid, "paid", "decimal out of range"))?;
+                        .ok_or_else(|| self.at.reject(&tid, "paid", "decimal out of range"))?;
                 }
                 total
             } else {
@@ -397,7 +393,7 @@ impl Builtin<'_> {
         trade_status: i32,
     ) -> Result<Line<'d>, RecordRejection> {
         let path = |field: &str| format!("details_list[{n}].{field}");
-        let invalid = |field: &str, rule: &str| self.reject(tid, path(field), rule);
+        let invalid = |field: &str, rule: &str| self.at.reject(tid, path(field), rule);
         let decimal = |field: &str, text: &str| self.decimal_at(tid, &path(field), text);
 
         let oid = if !d.src_oid.is_empty() {

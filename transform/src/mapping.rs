@@ -22,7 +22,7 @@ use crate::scheme::Scheme;
 use crate::scheme::fields::{LineField, TradeField};
 use rust_decimal::Decimal;
 use wdtpipe_common::decimal::parse_decimal;
-use wdtpipe_common::rejection::rejection;
+use wdtpipe_common::rejection::RecordAt;
 use wdtpipe_proto::v1::{RecordRejection, StockoutRecord, TradeOrder};
 
 /// Longest `tid` and `oid` WDT accepts, in code points.
@@ -111,7 +111,9 @@ fn map_with_trace(
             draft.follow_trade_status();
         }
     }
-    let check = Checks { position };
+    let check = Checks {
+        at: RecordAt(position),
+    };
     check.tids(&drafts)?;
     for draft in &drafts {
         check.header(draft)?;
@@ -137,22 +139,13 @@ pub fn map_records<'a>(
 
 /// Step 3: the checks on final values.
 struct Checks {
-    position: u32,
+    at: RecordAt,
 }
 
 impl Checks {
-    fn reject(
-        &self,
-        tid: &str,
-        field: impl Into<String>,
-        rule: impl Into<String>,
-    ) -> RecordRejection {
-        rejection(self.position, tid, field, rule)
-    }
-
     /// A rule's result that fails a check.
     fn rule_failed(&self, draft: &Draft, field: impl Into<String>, why: &str) -> RecordRejection {
-        draft.rule_failed(self.position, field, why)
+        draft.rule_failed(self.at.0, field, why)
     }
 
     fn tids(&self, drafts: &[Draft]) -> Result<(), RecordRejection> {
@@ -171,7 +164,7 @@ impl Checks {
                     ));
                 }
             } else if let Some((field, rule)) = &draft.tid_problem {
-                return Err(self.reject(tid, field.clone(), rule.clone()));
+                return Err(self.at.reject(tid, field.clone(), rule.clone()));
             }
         }
         Ok(())
@@ -179,7 +172,7 @@ impl Checks {
 
     fn header(&self, draft: &Draft) -> Result<(), RecordRejection> {
         let t = &draft.trade;
-        let builtin = |field: &str, rule: &str| self.reject(&draft.tid_hint, field, rule);
+        let builtin = |field: &str, rule: &str| self.at.reject(&draft.tid_hint, field, rule);
         let required = [
             (
                 TradeField::ShopNo,
@@ -228,7 +221,7 @@ impl Checks {
             let path = |field: &str| format!("details_list[{n}].{field}");
             let ruled = |field: LineField| source.ruled(field);
             let builtin =
-                |field: &str, rule: String| self.reject(&draft.trade.tid, path(field), rule);
+                |field: &str, rule: String| self.at.reject(&draft.trade.tid, path(field), rule);
             let rule_failed =
                 |field: LineField, why: String| self.rule_failed(draft, path(field.name()), &why);
 
