@@ -231,8 +231,8 @@ impl Outbox {
     }
 
     /// Fault injection for tests: the next commit fails as if sled's write had failed
-    /// (so the writer reopens sled before the one after).
-    #[doc(hidden)]
+    /// (so the writer reopens sled before the one after). Only with the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
     pub fn fail_next_commit(&self) {
         self.storage.fail_next.store(true, Ordering::SeqCst);
     }
