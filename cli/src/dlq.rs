@@ -2,8 +2,7 @@
 //! `remap` goes through transform (`Transform.Remap`), which maps the letters' records again
 //! with the fixed scheme and writes the result to the shards.
 
-use crate::target::DeliverTarget;
-use anyhow::Context;
+use crate::target::{Client, DeliverTarget};
 use wdtpipe_common::format_ms;
 
 use wdtpipe_common::time::unix_ms;
@@ -154,20 +153,18 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             json,
         } => {
             let (mut letters, mut total) = (Vec::new(), 0);
-            for filter in filter.filters()? {
-                for (url, mut client) in clients.clone() {
-                    let answer = client
-                        .list_dead_letters(ListDeadLettersRequest {
-                            filter: Some(filter.clone()),
-                            limit,
-                            page_token: String::new(),
-                        })
-                        .await
-                        .with_context(|| format!("cannot ask deliver at {url}"))?
-                        .into_inner();
-                    total += answer.total;
-                    letters.extend(answer.letters);
-                }
+            let answers = each_shard(&clients, &filter, |mut client, filter| async move {
+                let request = ListDeadLettersRequest {
+                    filter: Some(filter),
+                    limit,
+                    page_token: String::new(),
+                };
+                client.list_dead_letters(request).await
+            })
+            .await?;
+            for answer in answers {
+                total += answer.total;
+                letters.extend(answer.letters);
             }
             letters.sort_by_key(|l| std::cmp::Reverse(l.dead_at_ms));
             letters.truncate(limit as usize);
@@ -195,21 +192,15 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
         }
         Action::Replay { filter } => {
             let (mut replayed, mut superseded, mut tids) = (0, 0, Vec::new());
-            for filter in filter.filters()? {
-                for (url, mut client) in clients.clone() {
-                    let answer = client
-                        .replay(ReplayRequest {
-                            filter: Some(filter.clone()),
-                        })
-                        .await
-                        .map_err(|status| {
-                            anyhow::anyhow!("deliver at {url}: {}", status.message())
-                        })?
-                        .into_inner();
-                    replayed += answer.replayed;
-                    superseded += answer.superseded;
-                    tids.extend(answer.tids);
-                }
+            let answers = each_shard(&clients, &filter, |mut client, filter| async move {
+                let filter = Some(filter);
+                client.replay(ReplayRequest { filter }).await
+            })
+            .await?;
+            for answer in answers {
+                replayed += answer.replayed;
+                superseded += answer.superseded;
+                tids.extend(answer.tids);
             }
             let listed = if tids.is_empty() {
                 String::new()
@@ -219,26 +210,40 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             println!("replayed {replayed} (superseded by newer versions: {superseded}){listed}");
         }
         Action::Discard { filter } => {
-            let mut discarded = 0;
-            for filter in filter.filters()? {
-                for (url, mut client) in clients.clone() {
-                    let answer = client
-                        .discard(DiscardRequest {
-                            filter: Some(filter.clone()),
-                        })
-                        .await
-                        .map_err(|status| {
-                            anyhow::anyhow!("deliver at {url}: {}", status.message())
-                        })?
-                        .into_inner();
-                    discarded += answer.discarded;
-                }
-            }
+            let answers = each_shard(&clients, &filter, |mut client, filter| async move {
+                let filter = Some(filter);
+                client.discard(DiscardRequest { filter }).await
+            })
+            .await?;
+            let discarded: u32 = answers.iter().map(|a| a.discarded).sum();
             println!("discarded {discarded}");
         }
         Action::Remap { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// Calls every shard with every filter the arguments stand for (one per `--tid`), in order;
+/// the first refusal stops it, naming the shard.
+async fn each_shard<T, F, Fut>(
+    clients: &[(String, Client)],
+    filter: &FilterArgs,
+    call: F,
+) -> anyhow::Result<Vec<T>>
+where
+    F: Fn(Client, DeadLetterFilter) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let mut answers = Vec::new();
+    for filter in filter.filters()? {
+        for (url, client) in clients {
+            let answer = call(client.clone(), filter.clone())
+                .await
+                .map_err(|status| anyhow::anyhow!("deliver at {url}: {}", status.message()))?;
+            answers.push(answer.into_inner());
+        }
+    }
+    Ok(answers)
 }
 
 async fn remap(

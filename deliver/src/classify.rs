@@ -164,20 +164,6 @@ fn has_word_start(text: &str, word: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wdt::Answer;
-
-    fn answer(code: i64, message: &str) -> Reply {
-        Reply::Http {
-            status: 200,
-            retry_after: None,
-            answer: Ok(Answer {
-                code,
-                message: message.into(),
-                new_count: 0,
-                chg_count: 0,
-            }),
-        }
-    }
 
     fn classify(reply: &Reply) -> Verdict {
         Classifier {
@@ -216,15 +202,15 @@ mod tests {
         assert!(matches!(classify(&http(404)), Verdict::Config { .. }));
         assert!(matches!(classify(&http(200)), Verdict::Transient { .. }));
         assert_eq!(
-            classify(&answer(0, "")),
+            classify(&Reply::answer(0, "")),
             Verdict::Delivered {
                 new_count: 0,
                 chg_count: 0
             }
         );
         for throttled in [
-            answer(5, "超过每分钟最大调用频率限制,请稍后重试"),
-            answer(1040, "busy"),
+            Reply::answer(5, "超过每分钟最大调用频率限制,请稍后重试"),
+            Reply::answer(1040, "busy"),
         ] {
             assert!(matches!(
                 classify(&throttled),
@@ -235,12 +221,12 @@ mod tests {
             ));
         }
         for config in [
-            answer(102, "签名错误 (sign mismatch)"),
-            answer(1, "invalid signature"),
-            answer(103, "timestamp超出允许范围"),
-            answer(100, "sid不存在"),
-            answer(101, "appkey不存在"),
-            answer(7, "anything"),
+            Reply::answer(102, "签名错误 (sign mismatch)"),
+            Reply::answer(1, "invalid signature"),
+            Reply::answer(103, "timestamp超出允许范围"),
+            Reply::answer(100, "sid不存在"),
+            Reply::answer(101, "appkey不存在"),
+            Reply::answer(7, "anything"),
         ] {
             assert!(
                 matches!(classify(&config), Verdict::Config { .. }),
@@ -248,7 +234,7 @@ mod tests {
             );
         }
         assert_eq!(
-            classify(&answer(
+            classify(&Reply::answer(
                 99,
                 r#"[{"tid":"T1","error":"bad"},{"tid":2,"error":"worse"}]"#
             )),
@@ -257,9 +243,9 @@ mod tests {
             }
         );
         for rejected in [
-            answer(99, "buyer_nick 不能为空"),
-            answer(99, "design fault"),
-            answer(99, "[]"),
+            Reply::answer(99, "buyer_nick 不能为空"),
+            Reply::answer(99, "design fault"),
+            Reply::answer(99, "[]"),
         ] {
             assert!(
                 matches!(classify(&rejected), Verdict::Rejected { .. }),

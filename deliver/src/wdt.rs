@@ -20,6 +20,23 @@ pub enum Reply {
     },
 }
 
+impl Reply {
+    /// An HTTP 200 carrying WDT's answer `code` with `message` (no counts, no
+    /// `Retry-After`): how scripted WDTs in tests answer.
+    pub fn answer(code: i64, message: impl Into<String>) -> Self {
+        Reply::Http {
+            status: 200,
+            retry_after: None,
+            answer: Ok(Answer {
+                code,
+                message: message.into(),
+                new_count: 0,
+                chg_count: 0,
+            }),
+        }
+    }
+}
+
 /// WDT's JSON answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -32,26 +49,27 @@ pub struct Answer {
 /// A future returned by [`WdtApi`].
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-/// The part of WDT deliver talks to. [`WdtClient`] is the real thing; tests may script
-/// replies to watch the retry schedule under a paused clock.
+/// One `trade_push` call as [`WdtApi`] takes it: the trades of one lane.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The lane pushed: a shop within a WDT account (see
+    /// [`wdtpipe_common::connectors::lane`]). A single [`WdtClient`] takes it as the shop.
+    pub lane: &'a str,
+    pub trades: &'a [&'a TradeOrder],
+}
+
+/// The part of WDT deliver talks to. [`Accounts`] (or one [`WdtClient`]) is the real thing;
+/// tests may script replies to watch the retry schedule under a paused clock.
 pub trait WdtApi: Send + Sync + 'static {
-    /// Pushes trades of one shop in one call.
-    fn trade_push<'a>(
-        &'a self,
-        shop_no: &'a str,
-        trades: &'a [&'a TradeOrder],
-    ) -> BoxFuture<'a, Reply>;
+    /// Pushes trades of one lane in one call.
+    fn trade_push<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, Reply>;
     /// Where calls go, for logs.
     fn endpoint(&self) -> &str;
 }
 
 impl WdtApi for WdtClient {
-    fn trade_push<'a>(
-        &'a self,
-        shop_no: &'a str,
-        trades: &'a [&'a TradeOrder],
-    ) -> BoxFuture<'a, Reply> {
-        Box::pin(WdtClient::trade_push(self, shop_no, trades))
+    fn trade_push<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, Reply> {
+        Box::pin(WdtClient::trade_push(self, call.lane, call.trades))
     }
 
     fn endpoint(&self) -> &str {
@@ -277,14 +295,10 @@ impl Accounts {
 }
 
 impl WdtApi for Accounts {
-    fn trade_push<'a>(
-        &'a self,
-        lane: &'a str,
-        trades: &'a [&'a TradeOrder],
-    ) -> BoxFuture<'a, Reply> {
-        let (shop_no, connector) = wdtpipe_common::connectors::split_lane(lane);
+    fn trade_push<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, Reply> {
+        let (shop_no, connector) = wdtpipe_common::connectors::split_lane(call.lane);
         match self.client(connector) {
-            Some(client) => Box::pin(client.trade_push(shop_no, trades)),
+            Some(client) => Box::pin(client.trade_push(shop_no, call.trades)),
             // Only an outbox written under another CONNECTORS_FILE holds such a lane: its
             // shop pauses (a configuration error) until the account is configured again.
             None => Box::pin(std::future::ready(Reply::Http {

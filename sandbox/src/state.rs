@@ -257,6 +257,11 @@ mod tests {
         json!({"tid": "T1", "order_list": [{"oid": "O1", "num": num, "price": price}]})
     }
 
+    /// `Store::accept` of `trade` as T1 at shop S of account `sid`, in full (not lean).
+    fn accept_t1(store: &mut Store, trade: Value, now_ms: i64) -> (u64, u64) {
+        store.accept("sid", "S", vec![("T1".into(), trade)], now_ms, false)
+    }
+
     /// `Store::conflict` on a trade given as a `Value`, read back as `trade_push` reads it.
     fn conflict(store: &Store, shop_no: &str, trade: &Value) -> Option<String> {
         store.conflict(
@@ -271,32 +276,14 @@ mod tests {
     #[test]
     fn versions_and_fixed_lines() {
         let mut store = Store::default();
-        assert_eq!(
-            store.accept(
-                "sid",
-                "S",
-                vec![("T1".into(), version("2", "10.5"))],
-                1,
-                false
-            ),
-            (1, 0)
-        );
+        assert_eq!(accept_t1(&mut store, version("2", "10.5"), 1), (1, 0));
         assert_eq!(conflict(&store, "S", &version("2.00", "10.50")), None);
         assert_eq!(conflict(&store, "OTHER", &version("3", "10.5")), None);
         assert_eq!(
             conflict(&store, "S", &version("3", "10.5")).as_deref(),
             Some("oid O1: num/price 不能修改")
         );
-        assert_eq!(
-            store.accept(
-                "sid",
-                "S",
-                vec![("T1".into(), version("2", "10.5"))],
-                2,
-                false
-            ),
-            (0, 1)
-        );
+        assert_eq!(accept_t1(&mut store, version("2", "10.5"), 2), (0, 1));
         let trade = store.trade("T1").unwrap();
         assert_eq!((trade.versions, trade.history.len()), (2, 2));
         assert_eq!((trade.first_accepted_ms, trade.last_accepted_ms), (1, 2));

@@ -6,6 +6,9 @@ use tokio::sync::oneshot;
 use wdtpipe_sandbox::{Faults, Sandbox, SandboxConfig, serve};
 
 const SHOP: &str = "shop-1";
+/// Where `trade_push.php` is served, and the content type of its form.
+const PUSH_PATH: &str = "/openapi2/trade_push.php";
+const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
 /// A sandbox served on an ephemeral port, stopped when dropped.
 struct Spawned {
@@ -30,6 +33,15 @@ async fn spawn(config: SandboxConfig) -> Spawned {
         client,
         _stop: stop,
     }
+}
+
+/// A sandbox served with `faults` injected from the start.
+async fn spawn_faulty(faults: Faults) -> Spawned {
+    spawn(SandboxConfig {
+        faults,
+        ..SandboxConfig::default()
+    })
+    .await
 }
 
 fn now_secs() -> i64 {
@@ -90,34 +102,43 @@ impl Spawned {
 
     /// Pushes `trades` correctly signed, now.
     async fn push(&self, trades: &[Value]) -> (u16, Value) {
-        let config = self.config();
-        let fields = signed_fields(config, trades, now_secs(), &config.appsecret);
-        self.post_form(&fields).await
+        answer_of(self.send_push(trades).await.unwrap()).await
     }
 
-    async fn post_form(&self, fields: &[(String, String)]) -> (u16, Value) {
-        let body = serde_urlencoded::to_string(fields).unwrap();
-        self.post(
-            "application/x-www-form-urlencoded; charset=utf-8",
-            body,
-            "/openapi2/trade_push.php",
+    /// Pushes `trades` correctly signed, now, and hands back the raw HTTP answer or the
+    /// transport error, for tests that look at headers or at a dropped connection.
+    async fn send_push(&self, trades: &[Value]) -> reqwest::Result<reqwest::Response> {
+        let config = self.config();
+        let fields = signed_fields(config, trades, now_secs(), &config.appsecret);
+        self.send(
+            FORM,
+            serde_urlencoded::to_string(fields).unwrap(),
+            PUSH_PATH,
         )
         .await
     }
 
+    async fn post_form(&self, fields: &[(String, String)]) -> (u16, Value) {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        self.post(FORM, body, PUSH_PATH).await
+    }
+
     async fn post(&self, content_type: &str, body: String, path: &str) -> (u16, Value) {
-        let response = self
-            .client
+        answer_of(self.send(content_type, body, path).await.unwrap()).await
+    }
+
+    async fn send(
+        &self,
+        content_type: &str,
+        body: String,
+        path: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.client
             .post(format!("{}{path}", self.base))
             .header("content-type", content_type)
             .body(body)
             .send()
             .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, value)
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -133,6 +154,14 @@ impl Spawned {
             serde_json::from_str(&response.text().await.unwrap()).unwrap(),
         )
     }
+}
+
+/// An answer's status and body: its JSON, or its text when it is not JSON.
+async fn answer_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
 }
 
 /// A code 99 message parsed as its `[{tid, error}]` array.
@@ -379,11 +408,11 @@ async fn paid_identity_when_enabled() {
 /// reject_tid_pattern answers 99 naming only the matching tids and stores nothing.
 #[tokio::test]
 async fn reject_tid_pattern_names_the_tids() {
-    let s = spawn(SandboxConfig::default()).await;
-    s.sandbox.set_faults(Faults {
+    let s = spawn_faulty(Faults {
         reject_tid_pattern: Some("BAD".to_owned()),
         ..Faults::default()
-    });
+    })
+    .await;
     let (_, answer) = s
         .push(&[trade("T1"), trade("T-BAD-2"), trade("T3"), trade("BAD4")])
         .await;
@@ -403,11 +432,11 @@ async fn reject_tid_pattern_names_the_tids() {
 /// reject_without_tid answers 99 with plain text that is no JSON array and names no tid.
 #[tokio::test]
 async fn reject_without_tid_names_nothing() {
-    let s = spawn(SandboxConfig::default()).await;
-    s.sandbox.set_faults(Faults {
+    let s = spawn_faulty(Faults {
         reject_without_tid: Some("BAD".to_owned()),
         ..Faults::default()
-    });
+    })
+    .await;
     let (_, answer) = s.push(&[trade("T1"), trade("T-BAD-2")]).await;
     assert_eq!(answer["code"], 99);
     let message = answer["message"].as_str().unwrap();
@@ -419,12 +448,9 @@ async fn reject_without_tid_names_nothing() {
 /// throttle_rate 1.0 answers code 1040 with the throttling text, over HTTP 200.
 #[tokio::test]
 async fn throttle_is_1040() {
-    let s = spawn(SandboxConfig {
-        faults: Faults {
-            throttle_rate: 1.0,
-            ..Faults::default()
-        },
-        ..SandboxConfig::default()
+    let s = spawn_faulty(Faults {
+        throttle_rate: 1.0,
+        ..Faults::default()
     })
     .await;
     let (status, answer) = s.push(&[trade("T1")]).await;
@@ -438,28 +464,13 @@ async fn throttle_is_1040() {
 /// 1.0 answers 429; both are logged.
 #[tokio::test]
 async fn error_rate_is_http_500() {
-    let s = spawn(SandboxConfig::default()).await;
-    s.sandbox.set_faults(Faults {
+    let s = spawn_faulty(Faults {
         error_rate: 1.0,
         retry_after_secs: Some(7),
         ..Faults::default()
-    });
-    let config = s.config().clone();
-    let body = serde_urlencoded::to_string(signed_fields(
-        &config,
-        &[trade("T1")],
-        now_secs(),
-        &config.appsecret,
-    ))
-    .unwrap();
-    let response = s
-        .client
-        .post(format!("{}/openapi2/trade_push.php", s.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    })
+    .await;
+    let response = s.send_push(&[trade("T1")]).await.unwrap();
     assert_eq!(response.status().as_u16(), 500);
     assert_eq!(response.headers()["retry-after"], "7");
     s.sandbox.set_faults(Faults {
@@ -475,29 +486,12 @@ async fn error_rate_is_http_500() {
 /// drop_rate 1.0 closes the connection: the client sees a transport error, not an answer.
 #[tokio::test]
 async fn drop_is_a_transport_error() {
-    let s = spawn(SandboxConfig {
-        faults: Faults {
-            drop_rate: 1.0,
-            ..Faults::default()
-        },
-        ..SandboxConfig::default()
+    let s = spawn_faulty(Faults {
+        drop_rate: 1.0,
+        ..Faults::default()
     })
     .await;
-    let config = s.config().clone();
-    let body = serde_urlencoded::to_string(signed_fields(
-        &config,
-        &[trade("T1")],
-        now_secs(),
-        &config.appsecret,
-    ))
-    .unwrap();
-    let result = s
-        .client
-        .post(format!("{}/openapi2/trade_push.php", s.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await;
+    let result = s.send_push(&[trade("T1")]).await;
     assert!(
         result.is_err(),
         "expected a transport error, got {result:?}"
@@ -509,11 +503,11 @@ async fn drop_is_a_transport_error() {
 /// Shops listed in sign_error_shops answer 102 although correctly signed.
 #[tokio::test]
 async fn sign_error_shop_is_102() {
-    let s = spawn(SandboxConfig::default()).await;
-    s.sandbox.set_faults(Faults {
+    let s = spawn_faulty(Faults {
         sign_error_shops: vec![SHOP.to_owned()],
         ..Faults::default()
-    });
+    })
+    .await;
     assert_eq!(s.push(&[trade("T1")]).await.1["code"], 102);
 }
 

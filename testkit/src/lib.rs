@@ -1,8 +1,13 @@
 //! What the tests of every crate share, so that none copies it: the sample callbacks and
-//! what each must produce (`tests/fixtures`), records with fresh tids, and waiting for an
+//! what each must produce (`tests/fixtures`), records with fresh tids, waiting for an
 //! effect with a deadline ([`eventually`] in async tests, [`eventually_blocking`] in tests
-//! that drive processes). A test never waits without a deadline and never sleeps a fixed
-//! time for an effect.
+//! that drive processes), a WDT sandbox on a loopback port ([`sandbox`]) and reading
+//! deliver's stats ([`stats`]). A test never waits without a deadline and never sleeps a
+//! fixed time for an effect.
+
+pub mod accounts;
+pub mod sandbox;
+pub mod stats;
 
 use serde_json::Value;
 use std::future::Future;

@@ -14,8 +14,11 @@ use wdtpipe_common::grpc::GrpcTls;
 use wdtpipe_deliver::config::{DeliverConfig, RetryPolicy, WdtConfig};
 use wdtpipe_ingest::config::{IngestConfig, Limits};
 use wdtpipe_proto::v1::deliver_client::DeliverClient;
-use wdtpipe_proto::v1::{GetStatusRequest, TradeStatus};
-use wdtpipe_sandbox::{Sandbox, SandboxConfig};
+use wdtpipe_proto::v1::{
+    DeadLetter, DeadLetterFilter, DeliveryState, GetStatusRequest, ListDeadLettersRequest,
+    TradeStatus,
+};
+use wdtpipe_sandbox::SandboxConfig;
 use wdtpipe_transform::config::TransformConfig;
 use wdtpipe_transform::scheme::BuiltinOptions;
 
@@ -58,49 +61,7 @@ impl Running {
     }
 }
 
-impl std::fmt::Debug for RunningSandbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningSandbox")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A WDT sandbox on a loopback port.
-pub struct RunningSandbox {
-    pub sandbox: Sandbox,
-    pub addr: SocketAddr,
-    running: Running,
-}
-
-impl RunningSandbox {
-    /// Starts a sandbox on `addr` (port 0 for any).
-    pub async fn start(config: SandboxConfig, addr: SocketAddr) -> Self {
-        let listener = TcpListener::bind(addr).await.expect("bind sandbox");
-        let addr = listener.local_addr().expect("sandbox addr");
-        let sandbox = Sandbox::new(config);
-        let serving = sandbox.clone();
-        let running = Running::spawn(move |shutdown| async move {
-            wdtpipe_sandbox::serve(serving, listener, shutdown)
-                .await
-                .map_err(|e| e.to_string())
-        });
-        Self {
-            sandbox,
-            addr,
-            running,
-        }
-    }
-
-    /// The `WDT_URL` pointing at this sandbox.
-    pub fn wdt_url(&self) -> String {
-        format!("http://{}/openapi2", self.addr)
-    }
-
-    pub async fn stop(self) {
-        self.running.stop().await.expect("sandbox stopped cleanly");
-    }
-}
+pub use wdtpipe_testkit::sandbox::RunningSandbox;
 
 /// A sandbox and a pipeline delivering to it, with `options` (its `wdt` set to the
 /// sandbox, with the test account).
@@ -117,7 +78,7 @@ pub async fn with_sandbox_faults(
         faults,
         ..sandbox_config()
     };
-    let sandbox = RunningSandbox::start(config, "127.0.0.1:0".parse().expect("addr")).await;
+    let sandbox = RunningSandbox::start(config).await;
     let pipeline = Pipeline::start(PipelineOptions {
         wdt: wdt_for(sandbox.wdt_url()),
         ..options
@@ -436,19 +397,31 @@ impl Pipeline {
 
     /// POSTs a callback body to a path of ingest's HTTP address (`/v1/callback/{scheme}`).
     pub async fn post_to(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, Value) {
-        let mut request = self
-            .client
-            .post(format!("{}{path}", self.http))
-            .header("content-type", "application/json")
-            .body(body.to_vec());
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.expect("ingest answers");
+        let response = self.send(path, "application/json", body, headers).await;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.expect("answer body");
         let body = serde_json::from_slice(&bytes).expect("JSON answer");
         (status, body)
+    }
+
+    /// POSTs `body` as `content_type` with extra headers to a path of ingest's HTTP address,
+    /// and returns the response as it came (for its headers).
+    pub async fn send(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.http))
+            .header("content-type", content_type)
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("ingest answers")
     }
 
     /// The schemes transform serves, over gRPC `ListSchemes` (plaintext).
@@ -498,6 +471,46 @@ impl Pipeline {
             );
         }
         trades
+    }
+
+    /// The dead letters `filter` matches on one shard (its first page).
+    pub async fn dead_letters_on(&self, shard: usize, filter: DeadLetterFilter) -> Vec<DeadLetter> {
+        self.shard_client(shard)
+            .list_dead_letters(ListDeadLettersRequest {
+                filter: Some(filter),
+                ..ListDeadLettersRequest::default()
+            })
+            .await
+            .expect("dead letters listed")
+            .into_inner()
+            .letters
+    }
+
+    /// The dead letters `filter` matches on every shard, in shard order.
+    pub async fn dead_letters(&self, filter: DeadLetterFilter) -> Vec<DeadLetter> {
+        let mut letters = Vec::new();
+        for shard in 0..self.shards.len() {
+            letters.extend(self.dead_letters_on(shard, filter.clone()).await);
+        }
+        letters
+    }
+
+    /// Waits up to `deadline` for `tid`'s status to reach `state` on some shop, and returns
+    /// that shop's status.
+    pub async fn status_in(
+        &self,
+        tid: &str,
+        state: DeliveryState,
+        deadline: std::time::Duration,
+    ) -> TradeStatus {
+        let what = format!("{tid} {}", state.as_str_name());
+        wdtpipe_testkit::eventually(&what, deadline, || async {
+            self.status(tid)
+                .await
+                .into_iter()
+                .find(|s| s.state == state as i32)
+        })
+        .await
     }
 
     /// The operator console over this pipeline on an ephemeral loopback port: operator

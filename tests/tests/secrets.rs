@@ -48,17 +48,14 @@ async fn secrets_never_appear_in_logs_or_answers() {
         .with_writer(logs.clone())
         .init();
 
-    let sandbox = RunningSandbox::start(
-        SandboxConfig {
-            appsecret: APPSECRET.into(),
-            faults: Faults {
-                sign_error_shops: vec!["SHOP01".into()],
-                ..Faults::default()
-            },
-            ..SandboxConfig::default()
+    let sandbox = RunningSandbox::start(SandboxConfig {
+        appsecret: APPSECRET.into(),
+        faults: Faults {
+            sign_error_shops: vec!["SHOP01".into()],
+            ..Faults::default()
         },
-        "127.0.0.1:0".parse().unwrap(),
-    )
+        ..SandboxConfig::default()
+    })
     .await;
     let mut wdt = wdt_for(sandbox.wdt_url());
     wdt.appsecret = Secret::new(APPSECRET);

@@ -12,8 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
-use wdtpipe_sandbox::{Faults, Sandbox, SandboxConfig};
+use wdtpipe_sandbox::{Faults, SandboxConfig};
+use wdtpipe_testkit::sandbox::RunningSandbox;
 use wdtpipe_testkit::{eventually, eventually_blocking, eventually_or};
 
 const STARTUP: Duration = Duration::from_secs(30);
@@ -144,17 +144,6 @@ impl Drop for Up {
     }
 }
 
-/// Starts a WDT sandbox on a loopback port: its URL, and what stops it when dropped.
-async fn start_sandbox(sandbox: Sandbox) -> (String, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let wdt_url = format!("http://{}/openapi2", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(wdtpipe_sandbox::serve(sandbox, listener, async move {
-        let _ = stopped.await;
-    }));
-    (wdt_url, stop)
-}
-
 /// The shared fixture 01's record.
 fn fixture_record() -> serde_json::Value {
     serde_json::from_slice(&wdtpipe_testkit::fixture("01-").body).unwrap()
@@ -163,8 +152,8 @@ fn fixture_record() -> serde_json::Value {
 /// SIGTERM during load: exit code 0, and no acknowledged callback is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
-    let sandbox = Sandbox::new(SandboxConfig::default());
-    let (wdt_url, _stop_sandbox) = start_sandbox(sandbox.clone()).await;
+    let sandbox = RunningSandbox::start(SandboxConfig::default()).await;
+    let wdt_url = sandbox.wdt_url();
     let data = tempfile::tempdir().unwrap();
     let mut up = Up::start(data.path(), &wdt_url);
 
@@ -274,16 +263,8 @@ async fn waiting(deliver: &str, shop: &str) -> (u64, bool, u64) {
         .expect("stats need no token")
         .into_inner()
         .shops;
-    (
-        shops
-            .iter()
-            .map(|s| s.queued + s.retrying + s.in_flight)
-            .sum(),
-        shops
-            .iter()
-            .any(|s| s.shop_no == shop && !s.paused_reason.is_empty()),
-        shops.iter().map(|s| s.dead_letters).sum(),
-    )
+    let (backlog, paused) = wdtpipe_testkit::stats::backlog_and_paused(&shops, shop);
+    (backlog, paused, shops.iter().map(|s| s.dead_letters).sum())
 }
 
 /// `ADMIN_TOKEN=… wdtpipe up`: `wdtpipe purge`, `dlq replay`, `dlq remap` and `dlq discard`
@@ -293,14 +274,15 @@ async fn up_protects_admin_calls_with_the_token() {
     let record = fixture_record();
     let shop = record["shop_no"].as_str().unwrap().to_owned();
     // WDT answers this shop's calls with a sign error: its trades stay queued, paused.
-    let sandbox = Sandbox::new(SandboxConfig {
+    let sandbox = RunningSandbox::start(SandboxConfig {
         faults: Faults {
             sign_error_shops: vec![shop.clone()],
             ..Faults::default()
         },
         ..SandboxConfig::default()
-    });
-    let (wdt_url, _stop_sandbox) = start_sandbox(sandbox).await;
+    })
+    .await;
+    let wdt_url = sandbox.wdt_url();
     let data = tempfile::tempdir().unwrap();
     let mut env = up_env(data.path(), &wdt_url);
     env.push(("ADMIN_TOKEN", TOKEN.into()));
@@ -493,8 +475,8 @@ fn up_reloads_schemes_on_sighup() {
 /// acknowledged (ingest → transform → deliver over TLS) and reaches WDT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_over_grpc_tls_delivers() {
-    let sandbox = Sandbox::new(SandboxConfig::default());
-    let (wdt_url, _stop_sandbox) = start_sandbox(sandbox.clone()).await;
+    let sandbox = RunningSandbox::start(SandboxConfig::default()).await;
+    let wdt_url = sandbox.wdt_url();
     let data = tempfile::tempdir().unwrap();
     let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls");
     let mut env = up_env(data.path(), &wdt_url);
@@ -538,19 +520,9 @@ async fn up_over_grpc_tls_delivers() {
 async fn up_gives_every_connector_a_sandbox_account() {
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
-    let connectors = files.path().join("connectors.toml");
-    std::fs::write(
-        &connectors,
-        "[brand-b]\nurl = \"https://api.wangdian.cn/openapi2\"\nsid = \"brandb\"\nappkey = \"brandb-key\"\nappsecret_env = \"WDT_APPSECRET_BRAND_B\"\n",
-    )
-    .unwrap();
-    let schemes = files.path().join("schemes");
-    std::fs::create_dir(&schemes).unwrap();
-    std::fs::write(
-        schemes.join("b.toml"),
-        "id = \"b\"\nconnector = \"brand-b\"\n",
-    )
-    .unwrap();
+    // The account's URL is WDT's own: `up` without WDT_URL replaces it with its sandbox.
+    let (connectors, schemes) =
+        wdtpipe_testkit::accounts::brand_b(files.path(), "https://api.wangdian.cn/openapi2");
     let mut env = up_env(data.path(), "");
     env.retain(|(k, _)| !k.starts_with("WDT_"));
     env.push(("SANDBOX_ADDR", "127.0.0.1:0".into()));
@@ -674,7 +646,8 @@ fn outbox_check_export_import_through_the_cli() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_checks_kuaidi100_signs() {
     const PARAM: &str = include_str!("../../../tests/fixtures/kuaidi100/jd-signed.param.json");
-    let (wdt_url, _stop_sandbox) = start_sandbox(Sandbox::new(SandboxConfig::default())).await;
+    let sandbox = RunningSandbox::start(SandboxConfig::default()).await;
+    let wdt_url = sandbox.wdt_url();
     let data = tempfile::tempdir().unwrap();
     let schemes = tempfile::tempdir().unwrap();
     std::fs::write(

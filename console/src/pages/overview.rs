@@ -85,25 +85,30 @@ fn lanes(lang: Lang, snapshot: &Snapshot, shop: Option<&str>) -> String {
             t("no_shops")
         );
     }
+    let head: String = [
+        "connector",
+        "shop",
+        "queued",
+        "in_flight",
+        "retrying",
+        "oldest",
+        "delivered_min",
+        "last_hour",
+        "dead_letters",
+        "paused",
+        "shard",
+    ]
+    .iter()
+    .map(|key| format!("<th>{}</th>", t(key)))
+    .collect();
     format!(
-        "<h2>{shops}</h2><table class=\"lanes\"><thead><tr><th>{connector}</th><th>{shop}</th><th>{queued}</th><th>{in_flight}</th><th>{retrying}</th><th>{oldest}</th><th>{per_min}</th><th>{hour}</th><th>{dead}</th><th>{paused}</th><th>{shard}</th></tr></thead><tbody>{rows}</tbody><tfoot><tr><td colspan=\"2\">{total}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td colspan=\"3\"></td><td class=\"num\">{}</td><td colspan=\"2\"></td></tr></tfoot></table>",
+        "<h2>{}</h2><table class=\"lanes\"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody><tfoot><tr><td colspan=\"2\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td colspan=\"3\"></td><td class=\"num\">{}</td><td colspan=\"2\"></td></tr></tfoot></table>",
+        t("shops"),
+        t("total"),
         totals[0],
         totals[1],
         totals[2],
         totals[3],
-        shops = t("shops"),
-        connector = t("connector"),
-        shop = t("shop"),
-        queued = t("queued"),
-        in_flight = t("in_flight"),
-        retrying = t("retrying"),
-        oldest = t("oldest"),
-        per_min = t("delivered_min"),
-        hour = t("last_hour"),
-        dead = t("dead_letters"),
-        paused = t("paused"),
-        shard = t("shard"),
-        total = t("total"),
     )
 }
 

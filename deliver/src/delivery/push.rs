@@ -8,6 +8,7 @@ use super::{Delivery, account_of, lock};
 use crate::classify::Verdict;
 use crate::config::RetryPolicy;
 use crate::store::{Outcome, Ready, Settlement};
+use crate::wdt::Call;
 use rand::Rng;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -205,7 +206,11 @@ impl Delivery {
             let trades: Vec<&TradeOrder> = part.iter().map(|r| &r.trade).collect();
             self.add_in_flight(shop, trades.len() as i64);
             let started = tokio::time::Instant::now();
-            let reply = self.client.trade_push(shop, &trades).await;
+            let call = Call {
+                lane: shop,
+                trades: &trades,
+            };
+            let reply = self.client.trade_push(call).await;
             self.metrics
                 .wdt_seconds
                 .observe(started.elapsed().as_secs_f64());

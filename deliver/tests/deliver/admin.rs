@@ -9,7 +9,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 use wdtpipe_proto::v1::deliver_client::DeliverClient;
@@ -17,7 +16,9 @@ use wdtpipe_proto::v1::{
     DeadLetterFilter, DiscardRequest, EnqueueRecord, EnqueueRequest, ListDeadLettersRequest,
     PurgeRequest, ReplayRequest, StatsRequest, TradeOrder,
 };
-use wdtpipe_sandbox::{Faults, Sandbox, SandboxConfig};
+use wdtpipe_sandbox::{Faults, SandboxConfig};
+use wdtpipe_testkit::sandbox::RunningSandbox;
+use wdtpipe_testkit::stats::backlog_and_paused;
 
 const TOKEN: &str = "admin-token-7f3a9c";
 const SHOP: &str = "PAUSED-SHOP";
@@ -142,15 +143,7 @@ async fn waiting(client: &mut DeliverClient<tonic::transport::Channel>) -> (u64,
         .expect("stats need no token")
         .into_inner()
         .shops;
-    (
-        shops
-            .iter()
-            .map(|shop| shop.queued + shop.retrying + shop.in_flight)
-            .sum(),
-        shops
-            .iter()
-            .any(|shop| shop.shop_no == SHOP && !shop.paused_reason.is_empty()),
-    )
+    backlog_and_paused(&shops, SHOP)
 }
 
 async fn queued(client: &mut DeliverClient<tonic::transport::Channel>) -> u64 {
@@ -162,20 +155,15 @@ async fn queued(client: &mut DeliverClient<tonic::transport::Channel>) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_calls_need_the_token() {
     // WDT answers every call for SHOP with a sign error, so its trade stays queued (paused).
-    let sandbox_config = SandboxConfig {
+    let sandbox = RunningSandbox::start(SandboxConfig {
         faults: Faults {
             sign_error_shops: vec![SHOP.to_owned()],
             ..Faults::default()
         },
         ..SandboxConfig::default()
-    };
-    let sandbox = Sandbox::new(sandbox_config.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let wdt_url = format!("http://{}/openapi2", listener.local_addr().unwrap());
-    let (_stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(wdtpipe_sandbox::serve(sandbox, listener, async move {
-        let _ = stopped.await;
-    }));
+    })
+    .await;
+    let (sandbox_config, wdt_url) = (sandbox.config(), sandbox.wdt_url());
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().to_str().unwrap();
     let mut deliver = Deliver::start(&[

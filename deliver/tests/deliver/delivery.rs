@@ -10,35 +10,27 @@ use wdtpipe_proto::v1::{
     DeliveryState, EnqueueRecord, EnqueueRequest, GetStatusRequest, TradeLine, TradeOrder,
     TradeStatus,
 };
-use wdtpipe_sandbox::{Faults, Sandbox, SandboxConfig};
+use wdtpipe_sandbox::{Faults, SandboxConfig};
 use wdtpipe_testkit::eventually;
+use wdtpipe_testkit::sandbox::RunningSandbox;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 struct Harness {
-    sandbox: Sandbox,
+    sandbox: RunningSandbox,
     client: DeliverClient<tonic::transport::Channel>,
-    stops: Vec<oneshot::Sender<()>>,
+    stop_deliver: oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
 
 impl Harness {
     async fn start(faults: Faults) -> Self {
-        let sandbox_config = SandboxConfig {
+        let sandbox = RunningSandbox::start(SandboxConfig {
             faults,
             ..SandboxConfig::default()
-        };
-        let sandbox = Sandbox::new(sandbox_config.clone());
-        let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sandbox_addr = sandbox_listener.local_addr().unwrap();
-        let (stop_sandbox, sandbox_stopped) = oneshot::channel::<()>();
-        tokio::spawn(wdtpipe_sandbox::serve(
-            sandbox.clone(),
-            sandbox_listener,
-            async move {
-                let _ = sandbox_stopped.await;
-            },
-        ));
+        })
+        .await;
+        let sandbox_config = sandbox.config();
 
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -47,7 +39,7 @@ impl Harness {
             grpc_addr: addr,
             data_dir: dir.path().to_path_buf(),
             wdt: WdtConfig {
-                url: format!("http://{sandbox_addr}/openapi2"),
+                url: sandbox.wdt_url(),
                 sid: sandbox_config.sid.clone(),
                 appkey: sandbox_config.appkey.clone(),
                 appsecret: sandbox_config.appsecret.clone().into(),
@@ -78,7 +70,7 @@ impl Harness {
         Self {
             sandbox,
             client,
-            stops: vec![stop_deliver, stop_sandbox],
+            stop_deliver,
             _dir: dir,
         }
     }
@@ -129,10 +121,9 @@ impl Harness {
         .await
     }
 
+    /// Stops deliver; the sandbox stops as it is dropped.
     fn stop(self) {
-        for stop in self.stops {
-            let _ = stop.send(());
-        }
+        let _ = self.stop_deliver.send(());
     }
 }
 

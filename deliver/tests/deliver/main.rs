@@ -1,8 +1,8 @@
 //! deliver's integration tests, one module per concern, in one test binary (the workspace
 //! is linked once for all of them): the outbox on real sled directories (`outbox`, its
 //! model-based test `outbox_model`, the ready-queue copies `mirror`), delivery to the WDT
-//! sandbox over real HTTP (`delivery`, `pipelining`, `schedule`), and the real `deliver`
-//! binary (`admin`, `sigkill`).
+//! sandbox over real HTTP (`delivery`), to a scripted WDT (`pipelining`, `schedule`, both
+//! on `scripted`), and the real `deliver` binary (`admin`, `sigkill`).
 
 mod admin;
 mod delivery;
@@ -11,6 +11,7 @@ mod outbox;
 mod outbox_model;
 mod pipelining;
 mod schedule;
+mod scripted;
 mod sigkill;
 
 /// What the engine tests start delivery with: WDT's throttling code 1040 retryable (unless

@@ -24,12 +24,33 @@ fn record(id: &str, trades: Vec<TradeOrder>) -> EnqueueRecord {
     }
 }
 
-/// Enqueues one record holding one trade, without an idempotency key.
-async fn enqueue_one(outbox: &Outbox, record_id: &str, trade: TradeOrder, now_ms: i64) -> Enqueued {
+/// An empty outbox in a fresh temporary directory, which lives as long as the guard
+/// returned with it.
+fn fresh_outbox() -> (tempfile::TempDir, Outbox) {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    (dir, outbox)
+}
+
+/// A fresh outbox (see [`fresh_outbox`]) holding one record, `r1`, with `trades`,
+/// accepted at 1 ms.
+async fn outbox_holding(trades: Vec<TradeOrder>) -> (tempfile::TempDir, Outbox) {
+    let (dir, outbox) = fresh_outbox();
+    enqueue(&outbox, vec![record("r1", trades)], 1).await;
+    (dir, outbox)
+}
+
+/// Enqueues `records` in one request without an idempotency key, accepted at `now_ms`.
+async fn enqueue(outbox: &Outbox, records: Vec<EnqueueRecord>, now_ms: i64) -> Enqueued {
     outbox
-        .enqueue(vec![record(record_id, vec![trade])], String::new(), now_ms)
+        .enqueue(records, String::new(), now_ms)
         .await
         .unwrap()
+}
+
+/// Enqueues one record holding one trade, without an idempotency key.
+async fn enqueue_one(outbox: &Outbox, record_id: &str, trade: TradeOrder, now_ms: i64) -> Enqueued {
+    enqueue(outbox, vec![record(record_id, vec![trade])], now_ms).await
 }
 
 fn attempt() -> Attempt {
@@ -61,19 +82,12 @@ fn state(outbox: &Outbox, tid: &str, shop: &str) -> DeliveryState {
 /// old one's place; a record id seen before is a duplicate.
 #[tokio::test]
 async fn order_latest_wins_and_dedupe() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(dir.path()).unwrap();
-    let done = outbox
-        .enqueue(
-            vec![
-                record("r1", vec![trade("A", "S1", "1"), trade("B", "S1", "1")]),
-                record("r2", vec![trade("C", "S2", "1")]),
-            ],
-            String::new(),
-            10,
-        )
-        .await
-        .unwrap();
+    let (_dir, outbox) = fresh_outbox();
+    let records = vec![
+        record("r1", vec![trade("A", "S1", "1"), trade("B", "S1", "1")]),
+        record("r2", vec![trade("C", "S2", "1")]),
+    ];
+    let done = enqueue(&outbox, records, 10).await;
     assert_eq!(done.ready_shops.iter().collect::<Vec<_>>(), ["S1", "S2"]);
     enqueue_one(&outbox, "r3", trade("A", "S1", "2"), 11).await;
     let ready = outbox.ready("S1", 10).unwrap();
@@ -121,24 +135,13 @@ async fn order_latest_wins_and_dedupe() {
 /// stays queued; retries wait and come back in order; rejections become dead letters.
 #[tokio::test]
 async fn settling() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(dir.path()).unwrap();
-    outbox
-        .enqueue(
-            vec![record(
-                "r1",
-                vec![
-                    trade("A", "S", "1"),
-                    trade("B", "S", "1"),
-                    trade("C", "S", "1"),
-                    trade("D", "S", "1"),
-                ],
-            )],
-            String::new(),
-            1,
-        )
-        .await
-        .unwrap();
+    let (_dir, outbox) = outbox_holding(vec![
+        trade("A", "S", "1"),
+        trade("B", "S", "1"),
+        trade("C", "S", "1"),
+        trade("D", "S", "1"),
+    ])
+    .await;
     let batch = outbox.ready("S", 10).unwrap();
     // B gets a new version while the batch is "in flight".
     enqueue_one(&outbox, "r2", trade("B", "S", "2"), 2).await;
@@ -231,8 +234,7 @@ async fn reopen_keeps_everything() {
 /// outbox is closed and dropped, the directory opens again at once, as often as asked.
 #[tokio::test]
 async fn a_held_directory_is_refused_and_a_closed_one_reopens() {
-    let dir = tempfile::tempdir().unwrap();
-    let held = Outbox::open(dir.path()).unwrap();
+    let (dir, held) = fresh_outbox();
     let err = Outbox::open(dir.path()).unwrap_err();
     assert!(matches!(err, StoreError::InUse(_)), "{err:?}");
     assert!(
@@ -259,8 +261,8 @@ async fn a_held_directory_is_refused_and_a_closed_one_reopens() {
 /// Concurrent enqueues all land (they share group commits).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_enqueues_all_land() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = std::sync::Arc::new(Outbox::open(dir.path()).unwrap());
+    let (_dir, outbox) = fresh_outbox();
+    let outbox = std::sync::Arc::new(outbox);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..200 {
         let outbox = outbox.clone();
@@ -290,23 +292,12 @@ async fn concurrent_enqueues_all_land() {
 #[tokio::test]
 async fn replay_and_discard_dead_letters() {
     use wdtpipe_proto::v1::DeadLetterFilter;
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(dir.path()).unwrap();
-    outbox
-        .enqueue(
-            vec![record(
-                "r1",
-                vec![
-                    trade("A", "S1", "1"),
-                    trade("B", "S1", "1"),
-                    trade("C", "S2", "1"),
-                ],
-            )],
-            String::new(),
-            1,
-        )
-        .await
-        .unwrap();
+    let (_dir, outbox) = outbox_holding(vec![
+        trade("A", "S1", "1"),
+        trade("B", "S1", "1"),
+        trade("C", "S2", "1"),
+    ])
+    .await;
     let mut ready = outbox.ready("S1", 10).unwrap();
     ready.extend(outbox.ready("S2", 10).unwrap());
     let dead = |r: Ready| {
@@ -372,8 +363,7 @@ async fn replay_and_discard_dead_letters() {
 #[tokio::test]
 async fn dead_letters_keep_their_record_and_list_in_pages() {
     use wdtpipe_proto::v1::{DeadLetterFilter, StockoutRecord};
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(dir.path()).unwrap();
+    let (_dir, outbox) = fresh_outbox();
     for n in 0..7 {
         let tid = format!("T{n}");
         let mut with_record = record(&format!("r{n}"), vec![trade(&tid, "S1", "1")]);
@@ -383,10 +373,7 @@ async fn dead_letters_keep_their_record_and_list_in_pages() {
             ..StockoutRecord::default()
         });
         with_record.scheme = "mall@0123456789ab".into();
-        outbox
-            .enqueue(vec![with_record], String::new(), 1)
-            .await
-            .unwrap();
+        enqueue(&outbox, vec![with_record], 1).await;
     }
     let ready = outbox.ready("S1", 3).unwrap();
     let dead = |r: Ready| {
@@ -467,8 +454,7 @@ async fn dead_letters_keep_their_record_and_list_in_pages() {
 #[tokio::test]
 async fn remapped_letters_are_written_latest_wins() {
     use wdtpipe_proto::v1::{DeadLetterFilter, DeadLetterKey, RemappedLetter};
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(dir.path()).unwrap();
+    let (_dir, outbox) = fresh_outbox();
     for tid in ["A", "B", "C", "D"] {
         enqueue_one(&outbox, &format!("r-{tid}"), trade(tid, "BAD", "1"), 1).await;
     }
@@ -573,8 +559,7 @@ async fn remapped_letters_are_written_latest_wins() {
 async fn a_drained_burst_leaves_nothing_behind() {
     const TRADES: usize = 20_000;
     const DAY_MS: i64 = 24 * 3600 * 1000;
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(dir.path()).unwrap();
+    let (_dir, outbox) = fresh_outbox();
     let now = 1_000_000;
     for chunk in 0..TRADES / 100 {
         let records = (0..100)
@@ -586,7 +571,7 @@ async fn a_drained_burst_leaves_nothing_behind() {
                 )
             })
             .collect();
-        outbox.enqueue(records, String::new(), now).await.unwrap();
+        enqueue(&outbox, records, now).await;
     }
     assert_eq!(outbox.queued_len().unwrap(), TRADES);
     for shop in ["S0", "S1", "S2", "S3"] {
@@ -654,25 +639,18 @@ async fn a_drained_burst_leaves_nothing_behind() {
 /// Each shop's oldest waiting trade: the head of its ready queue, or an older retrying trade.
 #[tokio::test]
 async fn oldest_waiting_per_shop() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(dir.path()).unwrap();
+    let (_dir, outbox) = fresh_outbox();
     let received = |id: &str, at: i64, trades| EnqueueRecord {
         received_at_ms: at,
         ..record(id, trades)
     };
-    outbox
-        .enqueue(
-            vec![
-                received("r1", 100, vec![trade("A", "S1", "1")]),
-                received("r2", 200, vec![trade("B", "S1", "1")]),
-                received("r3", 300, vec![trade("C", "S2", "1")]),
-                received("r4", 400, vec![trade("D", "S2", "1")]),
-            ],
-            String::new(),
-            10,
-        )
-        .await
-        .unwrap();
+    let records = vec![
+        received("r1", 100, vec![trade("A", "S1", "1")]),
+        received("r2", 200, vec![trade("B", "S1", "1")]),
+        received("r3", 300, vec![trade("C", "S2", "1")]),
+        received("r4", 400, vec![trade("D", "S2", "1")]),
+    ];
+    enqueue(&outbox, records, 10).await;
     let oldest = outbox.oldest_waiting().unwrap();
     assert_eq!(
         oldest.into_iter().collect::<Vec<_>>(),
@@ -692,8 +670,7 @@ async fn oldest_waiting_per_shop() {
 /// sled and the next write succeeds, after the last one committed, without a restart.
 #[tokio::test]
 async fn a_failed_commit_fails_only_its_writes_and_the_outbox_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(dir.path()).unwrap();
+    let (dir, outbox) = fresh_outbox();
     enqueue_one(&outbox, "r-a", trade("A", "S1", "1"), 1).await;
     outbox.fail_next_commit();
     let failed = outbox
@@ -750,18 +727,12 @@ async fn outbox_of_every_kind(dir: &std::path::Path) {
     };
     let mut c = trade("C", "S2", "3");
     c.connector = "brand-b".into();
-    outbox
-        .enqueue(
-            vec![
-                with_source("r-a", trade("A", "S1", "1")),
-                with_source("r-b", trade("B", "S1", "2")),
-                with_source("r-c", c),
-            ],
-            String::new(),
-            1_000,
-        )
-        .await
-        .unwrap();
+    let records = vec![
+        with_source("r-a", trade("A", "S1", "1")),
+        with_source("r-b", trade("B", "S1", "2")),
+        with_source("r-c", c),
+    ];
+    enqueue(&outbox, records, 1_000).await;
     let mut s1 = outbox.ready("S1", 10).unwrap().into_iter();
     let (a, b) = (s1.next().unwrap(), s1.next().unwrap());
     let lane = wdtpipe_common::connectors::lane("S2", "brand-b").into_owned();
@@ -998,8 +969,7 @@ async fn check_export_import_and_format_versions() {
 async fn admin_work_on_many_letters_runs_in_steps() {
     use wdtpipe_deliver::store::ADMIN_STEP;
     use wdtpipe_proto::v1::DeadLetterFilter;
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(dir.path()).unwrap();
+    let (_dir, outbox) = fresh_outbox();
     let count = ADMIN_STEP * 2 + 37;
     let records = (0..count)
         .map(|n| {
@@ -1009,7 +979,7 @@ async fn admin_work_on_many_letters_runs_in_steps() {
             )
         })
         .collect();
-    outbox.enqueue(records, String::new(), 1).await.unwrap();
+    enqueue(&outbox, records, 1).await;
     let purged = outbox.purge("S1".into(), String::new(), 2).await.unwrap();
     assert_eq!(purged as usize, count);
     assert_eq!(outbox.queued().trades, 0);
@@ -1046,8 +1016,7 @@ async fn admin_work_on_many_letters_runs_in_steps() {
 #[tokio::test]
 async fn a_sign_off_racing_with_callbacks_keeps_order_and_status() {
     use wdtpipe_proto::v1::{TrackWrite, TradeLine};
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(dir.path()).unwrap();
+    let (_dir, outbox) = fresh_outbox();
     let version = |text: &str| {
         let mut t = trade("K", "S1", "10");
         t.trade_status = 30;
@@ -1068,7 +1037,7 @@ async fn a_sign_off_racing_with_callbacks_keeps_order_and_status() {
     };
     let mut first = record("r1", vec![version("v1")]);
     first.tracking_numbers = vec!["SF1".into()];
-    outbox.enqueue(vec![first], String::new(), 1).await.unwrap();
+    enqueue(&outbox, vec![first], 1).await;
     // v1 is being pushed when the sign-off comes.
     let in_flight = outbox.ready("S1", 10).unwrap().pop().unwrap();
     let sign_off = TrackWrite {
@@ -1125,7 +1094,7 @@ async fn a_sign_off_racing_with_callbacks_keeps_order_and_status() {
     refunded.trade_status = 80;
     let mut r = record("r-refunded", vec![refunded]);
     r.tracking_numbers = vec!["SF2".into()];
-    outbox.enqueue(vec![r], String::new(), 6).await.unwrap();
+    enqueue(&outbox, vec![r], 6).await;
     let recorded = outbox
         .track(
             TrackWrite {

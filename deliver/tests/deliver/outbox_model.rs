@@ -158,6 +158,21 @@ impl Entry {
             finished_at_ms: 0,
         }
     }
+
+    /// Makes `version` the waiting one, replacing any older waiting version in its place;
+    /// an entry with none waiting joins its lane's queue at `queue_seq`. Says whether it
+    /// joined the queue.
+    fn put(&mut self, version: Version, queue_seq: u64) -> bool {
+        let joins = self.pending.is_none();
+        self.pending = Some(version);
+        self.finished_at_ms = 0;
+        if joins {
+            self.queue_seq = queue_seq;
+            self.state = State::Queued;
+            self.due_ms = 0;
+        }
+        joins
+    }
 }
 
 /// (tid, lane)
@@ -216,18 +231,12 @@ impl Model {
             .entries
             .entry((tid.to_owned(), lane.to_owned()))
             .or_insert_with(Entry::new);
-        let waiting = entry.pending.is_some();
-        entry.pending = Some(Version {
+        let version = Version {
             seq,
             text: text.to_owned(),
             record_id: record_id.to_owned(),
-        });
-        entry.finished_at_ms = 0;
-        if !waiting {
-            entry.queue_seq = seq;
-            entry.state = State::Queued;
-            entry.due_ms = 0;
-        }
+        };
+        entry.put(version, seq);
         self.records.insert(record_id.to_owned(), self.now_ms);
         true
     }
@@ -310,28 +319,27 @@ impl Model {
     fn replay(&mut self, tid: Option<&str>) {
         for (t, l, seq) in self.letters_of(tid) {
             let text = self.letters.remove(&(t.clone(), l.clone(), seq)).unwrap();
-            let next = self.next_seq;
-            let entry = self
-                .entries
-                .entry((t.clone(), l.clone()))
-                .or_insert_with(Entry::new);
-            let newer = entry.pending.as_ref().is_some_and(|p| p.seq > seq);
-            if newer || entry.delivered_seq > seq {
-                continue;
-            }
-            let waiting = entry.pending.is_some();
-            entry.pending = Some(Version {
-                seq,
-                text,
-                record_id: String::new(),
-            });
-            entry.finished_at_ms = 0;
-            if !waiting {
-                entry.queue_seq = next;
-                entry.state = State::Queued;
-                entry.due_ms = 0;
-                self.next_seq += 1;
-            }
+            self.requeue(t, l, seq, text);
+        }
+    }
+
+    /// A dead version (`seq`, `text`) of `tid` back in `lane`'s queue, unless a newer
+    /// version of the tid waits or was delivered there (latest wins); an entry with none
+    /// waiting joins the back of the queue.
+    fn requeue(&mut self, tid: String, lane: String, seq: u64, text: String) {
+        let next = self.next_seq;
+        let entry = self.entries.entry((tid, lane)).or_insert_with(Entry::new);
+        let newer = entry.pending.as_ref().is_some_and(|p| p.seq > seq);
+        if newer || entry.delivered_seq > seq {
+            return;
+        }
+        let version = Version {
+            seq,
+            text,
+            record_id: String::new(),
+        };
+        if entry.put(version, next) {
+            self.next_seq += 1;
         }
     }
 
@@ -344,27 +352,7 @@ impl Model {
                 continue;
             }
             let new_lane = lane(shop, split_lane(&old_lane).1).into_owned();
-            let next = self.next_seq;
-            let entry = self
-                .entries
-                .entry((tid.clone(), new_lane.clone()))
-                .or_insert_with(Entry::new);
-            let newer = entry.pending.as_ref().is_some_and(|p| p.seq > seq);
-            if !(newer || entry.delivered_seq > seq) {
-                let waiting = entry.pending.is_some();
-                entry.pending = Some(Version {
-                    seq,
-                    text,
-                    record_id: String::new(),
-                });
-                entry.finished_at_ms = 0;
-                if !waiting {
-                    entry.queue_seq = next;
-                    entry.state = State::Queued;
-                    entry.due_ms = 0;
-                    self.next_seq += 1;
-                }
-            }
+            self.requeue(tid.clone(), new_lane.clone(), seq, text);
             self.letters.remove(&(tid.clone(), old_lane.clone(), seq));
             if new_lane != old_lane {
                 let old_key = (tid.clone(), old_lane.clone());

@@ -2,31 +2,29 @@
 //! versions reach WDT in the order they were accepted, even when a newer version arrives
 //! while the older one is being pushed.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use crate::scripted::{Pushed, ScriptedWdt};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use wdtpipe_deliver::clock::Clock;
 use wdtpipe_deliver::config::RetryPolicy;
 use wdtpipe_deliver::delivery::Delivery;
 use wdtpipe_deliver::keys::TradeKey;
 use wdtpipe_deliver::store::Outbox;
+use wdtpipe_deliver::wdt::Reply;
+use wdtpipe_proto::v1::{DeliveryState, EnqueueRecord, TradeOrder};
 use wdtpipe_testkit::eventually;
 
 /// Longest any wait of this test may take.
 const DEADLINE: Duration = Duration::from_secs(60);
-use wdtpipe_deliver::wdt::{Answer, BoxFuture, Reply, WdtApi};
-use wdtpipe_proto::v1::{DeliveryState, EnqueueRecord, TradeOrder};
 
 const SHOP: &str = "S";
 const TRADES: usize = 300;
 const CALLS_PER_SHOP: usize = 4;
 
-#[derive(Default)]
+/// What WDT was sent, read from its calls.
 struct Seen {
-    /// Tids inside a call right now.
-    in_call: HashSet<String>,
-    /// Calls in progress right now, and the most ever seen at once.
-    calls_now: usize,
+    /// The most calls in progress at once.
     calls_max: usize,
     /// Tids sent while another call held them.
     overlaps: Vec<String>,
@@ -34,55 +32,23 @@ struct Seen {
     pushes: HashMap<String, Vec<String>>,
 }
 
-/// A WDT that takes a while to answer and records what it was sent.
-struct SlowWdt {
-    seen: Mutex<Seen>,
-}
-
-impl WdtApi for SlowWdt {
-    fn trade_push<'a>(
-        &'a self,
-        _shop: &'a str,
-        trades: &'a [&'a TradeOrder],
-    ) -> BoxFuture<'a, Reply> {
-        let tids: Vec<String> = trades.iter().map(|t| t.tid.clone()).collect();
-        {
-            let mut seen = self.seen.lock().unwrap();
-            seen.calls_now += 1;
-            seen.calls_max = seen.calls_max.max(seen.calls_now);
-            for trade in trades {
-                if !seen.in_call.insert(trade.tid.clone()) {
-                    seen.overlaps.push(trade.tid.clone());
-                }
-                seen.pushes
-                    .entry(trade.tid.clone())
-                    .or_default()
-                    .push(trade.seller_memo.clone());
-            }
+impl Seen {
+    fn of(calls: &[Pushed]) -> Self {
+        let mut pushes: HashMap<String, Vec<String>> = HashMap::new();
+        for trade in calls.iter().flat_map(|call| &call.trades) {
+            pushes
+                .entry(trade.tid.clone())
+                .or_default()
+                .push(trade.seller_memo.clone());
         }
-        let count = trades.len() as i32;
-        Box::pin(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let mut seen = self.seen.lock().unwrap();
-            seen.calls_now -= 1;
-            for tid in &tids {
-                seen.in_call.remove(tid);
-            }
-            Reply::Http {
-                status: 200,
-                retry_after: None,
-                answer: Ok(Answer {
-                    code: 0,
-                    message: String::new(),
-                    new_count: count,
-                    chg_count: 0,
-                }),
-            }
-        })
-    }
-
-    fn endpoint(&self) -> &str {
-        "slow"
+        Self {
+            calls_max: calls.iter().map(|call| call.in_flight).max().unwrap_or(0),
+            overlaps: calls
+                .iter()
+                .flat_map(|call| call.overlapping.iter().cloned())
+                .collect(),
+            pushes,
+        }
     }
 }
 
@@ -107,9 +73,8 @@ fn records(version: &str, clock: &Clock) -> Vec<EnqueueRecord> {
 async fn calls_overlap_but_never_share_a_tid_and_versions_stay_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = Arc::new(Outbox::open(dir.path()).unwrap());
-    let api = Arc::new(SlowWdt {
-        seen: Mutex::new(Seen::default()),
-    });
+    // A WDT that takes a while to answer.
+    let api = ScriptedWdt::slow(Duration::from_millis(200), vec![Reply::answer(0, "")]);
     let clock = Clock::new();
     let delivery = Delivery::start(
         outbox.clone(),
@@ -127,7 +92,7 @@ async fn calls_overlap_but_never_share_a_tid_and_versions_stay_in_order() {
     // Once the first calls are under way, every tid gets a second version: some replace a
     // v1 still waiting, some arrive while their v1 is inside a call, some after it landed.
     eventually("the first 100 tids pushed", DEADLINE, || async {
-        (api.seen.lock().unwrap().pushes.len() >= 100).then_some(())
+        (Seen::of(&api.calls()).pushes.len() >= 100).then_some(())
     })
     .await;
     let done = outbox
@@ -148,7 +113,7 @@ async fn calls_overlap_but_never_share_a_tid_and_versions_stay_in_order() {
                 entry.state == DeliveryState::Delivered as i32
             });
             let all_v2 = {
-                let seen = api.seen.lock().unwrap();
+                let seen = Seen::of(&api.calls());
                 seen.pushes.len() == TRADES
                     && seen
                         .pushes
@@ -161,7 +126,7 @@ async fn calls_overlap_but_never_share_a_tid_and_versions_stay_in_order() {
     .await;
     delivery.stop(Duration::from_secs(5)).await;
 
-    let seen = api.seen.lock().unwrap();
+    let seen = Seen::of(&api.calls());
     assert!(
         seen.overlaps.is_empty(),
         "{} times a tid was pushed by two calls at once, first: {:?}",

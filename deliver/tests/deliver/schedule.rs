@@ -4,8 +4,8 @@
 //! A task that only yields keeps the runtime busy, so tokio never jumps the paused clock by
 //! itself; time moves only when the test advances it.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use crate::scripted::{Pushed, ScriptedWdt};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use wdtpipe_deliver::clock::Clock;
@@ -13,57 +13,10 @@ use wdtpipe_deliver::config::RetryPolicy;
 use wdtpipe_deliver::delivery::Delivery;
 use wdtpipe_deliver::keys::TradeKey;
 use wdtpipe_deliver::store::Outbox;
-use wdtpipe_deliver::wdt::{Answer, BoxFuture, Reply, WdtApi};
+use wdtpipe_deliver::wdt::Reply;
 use wdtpipe_proto::v1::{DeliveryState, EnqueueRecord, OutboxEntry, TradeOrder};
 
 const STEP: Duration = Duration::from_millis(10);
-
-/// Answers from a script (the last answer repeats) and remembers when each call came.
-struct Scripted {
-    script: Mutex<VecDeque<Reply>>,
-    calls: Mutex<Vec<Instant>>,
-    /// The first tid of every call.
-    heads: Mutex<Vec<String>>,
-}
-
-impl Scripted {
-    fn new(script: Vec<Reply>) -> Arc<Self> {
-        Arc::new(Self {
-            script: Mutex::new(script.into()),
-            calls: Mutex::new(Vec::new()),
-            heads: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn calls(&self) -> Vec<Instant> {
-        self.calls.lock().unwrap().clone()
-    }
-}
-
-impl WdtApi for Scripted {
-    fn trade_push<'a>(
-        &'a self,
-        _shop: &'a str,
-        trades: &'a [&'a TradeOrder],
-    ) -> BoxFuture<'a, Reply> {
-        self.calls.lock().unwrap().push(Instant::now());
-        self.heads
-            .lock()
-            .unwrap()
-            .push(trades.first().map(|t| t.tid.clone()).unwrap_or_default());
-        let mut script = self.script.lock().unwrap();
-        let reply = if script.len() > 1 {
-            script.pop_front().unwrap()
-        } else {
-            script.front().cloned().unwrap()
-        };
-        Box::pin(async move { reply })
-    }
-
-    fn endpoint(&self) -> &str {
-        "scripted"
-    }
-}
 
 fn http(status: u16, retry_after: Option<Duration>) -> Reply {
     Reply::Http {
@@ -73,57 +26,39 @@ fn http(status: u16, retry_after: Option<Duration>) -> Reply {
     }
 }
 
-fn answer(code: i64, message: &str) -> Reply {
-    Reply::Http {
-        status: 200,
-        retry_after: None,
-        answer: Ok(Answer {
-            code,
-            message: message.into(),
-            new_count: 1,
-            chg_count: 0,
-        }),
+/// A record holding one trade, `tid` at `shop`.
+fn record(record_id: impl Into<String>, tid: impl Into<String>, shop: &str) -> EnqueueRecord {
+    EnqueueRecord {
+        record_id: record_id.into(),
+        source: "test".into(),
+        trades: vec![TradeOrder {
+            tid: tid.into(),
+            shop_no: shop.into(),
+            ..TradeOrder::default()
+        }],
+        ..EnqueueRecord::default()
     }
 }
 
 struct Setup {
-    api: Arc<Scripted>,
+    api: Arc<ScriptedWdt>,
     outbox: Arc<Outbox>,
     delivery: Arc<Delivery>,
     _dir: tempfile::TempDir,
 }
 
-async fn setup(script: Vec<Reply>, policy: RetryPolicy) -> Setup {
+/// Delivery on a fresh outbox, pushing to a WDT that answers from `script`.
+fn start(script: Vec<Reply>, policy: RetryPolicy) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let outbox = Arc::new(Outbox::open(dir.path()).unwrap());
-    let api = Scripted::new(script);
-    let clock = Clock::new();
+    let api = ScriptedWdt::new(script);
     let delivery = Delivery::start(
         outbox.clone(),
         api.clone(),
-        clock,
+        Clock::new(),
         super::settings(policy, 4, vec![1040]),
     )
     .unwrap();
-    let done = outbox
-        .enqueue(
-            vec![EnqueueRecord {
-                record_id: "r1".into(),
-                received_at_ms: clock.now_ms(),
-                source: "test".into(),
-                trades: vec![TradeOrder {
-                    tid: "T1".into(),
-                    shop_no: "S".into(),
-                    ..TradeOrder::default()
-                }],
-                ..EnqueueRecord::default()
-            }],
-            String::new(),
-            clock.now_ms(),
-        )
-        .await
-        .unwrap();
-    delivery.notify(done.ready_shops);
     Setup {
         api,
         outbox,
@@ -132,7 +67,28 @@ async fn setup(script: Vec<Reply>, policy: RetryPolicy) -> Setup {
     }
 }
 
+/// [`start`], with one trade waiting: T1 at shop S.
+async fn setup(script: Vec<Reply>, policy: RetryPolicy) -> Setup {
+    let s = start(script, policy);
+    s.enqueue(vec![record("r1", "T1", "S")]).await;
+    s
+}
+
 impl Setup {
+    /// Enqueues `records` (received now) as one request and wakes their shops.
+    async fn enqueue(&self, mut records: Vec<EnqueueRecord>) {
+        let now = self.delivery.clock().now_ms();
+        for record in &mut records {
+            record.received_at_ms = now;
+        }
+        let done = self
+            .outbox
+            .enqueue(records, String::new(), now)
+            .await
+            .unwrap();
+        self.delivery.notify(done.ready_shops);
+    }
+
     /// Lets every task run until none waits on the store, which works in real time.
     async fn settle_down(&self) {
         let mut quiet_rounds = 0;
@@ -209,7 +165,7 @@ async fn exponential_backoff_then_give_up() {
         s.entry().state == DeliveryState::Dead as i32
     })
     .await;
-    let calls = s.api.calls();
+    let calls = s.api.times();
     let slack = STEP * 3;
     for (n, gap) in gaps(&calls).iter().enumerate() {
         let ceiling = Duration::from_millis((1_000u64 << n.min(20)).min(8_000));
@@ -253,14 +209,14 @@ async fn retry_after_is_honoured() {
     let script = vec![
         http(429, Some(thirty)),
         http(503, Some(thirty)),
-        answer(0, ""),
+        Reply::answer(0, ""),
     ];
     let s = setup(script, RetryPolicy::default()).await;
     s.run_until(Duration::from_secs(120), |s| {
         s.entry().state == DeliveryState::Delivered as i32
     })
     .await;
-    let calls = s.api.calls();
+    let calls = s.api.times();
     assert_eq!(calls.len(), 3);
     for gap in gaps(&calls) {
         assert!(gap >= thirty && gap <= thirty + STEP * 3, "{gap:?}");
@@ -280,15 +236,15 @@ async fn throttling_backs_off_longer() {
         ..RetryPolicy::default()
     };
     let mut script: Vec<Reply> = (0..6)
-        .map(|_| answer(1040, "超过每分钟最大调用频率限制,请稍后重试"))
+        .map(|_| Reply::answer(1040, "超过每分钟最大调用频率限制,请稍后重试"))
         .collect();
-    script.push(answer(0, ""));
+    script.push(Reply::answer(0, ""));
     let s = setup(script, policy).await;
     s.run_until(Duration::from_secs(600), |s| {
         s.entry().state == DeliveryState::Delivered as i32
     })
     .await;
-    let calls = s.api.calls();
+    let calls = s.api.times();
     assert_eq!(calls.len(), 7);
     for (n, gap) in gaps(&calls).iter().enumerate() {
         let ceiling = Duration::from_millis(4 * (1_000u64 << n));
@@ -322,26 +278,12 @@ async fn a_failing_shop_retries_its_head_instead_of_churning_the_queue() {
         ..RetryPolicy::default()
     };
     let s = setup(vec![http(503, None)], policy).await;
-    let clock = Clock::new();
-    let more: Vec<EnqueueRecord> = (0..120)
-        .map(|i| EnqueueRecord {
-            record_id: format!("more-{i}"),
-            trades: vec![TradeOrder {
-                tid: format!("M{i:03}"),
-                shop_no: "S".into(),
-                ..TradeOrder::default()
-            }],
-            ..EnqueueRecord::default()
-        })
+    let more = (0..120)
+        .map(|i| record(format!("more-{i}"), format!("M{i:03}"), "S"))
         .collect();
-    let done = s
-        .outbox
-        .enqueue(more, String::new(), clock.now_ms())
-        .await
-        .unwrap();
-    s.delivery.notify(done.ready_shops);
+    s.enqueue(more).await;
     s.run_for(Duration::from_secs(30)).await;
-    let heads = s.api.heads.lock().unwrap().clone();
+    let heads: Vec<String> = s.api.calls().iter().map(|c| c.head().to_owned()).collect();
     assert!(heads.len() >= 5, "it kept retrying: {} calls", heads.len());
     assert!(
         heads.iter().all(|h| h == "T1"),
@@ -357,7 +299,7 @@ async fn a_failing_shop_retries_its_head_instead_of_churning_the_queue() {
 async fn idle_shop_loops_end_and_come_back() {
     use wdtpipe_deliver::delivery::SHOP_IDLE;
     let busy = keep_runtime_busy();
-    let s = setup(vec![answer(0, "ok")], RetryPolicy::default()).await;
+    let s = setup(vec![Reply::answer(0, "ok")], RetryPolicy::default()).await;
     s.run_until(Duration::from_secs(5), |s| {
         s.entry().state == DeliveryState::Delivered as i32
     })
@@ -371,26 +313,7 @@ async fn idle_shop_loops_end_and_come_back() {
     s.settle_down().await;
     assert_eq!(s.delivery.shop_loops(), 0, "the idle loop ended");
 
-    let clock = s.delivery.clock();
-    let done = s
-        .outbox
-        .enqueue(
-            vec![EnqueueRecord {
-                record_id: "r2".into(),
-                received_at_ms: clock.now_ms(),
-                trades: vec![TradeOrder {
-                    tid: "T2".into(),
-                    shop_no: "S".into(),
-                    ..TradeOrder::default()
-                }],
-                ..EnqueueRecord::default()
-            }],
-            String::new(),
-            clock.now_ms(),
-        )
-        .await
-        .unwrap();
-    s.delivery.notify(done.ready_shops);
+    s.enqueue(vec![record("r2", "T2", "S")]).await;
     s.run_until(Duration::from_secs(5), |s| {
         s.outbox
             .entry(&TradeKey::new("T2", "S"))
@@ -403,37 +326,6 @@ async fn idle_shop_loops_end_and_come_back() {
     busy.abort();
 }
 
-/// A WDT that is down (no answer at all) until told otherwise, counting calls.
-struct Switchable {
-    down: std::sync::atomic::AtomicBool,
-    /// (when, shop, trades, whether WDT was down)
-    calls: Mutex<Vec<(Instant, String, usize, bool)>>,
-}
-
-impl WdtApi for Switchable {
-    fn trade_push<'a>(
-        &'a self,
-        shop: &'a str,
-        trades: &'a [&'a TradeOrder],
-    ) -> BoxFuture<'a, Reply> {
-        let down = self.down.load(std::sync::atomic::Ordering::SeqCst);
-        self.calls
-            .lock()
-            .unwrap()
-            .push((Instant::now(), shop.to_owned(), trades.len(), down));
-        let reply = if down {
-            Reply::Transport("connection refused".into())
-        } else {
-            answer(0, "ok")
-        };
-        Box::pin(async move { reply })
-    }
-
-    fn endpoint(&self) -> &str {
-        "switchable"
-    }
-}
-
 /// Issue 18: WDT down with three shops queued. While it is, the account gets one probe at
 /// a time (at most one call per probe interval, whatever the number of shops), not a growing
 /// backoff per shop; once it is back, the first probe that gets an answer resumes every
@@ -442,57 +334,26 @@ impl WdtApi for Switchable {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn an_unreachable_account_is_probed_then_every_shop_resumes_at_once() {
     let busy = keep_runtime_busy();
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Arc::new(Outbox::open(dir.path()).unwrap());
-    let api = Arc::new(Switchable {
-        down: std::sync::atomic::AtomicBool::new(true),
-        calls: Mutex::new(Vec::new()),
-    });
-    let clock = Clock::new();
     let policy = RetryPolicy::default();
     let probe = Duration::from_millis(policy.probe_ms);
-    let delivery = Delivery::start(
-        outbox.clone(),
-        api.clone(),
-        clock,
-        super::settings(policy, 4, vec![1040]),
-    )
-    .unwrap();
-    let s = Setup {
-        api: Scripted::new(vec![answer(0, "ok")]),
-        outbox: outbox.clone(),
-        delivery: delivery.clone(),
-        _dir: dir,
-    };
-    let records: Vec<EnqueueRecord> = (0..30)
-        .map(|i| EnqueueRecord {
-            record_id: format!("r{i}"),
-            received_at_ms: clock.now_ms(),
-            trades: vec![TradeOrder {
-                tid: format!("T{i:02}"),
-                shop_no: format!("S{}", i % 3),
-                ..TradeOrder::default()
-            }],
-            ..EnqueueRecord::default()
-        })
+    // WDT is down (no answer at all) until told otherwise.
+    let s = start(vec![Reply::Transport("connection refused".into())], policy);
+    let (api, delivery) = (&s.api, &s.delivery);
+    let records = (0..30)
+        .map(|i| record(format!("r{i}"), format!("T{i:02}"), &format!("S{}", i % 3)))
         .collect();
-    let done = outbox
-        .enqueue(records, String::new(), clock.now_ms())
-        .await
-        .unwrap();
-    delivery.notify(done.ready_shops);
+    s.enqueue(records).await;
+    let down = |call: &Pushed| matches!(call.reply, Reply::Transport(_));
 
     // 90 s of WDT down.
     let outage = Duration::from_secs(90);
     s.run_for(outage).await;
     assert_eq!(delivery.unreachable_accounts(), 1);
     let while_down: Vec<Instant> = api
-        .calls
-        .lock()
-        .unwrap()
+        .calls()
         .iter()
-        .filter(|c| c.3)
-        .map(|c| c.0)
+        .filter(|c| down(c))
+        .map(|c| c.at)
         .collect();
     // The first round (each shop's first call, before the account was known to be out),
     // then one probe at a time, at least 0.75 of the interval apart.
@@ -523,7 +384,7 @@ async fn an_unreachable_account_is_probed_then_every_shop_resumes_at_once() {
     assert_eq!(paused.len(), 3, "every shop of the account says why");
 
     // Back: every shop resumes within a few probe intervals.
-    api.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    api.answer_from(vec![Reply::answer(0, "ok")]);
     let back = Instant::now();
     s.run_until(probe * 4, |s| {
         (0..30).all(|i| {
@@ -535,12 +396,10 @@ async fn an_unreachable_account_is_probed_then_every_shop_resumes_at_once() {
     })
     .await;
     let after: Vec<(Instant, String)> = api
-        .calls
-        .lock()
-        .unwrap()
+        .calls()
         .iter()
-        .filter(|c| !c.3)
-        .map(|c| (c.0, c.1.clone()))
+        .filter(|c| !down(c))
+        .map(|c| (c.at, c.lane.clone()))
         .collect();
     let first = after.first().unwrap().0;
     assert!(
@@ -566,7 +425,7 @@ async fn an_unreachable_account_is_probed_then_every_shop_resumes_at_once() {
 async fn throttling_does_not_mark_the_account_unreachable() {
     let busy = keep_runtime_busy();
     let s = setup(
-        vec![answer(1040, "超过每分钟最大调用频率限制,请稍后重试")],
+        vec![Reply::answer(1040, "超过每分钟最大调用频率限制,请稍后重试")],
         RetryPolicy::default(),
     )
     .await;

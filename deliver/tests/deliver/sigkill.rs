@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
-use wdtpipe_sandbox::{Sandbox, SandboxConfig};
+use wdtpipe_sandbox::SandboxConfig;
+use wdtpipe_testkit::sandbox::RunningSandbox;
 
 const SENDERS: usize = 6;
 const TIDS_PER_SENDER: usize = 8;
@@ -82,18 +83,8 @@ async fn listener() -> tokio::net::TcpListener {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_nothing_acknowledged() {
     // WDT sandbox.
-    let sandbox_config = SandboxConfig::default();
-    let sandbox = Sandbox::new(sandbox_config.clone());
-    let sandbox_listener = listener().await;
-    let sandbox_addr = sandbox_listener.local_addr().unwrap();
-    let (_stop_sandbox, sandbox_stopped) = oneshot::channel::<()>();
-    tokio::spawn(wdtpipe_sandbox::serve(
-        sandbox.clone(),
-        sandbox_listener,
-        async move {
-            let _ = sandbox_stopped.await;
-        },
-    ));
+    let sandbox = RunningSandbox::start(SandboxConfig::default()).await;
+    let sandbox_config = sandbox.config();
 
     // deliver: a child process configured through a TOML file.
     let dir = tempfile::tempdir().unwrap();
@@ -109,7 +100,7 @@ drain_timeout_ms = 1000
 metrics_addr = "127.0.0.1:0"
 
 [wdt]
-url = "http://{sandbox_addr}/openapi2"
+url = "{wdt_url}"
 sid = "{sid}"
 appkey = "{appkey}"
 appsecret = "{appsecret}"
@@ -121,6 +112,7 @@ cap_ms = 200
 pause_probe_ms = 200
 "#,
             data = dir.path().join("data").display(),
+            wdt_url = sandbox.wdt_url(),
             sid = sandbox_config.sid,
             appkey = sandbox_config.appkey,
             appsecret = sandbox_config.appsecret,

@@ -65,15 +65,9 @@ fn rejecting(pattern: &str) -> Faults {
 
 /// Waits until `tid` is a dead letter.
 async fn dead(pipeline: &Pipeline, tid: &str) {
-    eventually(&format!("{tid} dead"), DEADLINE, || async {
-        pipeline
-            .status(tid)
-            .await
-            .iter()
-            .any(|s| s.state == wdtpipe_proto::v1::DeliveryState::Dead as i32)
-            .then_some(())
-    })
-    .await;
+    pipeline
+        .status_in(tid, wdtpipe_proto::v1::DeliveryState::Dead, DEADLINE)
+        .await;
 }
 
 /// The dry run's id on its page.
@@ -99,6 +93,18 @@ struct Answer {
     status: u16,
     location: String,
     body: String,
+}
+
+impl Answer {
+    /// Asserts that the page holds `text`, printing the page when it does not.
+    #[track_caller]
+    fn shows(&self, text: &str) {
+        assert!(
+            self.body.contains(text),
+            "the page lacks {text:?}:\n{}",
+            self.body
+        );
+    }
 }
 
 impl Browserless {
@@ -223,7 +229,7 @@ async fn overview_search_and_an_orders_path() {
         );
     }
     let missing = web.get("/search?q=NO-SUCH-ORDER").await;
-    assert!(missing.body.contains("not-found"), "{}", missing.body);
+    missing.shows("not-found");
 
     let order = web.get("/orders/T0001").await;
     assert_eq!(order.status, 200);
@@ -388,7 +394,7 @@ async fn a_dead_letter_is_replayed_through_a_dry_run() {
         )
         .await;
     assert_eq!(plan.status, 200, "{}", plan.body);
-    assert!(plan.body.contains("id=\"plan-count\">1<"), "{}", plan.body);
+    plan.shows("id=\"plan-count\">1<");
     assert!(
         plan.body
             .contains("wdtpipe dlq replay --shop SHOP01 --reason &#39;sandbox rule&#39; --until "),
@@ -402,7 +408,7 @@ async fn a_dead_letter_is_replayed_through_a_dry_run() {
     sandbox.sandbox.set_faults(Faults::default());
     let done = web.post("/dead-letters/apply", &[("plan", &plan)]).await;
     assert_eq!(done.status, 200, "{}", done.body);
-    assert!(done.body.contains("replayed 1 letter(s)"), "{}", done.body);
+    done.shows("replayed 1 letter(s)");
     eventually("BAD-1 delivered", DEADLINE, || async {
         sandbox.sandbox.trade("BAD-1").map(|_| ())
     })
@@ -455,25 +461,12 @@ async fn selected_letters_are_remapped_or_discarded() {
             &[("do", "remap-selected"), ("key", &a)],
         )
         .await;
-    assert!(
-        remap.body.contains("id=\"plan-count\">1<"),
-        "{}",
-        remap.body
-    );
-    assert!(
-        remap.body.contains("wdtpipe dlq remap SEL-A"),
-        "{}",
-        remap.body
-    );
+    remap.shows("id=\"plan-count\">1<");
+    remap.shows("wdtpipe dlq remap SEL-A");
     let done = web
         .post("/dead-letters/apply", &[("plan", &plan_id(&remap.body))])
         .await;
-    assert!(
-        done.body
-            .contains("re-mapped 1 letter(s); queued 1 trade(s)"),
-        "{}",
-        done.body
-    );
+    done.shows("re-mapped 1 letter(s); queued 1 trade(s)");
     eventually("SEL-A delivered after the re-map", DEADLINE, || async {
         sandbox.sandbox.trade("SEL-A").map(|_| ())
     })
@@ -487,7 +480,7 @@ async fn selected_letters_are_remapped_or_discarded() {
     let done = web
         .post("/dead-letters/apply", &[("plan", &plan_id(&discard.body))])
         .await;
-    assert!(done.body.contains("discarded 1 letter(s)"), "{}", done.body);
+    done.shows("discarded 1 letter(s)");
     let left = web.get("/dead-letters").await.body;
     assert!(
         left.contains("SEL-C") && !left.contains(">SEL-B<") && !left.contains(">SEL-A<"),
@@ -537,7 +530,7 @@ async fn resume_now_cuts_a_pause_short() {
         )
         .await;
     assert_eq!(resumed.status, 200, "{}", resumed.body);
-    assert!(resumed.body.contains("calls WDT now"), "{}", resumed.body);
+    resumed.shows("calls WDT now");
     eventually("T0001 delivered after the resume", DEADLINE, || async {
         sandbox.sandbox.trade("T0001").map(|_| ())
     })

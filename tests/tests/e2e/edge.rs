@@ -265,11 +265,10 @@ async fn every_limit_has_its_status() {
         ),
     ];
     for (what, body, content_type, want) in cases {
-        let request = reqwest::Client::new()
-            .post(format!("{}/v1/callback", pipeline.http))
-            .header("content-type", content_type.unwrap_or("application/json"))
-            .body(body);
-        let response = request.send().await.unwrap();
+        let content_type = content_type.unwrap_or("application/json");
+        let response = pipeline
+            .send("/v1/callback", content_type, &body, &[])
+            .await;
         let status = response.status().as_u16();
         let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
         assert_eq!(status, want, "{what}: {answer}");
@@ -401,7 +400,7 @@ async fn timeouts_and_concurrency_get_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_outbox_pushes_back() {
     // WDT drops every connection unanswered until the test lets it answer.
-    let sandbox = RunningSandbox::start(down_sandbox(), "127.0.0.1:0".parse().unwrap()).await;
+    let sandbox = RunningSandbox::start(down_sandbox()).await;
     let pipeline = Pipeline::start(PipelineOptions {
         wdt: wdt_for(sandbox.wdt_url()),
         high_water_trades: 3,
@@ -410,13 +409,14 @@ async fn a_full_outbox_pushes_back() {
     .await;
     let (status, _) = pipeline.post(&fixture("08-").body).await;
     assert_eq!(status, 200, "three trades fit under the mark");
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/callback", pipeline.http))
-        .header("content-type", "application/json")
-        .body(fixture("01-").body)
-        .send()
-        .await
-        .unwrap();
+    let response = pipeline
+        .send(
+            "/v1/callback",
+            "application/json",
+            &fixture("01-").body,
+            &[],
+        )
+        .await;
     assert_eq!(response.status().as_u16(), 503);
     assert!(response.headers().contains_key("retry-after"));
     let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();

@@ -2,7 +2,7 @@
 //! record sent twice is queued once.
 
 use std::time::Duration;
-use wdtpipe_proto::v1::{DeadLetterFilter, DeliveryState, ListDeadLettersRequest};
+use wdtpipe_proto::v1::{DeadLetterFilter, DeliveryState};
 use wdtpipe_sandbox::Faults;
 use wdtpipe_tests::{
     Pipeline, PipelineOptions, RunningSandbox, eventually, fixtures, sandbox_config, wdt_for,
@@ -66,14 +66,9 @@ async fn a_flaky_wdt_still_gets_everything() {
     )
     .await;
     for tid in &tids {
-        let status = eventually("delivery recorded", DEADLINE, || async {
-            pipeline
-                .status(tid)
-                .await
-                .into_iter()
-                .find(|s| s.state == DeliveryState::Delivered as i32)
-        })
-        .await;
+        let status = pipeline
+            .status_in(tid, DeliveryState::Delivered, DEADLINE)
+            .await;
         assert_eq!(status.tid, *tid);
     }
     let calls = sandbox.sandbox.calls();
@@ -86,24 +81,12 @@ async fn a_flaky_wdt_still_gets_everything() {
         "throttling was injected"
     );
     let letters = pipeline
-        .deliver_client()
-        .await
-        .list_dead_letters(ListDeadLettersRequest {
-            filter: Some(DeadLetterFilter {
-                all: true,
-                ..DeadLetterFilter::default()
-            }),
-            limit: 0,
-            ..ListDeadLettersRequest::default()
+        .dead_letters(DeadLetterFilter {
+            all: true,
+            ..DeadLetterFilter::default()
         })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        letters.total, 0,
-        "nothing dead-lettered: {:?}",
-        letters.letters
-    );
+        .await;
+    assert_eq!(letters.len(), 0, "nothing dead-lettered: {:?}", letters);
     pipeline.shutdown().await;
     sandbox.stop().await;
 }
@@ -224,16 +207,13 @@ async fn a_full_disk_refuses_then_recovers_without_a_restart() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use wdtpipe_proto::v1::StatsRequest;
     let disk = Tmpfs::mount(48 << 20);
-    let sandbox = RunningSandbox::start(
-        wdtpipe_sandbox::SandboxConfig {
-            faults: Faults {
-                error_rate: 1.0,
-                ..Faults::default()
-            },
-            ..sandbox_config()
+    let sandbox = RunningSandbox::start(wdtpipe_sandbox::SandboxConfig {
+        faults: Faults {
+            error_rate: 1.0,
+            ..Faults::default()
         },
-        "127.0.0.1:0".parse().unwrap(),
-    )
+        ..sandbox_config()
+    })
     .await;
     // Most of the disk is taken already: what is left fills in a few thousand callbacks.
     disk.fill("filler-1", 26 << 20);

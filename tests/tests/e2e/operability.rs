@@ -57,14 +57,9 @@ async fn status_shows_the_whole_path() {
         reject_tid_pattern: Some("T0010".into()),
         ..Faults::default()
     });
-    let dead = eventually("T0010 dead", DEADLINE, || async {
-        pipeline
-            .status("T0010")
-            .await
-            .into_iter()
-            .find(|s| s.state == DeliveryState::Dead as i32)
-    })
-    .await;
+    let dead = pipeline
+        .status_in("T0010", DeliveryState::Dead, DEADLINE)
+        .await;
     assert_eq!(dead.request_id, "req-life-1");
     assert_eq!(dead.shard, "shard-0");
     assert_eq!(dead.record_id, record_id);

@@ -92,7 +92,7 @@ async fn every_fixture_flows_to_wdt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_trades_survive_a_deliver_restart() {
     // WDT drops every connection unanswered until the test lets it answer.
-    let sandbox = RunningSandbox::start(down_sandbox(), "127.0.0.1:0".parse().unwrap()).await;
+    let sandbox = RunningSandbox::start(down_sandbox()).await;
     let mut pipeline = Pipeline::start(PipelineOptions {
         wdt: wdt_for(sandbox.wdt_url()),
         ..PipelineOptions::default()
@@ -136,14 +136,9 @@ async fn queued_trades_survive_a_deliver_restart() {
         let got = sandbox.sandbox.trade(tid).unwrap();
         assert_eq!(got.trade, want["trade"], "{tid}");
     }
-    let t0001 = eventually("T0001 marked delivered", DEADLINE, || async {
-        pipeline
-            .status("T0001")
-            .await
-            .into_iter()
-            .find(|s| s.state == DeliveryState::Delivered as i32)
-    })
-    .await;
+    let t0001 = pipeline
+        .status_in("T0001", DeliveryState::Delivered, DEADLINE)
+        .await;
     assert!(
         t0001.history.len() >= 2,
         "the failed attempts and the success are in the history"
@@ -228,13 +223,9 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(status, 422);
     assert_eq!(answer["message"], "record 2: record: not a JSON object");
 
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/callback", pipeline.http))
-        .header("content-type", "text/plain")
-        .body(fixture("01-").body)
-        .send()
-        .await
-        .unwrap();
+    let response = pipeline
+        .send("/v1/callback", "text/plain", &fixture("01-").body, &[])
+        .await;
     assert_eq!(response.status().as_u16(), 415);
 
     let (status, _) = pipeline.post(&fixture("01-").body).await;
@@ -295,14 +286,9 @@ async fn rejected_tids_are_dead_lettered_then_replayed() {
             .then_some(())
     })
     .await;
-    let dead = eventually("T0010 dead-lettered", DEADLINE, || async {
-        pipeline
-            .status("T0010")
-            .await
-            .into_iter()
-            .find(|s| s.state == DeliveryState::Dead as i32)
-    })
-    .await;
+    let dead = pipeline
+        .status_in("T0010", DeliveryState::Dead, DEADLINE)
+        .await;
     assert!(
         dead.last_error.contains("rejected by sandbox rule"),
         "{}",
@@ -382,7 +368,7 @@ WH01 = "SHOP-MALL"
     std::fs::write(schemes.path().join(".hidden.toml"), "not = toml = at all").unwrap();
     std::fs::write(schemes.path().join("mall.toml~"), "backup").unwrap();
     let version = wdtpipe_transform::scheme::dir::version_of(mall.as_bytes());
-    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
+    let sandbox = RunningSandbox::start(sandbox_config()).await;
     let pipeline = Pipeline::start(PipelineOptions {
         wdt: wdt_for(sandbox.wdt_url()),
         schemes_dir: Some(schemes.path().to_owned()),
@@ -415,13 +401,8 @@ WH01 = "SHOP-MALL"
     let mut cancelled: Value = serde_json::from_slice(&fixture("01-").body).unwrap();
     cancelled["tid"] = "T-CANCELLED".into();
     cancelled["status"] = "5".into();
-    let (status, answer) = pipeline
-        .post_to(
-            "/v1/callback/mall",
-            &serde_json::to_vec(&cancelled).unwrap(),
-            &[],
-        )
-        .await;
+    let cancelled = serde_json::to_vec(&cancelled).unwrap();
+    let (status, answer) = pipeline.post_to("/v1/callback/mall", &cancelled, &[]).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["receipts"][0]["skipped"], true);
     assert_eq!(answer["receipts"][0]["tids"], json!([]));
@@ -502,13 +483,7 @@ WH01 = "SHOP-MALL"
     assert_eq!(skipped[0].scheme, format!("mall@{version}"));
     assert!(skipped[0].last_error.contains("skipped by scheme mall@"));
     assert!(skipped[0].trade.is_none(), "nothing queued");
-    let (status, answer) = pipeline
-        .post_to(
-            "/v1/callback/mall",
-            &serde_json::to_vec(&cancelled).unwrap(),
-            &[],
-        )
-        .await;
+    let (status, answer) = pipeline.post_to("/v1/callback/mall", &cancelled, &[]).await;
     assert_eq!(
         (status, &answer["receipts"][0]["duplicate"]),
         (200, &json!(true)),
@@ -576,7 +551,7 @@ async fn schemes_reload_while_callbacks_flow() {
     };
     let (label1, label2) = (version(&v1), version(&v2));
     std::fs::write(&file, &v1).unwrap();
-    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
+    let sandbox = RunningSandbox::start(sandbox_config()).await;
     let pipeline = Arc::new(
         Pipeline::start(PipelineOptions {
             wdt: wdt_for(sandbox.wdt_url()),
@@ -729,31 +704,14 @@ async fn two_connectors_deliver_apart() {
         appkey: "brandb-key".into(),
         appsecret: "brandb-secret".into(),
     };
-    let sandbox = RunningSandbox::start(
-        SandboxConfig {
-            accounts: vec![brand_b.clone()],
-            ..sandbox_config()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
+    let sandbox = RunningSandbox::start(SandboxConfig {
+        accounts: vec![brand_b.clone()],
+        ..sandbox_config()
+    })
     .await;
     let files = tempfile::tempdir().unwrap();
-    let connectors_file = files.path().join("connectors.toml");
-    std::fs::write(
-        &connectors_file,
-        format!(
-            "[brand-b]\nurl = \"{}\"\nsid = \"brandb\"\nappkey = \"brandb-key\"\nappsecret_env = \"WDT_APPSECRET_BRAND_B\"\n",
-            sandbox.wdt_url()
-        ),
-    )
-    .unwrap();
-    let schemes = files.path().join("schemes");
-    std::fs::create_dir(&schemes).unwrap();
-    std::fs::write(
-        schemes.join("b.toml"),
-        "id = \"b\"\nconnector = \"brand-b\"\n",
-    )
-    .unwrap();
+    let (connectors_file, schemes) =
+        wdtpipe_testkit::accounts::brand_b(files.path(), &sandbox.wdt_url());
     let start = |secret: &str| {
         let account = WdtConfig {
             sid: brand_b.sid.clone(),
@@ -863,13 +821,13 @@ async fn two_connectors_deliver_apart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_remapped_after_a_scheme_fix() {
     use wdtpipe_proto::v1::transform_client::TransformClient;
-    use wdtpipe_proto::v1::{DeadLetterFilter, ListDeadLettersRequest, RemapRequest};
+    use wdtpipe_proto::v1::{DeadLetterFilter, RemapRequest};
     const TOKEN: &str = "remap-admin-token";
     let schemes = tempfile::tempdir().unwrap();
     let broken = "id = \"mall\"\n\n[trade]\nshop_no = { from = \"warehouse_no\", table = \"shops\" }\n\n[tables.shops]\nWH01 = \"SHOP-GONE\"\nWH02 = \"SHOP-GONE\"\n";
     let fixed = "id = \"mall\"\n\n[trade]\nshop_no = { from = \"warehouse_no\", table = \"shops\" }\n\n[tables.shops]\nWH01 = \"SHOP-MALL\"\n";
     std::fs::write(schemes.path().join("mall.toml"), broken).unwrap();
-    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
+    let sandbox = RunningSandbox::start(sandbox_config()).await;
     let gone_shop = wdtpipe_sandbox::Faults {
         unknown_shops: vec!["SHOP-GONE".into()],
         ..Default::default()
@@ -915,21 +873,7 @@ async fn dead_letters_are_remapped_after_a_scheme_fix() {
         ..DeadLetterFilter::default()
     };
     let dead_letters = || async {
-        let mut letters = Vec::new();
-        for shard in 0..2 {
-            letters.extend(
-                pipeline
-                    .shard_client(shard)
-                    .list_dead_letters(ListDeadLettersRequest {
-                        filter: Some(all.clone()),
-                        ..ListDeadLettersRequest::default()
-                    })
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .letters,
-            );
-        }
+        let mut letters = pipeline.dead_letters(all.clone()).await;
         letters.sort_by(|a, b| a.tid.cmp(&b.tid));
         letters
     };
@@ -1115,7 +1059,7 @@ async fn with_kuaidi100_scheme(shards: usize) -> (tempfile::TempDir, RunningSand
         "id = \"k100\"\nsource = \"kuaidi100\"\ndescription = \"快递100状态回传原始订单\"\n",
     )
     .unwrap();
-    let sandbox = RunningSandbox::start(sandbox_config(), "127.0.0.1:0".parse().unwrap()).await;
+    let sandbox = RunningSandbox::start(sandbox_config()).await;
     let pipeline = Pipeline::start(PipelineOptions {
         wdt: wdt_for(sandbox.wdt_url()),
         schemes_dir: Some(schemes.path().to_owned()),
@@ -1261,19 +1205,12 @@ async fn kuaidi100_sign_off_completes_the_order() {
     )
     .await;
     assert_eq!(status, 200);
-    let mut client = pipeline.deliver_client().await;
-    let letters = client
-        .list_dead_letters(wdtpipe_proto::v1::ListDeadLettersRequest {
-            filter: Some(DeadLetterFilter {
-                all: true,
-                ..DeadLetterFilter::default()
-            }),
-            ..Default::default()
+    let letters = pipeline
+        .dead_letters(DeadLetterFilter {
+            all: true,
+            ..DeadLetterFilter::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .letters;
+        .await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert!(
         letters[0].reason.contains("SF-LATE"),
@@ -1285,7 +1222,9 @@ async fn kuaidi100_sign_off_completes_the_order() {
         sandbox.sandbox.trade("K-3")
     })
     .await;
-    let replayed = client
+    let replayed = pipeline
+        .deliver_client()
+        .await
         .replay(ReplayRequest {
             filter: Some(DeadLetterFilter {
                 all: true,
@@ -1341,9 +1280,7 @@ async fn kuaidi100_sign_off_completes_the_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kuaidi100_letters_are_applied_across_shards_by_remap() {
     use wdtpipe_proto::v1::transform_client::TransformClient;
-    use wdtpipe_proto::v1::{
-        DeadLetterFilter, ListDeadLettersRequest, RemapRequest, ReplayRequest,
-    };
+    use wdtpipe_proto::v1::{DeadLetterFilter, RemapRequest, ReplayRequest};
     use wdtpipe_transform::shard::shard_of;
     let (_schemes, sandbox, pipeline) = with_kuaidi100_scheme(2).await;
     // A tid and a tracking number that land on different shards.
@@ -1365,16 +1302,7 @@ async fn kuaidi100_letters_are_applied_across_shards_by_remap() {
         all: true,
         ..DeadLetterFilter::default()
     };
-    let letters = pipeline
-        .shard_client(letter_shard)
-        .list_dead_letters(ListDeadLettersRequest {
-            filter: Some(all.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .letters;
+    let letters = pipeline.dead_letters_on(letter_shard, all.clone()).await;
     assert_eq!(letters.len(), 1);
 
     let mut order = record_with_tid(tid);
@@ -1416,16 +1344,7 @@ async fn kuaidi100_letters_are_applied_across_shards_by_remap() {
     })
     .await;
     for shard in 0..2 {
-        let left = pipeline
-            .shard_client(shard)
-            .list_dead_letters(ListDeadLettersRequest {
-                filter: Some(all.clone()),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .letters;
+        let left = pipeline.dead_letters_on(shard, all.clone()).await;
         assert!(left.is_empty(), "shard {shard}: {left:?}");
     }
     pipeline.shutdown().await;
