@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// running transform must serve a scheme of that id.
     #[arg(long)]
     pub scheme: Option<PathBuf>,
+    /// Run the pipeline as one `wdtpipe up` process (as users run it; console off) instead
+    /// of three service processes; peak memory is then that process's.
+    #[arg(long)]
+    pub up: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -169,6 +173,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let drained = eventually_empty(&stages).await?;
         let report = json!({
             "mode": "backlog",
+            "up": args.up,
             "scheme": scheme_label,
             "accepted": tally.acked.len(),
             "accept_s": accept_time.as_secs_f64(),
@@ -232,6 +237,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (peak_queued, peak_bytes, peak_disk) = *queued_probe.1.lock().unwrap();
         let report = json!({
             "mode": if args.rate.is_some() { "rate" } else { "concurrency" },
+            "up": args.up,
             "scheme": scheme_label,
             "concurrency": args.concurrency,
             "rate": args.rate,

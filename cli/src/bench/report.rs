@@ -25,17 +25,25 @@ pub(super) fn print_report(report: &Value, as_json: bool) -> anyhow::Result<()> 
         )
     };
     let rss = |key: &str| {
-        let r = &report[key];
-        format!(
-            "ingest {}, transform {}, deliver {}",
-            mib(&r["ingest"]),
-            mib(&r["transform"]),
-            mib(&r["deliver"])
-        )
+        report[key]
+            .as_object()
+            .map(|processes| {
+                processes
+                    .iter()
+                    .map(|(name, bytes)| format!("{name} {}", mib(bytes)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_else(|| "-".to_owned())
     };
     println!(
-        "wdtpipe bench ({}, scheme {})",
+        "wdtpipe bench ({}{}, scheme {})",
         report["mode"].as_str().unwrap_or("-"),
+        if report["up"] == true {
+            ", wdtpipe up"
+        } else {
+            ""
+        },
         report["scheme"].as_str().unwrap_or("-")
     );
     println!(

@@ -1,5 +1,6 @@
-//! The services a bench run starts: ingest, transform and deliver as processes (their
-//! memory read from `/proc`), and the WDT sandbox inside the bench.
+//! The services a bench run starts: ingest, transform and deliver as processes, or one
+//! `wdtpipe up` process with `--up` (their memory read from `/proc`), and the WDT sandbox
+//! inside the bench.
 
 use super::*;
 
@@ -10,14 +11,16 @@ pub(super) struct Service {
 }
 
 impl Service {
+    /// Starts `name` from `bin_dir` with `args`; `name` is also the binary's file name.
     pub(super) fn start(
         bin_dir: &Path,
-        name: &'static str,
+        (name, args): (&'static str, &[&str]),
         threads: usize,
         env: &[(&str, String)],
     ) -> anyhow::Result<Self> {
         let path = bin_dir.join(name);
         let mut command = Command::new(&path);
+        command.args(args);
         if threads > 0 {
             command.env("TOKIO_WORKER_THREADS", threads.to_string());
         }
@@ -97,11 +100,11 @@ pub(super) fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-/// The three stages as processes, wired over loopback, deliver pointing at `wdt_url`.
+/// The three stages as processes wired over loopback, or one `wdtpipe up` process running
+/// them all (`--up`); deliver points at `wdt_url`.
 pub(super) struct Stages {
-    pub(super) ingest: Service,
-    pub(super) transform: Service,
-    pub(super) deliver: Service,
+    /// The processes: ingest, transform and deliver, or `wdtpipe`.
+    pub(super) services: Vec<Service>,
     pub(super) http: String,
     pub(super) deliver_url: String,
     /// The gRPC addresses of transform and deliver, checked at startup.
@@ -133,35 +136,25 @@ impl Stages {
             }
         };
         let sandbox = SandboxConfig::default();
-        let config_file = data_dir.with_extension("deliver.toml");
-        let mut deliver_env = Vec::new();
+        let (http, ingest_grpc, transform_grpc, deliver_grpc) =
+            (free_port()?, free_port()?, free_port()?, free_port()?);
+        let mut deliver_env = vec![
+            ("DELIVER_GRPC_ADDR", deliver_grpc.to_string()),
+            ("DELIVER_METRICS_ADDR", "off".into()),
+            ("DATA_DIR", data_dir.display().to_string()),
+            ("WDT_URL", wdt_url.to_owned()),
+            ("WDT_SID", sandbox.sid.clone()),
+            ("WDT_APPKEY", sandbox.appkey.clone()),
+            ("WDT_APPSECRET", sandbox.appsecret.clone()),
+        ];
         if let Some(cap) = retry_cap_ms {
+            let config_file = data_dir.with_extension("deliver.toml");
             std::fs::write(&config_file, format!("[retry]\ncap_ms = {cap}\n"))?;
             deliver_env.push(("DELIVER_CONFIG", config_file.display().to_string()));
         }
-        let (http, ingest_grpc, transform_grpc, deliver_grpc) =
-            (free_port()?, free_port()?, free_port()?, free_port()?);
-        let deliver = Service::start(
-            &bin_dir,
-            "deliver",
-            args.threads,
-            &[
-                ("DELIVER_GRPC_ADDR", deliver_grpc.to_string()),
-                ("DELIVER_METRICS_ADDR", "off".into()),
-                ("DATA_DIR", data_dir.display().to_string()),
-                ("WDT_URL", wdt_url.to_owned()),
-                ("WDT_SID", sandbox.sid.clone()),
-                ("WDT_APPKEY", sandbox.appkey.clone()),
-                ("WDT_APPSECRET", sandbox.appsecret.clone()),
-            ]
-            .into_iter()
-            .chain(deliver_env)
-            .collect::<Vec<_>>(),
-        )?;
         let mut transform_env = vec![
             ("TRANSFORM_GRPC_ADDR", transform_grpc.to_string()),
             ("TRANSFORM_METRICS_ADDR", "off".into()),
-            ("DELIVER_URL", format!("http://{deliver_grpc}")),
         ];
         if let Some(scheme) = &args.scheme {
             // The scheme alone in a directory of its own.
@@ -171,21 +164,35 @@ impl Stages {
                 .with_context(|| format!("cannot copy {}", scheme.display()))?;
             transform_env.push(("SCHEMES_DIR", dir.display().to_string()));
         }
-        let transform = Service::start(&bin_dir, "transform", args.threads, &transform_env)?;
-        let ingest = Service::start(
-            &bin_dir,
-            "ingest",
-            args.threads,
-            &[
-                ("INGEST_HTTP_ADDR", http.to_string()),
-                ("INGEST_GRPC_ADDR", ingest_grpc.to_string()),
-                ("TRANSFORM_URL", format!("http://{transform_grpc}")),
-            ],
-        )?;
+        let ingest_env = vec![
+            ("INGEST_HTTP_ADDR", http.to_string()),
+            ("INGEST_GRPC_ADDR", ingest_grpc.to_string()),
+        ];
+        let services = if args.up {
+            // As users run it, without the console (the bench reads deliver's Stats itself).
+            let env: Vec<_> = [deliver_env, transform_env, ingest_env]
+                .concat()
+                .into_iter()
+                .chain([("CONSOLE_ADDR", "off".to_owned())])
+                .collect();
+            vec![Service::start(
+                &bin_dir,
+                ("wdtpipe", &["up"]),
+                args.threads,
+                &env,
+            )?]
+        } else {
+            transform_env.push(("DELIVER_URL", format!("http://{deliver_grpc}")));
+            let mut ingest_env = ingest_env;
+            ingest_env.push(("TRANSFORM_URL", format!("http://{transform_grpc}")));
+            vec![
+                Service::start(&bin_dir, ("deliver", &[]), args.threads, &deliver_env)?,
+                Service::start(&bin_dir, ("transform", &[]), args.threads, &transform_env)?,
+                Service::start(&bin_dir, ("ingest", &[]), args.threads, &ingest_env)?,
+            ]
+        };
         Ok(Self {
-            ingest,
-            transform,
-            deliver,
+            services,
             http: format!("http://{http}"),
             deliver_url: format!("http://{deliver_grpc}"),
             grpc: [transform_grpc, deliver_grpc],
@@ -199,7 +206,7 @@ impl Stages {
     pub(super) async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            for service in [&mut self.ingest, &mut self.transform, &mut self.deliver] {
+            for service in &mut self.services {
                 service.check_running()?;
             }
             if self.listening().await
@@ -226,16 +233,17 @@ impl Stages {
         true
     }
 
+    /// Each process's peak resident memory, by name.
     pub(super) fn peak_rss(&self) -> Value {
-        json!({
-            "ingest": self.ingest.peak_rss(),
-            "transform": self.transform.peak_rss(),
-            "deliver": self.deliver.peak_rss(),
-        })
+        self.services
+            .iter()
+            .map(|service| (service.name.to_owned(), json!(service.peak_rss())))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
     }
 
     pub(super) fn reset_peaks(&self) {
-        for service in [&self.ingest, &self.transform, &self.deliver] {
+        for service in &self.services {
             service.reset_peak();
         }
     }
@@ -252,10 +260,12 @@ impl Stages {
             .into_inner())
     }
 
+    /// Stops the processes, the first stage first (as they were started in reverse).
     pub(super) async fn stop(self) -> anyhow::Result<()> {
-        self.ingest.stop().await?;
-        self.transform.stop().await?;
-        self.deliver.stop().await
+        for service in self.services.into_iter().rev() {
+            service.stop().await?;
+        }
+        Ok(())
     }
 }
 
