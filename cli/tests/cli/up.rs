@@ -497,11 +497,10 @@ async fn up_over_grpc_tls_delivers() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
-    let deadline = Instant::now() + STARTUP;
-    while sandbox.trade("T0001").is_none() {
-        assert!(Instant::now() < deadline, "the trade did not reach WDT");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the trade at WDT", STARTUP, || async {
+        sandbox.trade("T0001")
+    })
+    .await;
     // deliver's port speaks only TLS: a plaintext client cannot list its dead letters.
     let plaintext = run(
         &[(

@@ -17,6 +17,7 @@ use wdtpipe_proto::v1::{
     PurgeRequest, ReplayRequest, StatsRequest, TradeOrder,
 };
 use wdtpipe_sandbox::{Faults, SandboxConfig};
+use wdtpipe_testkit::eventually;
 use wdtpipe_testkit::sandbox::RunningSandbox;
 use wdtpipe_testkit::stats::backlog_and_paused;
 
@@ -197,11 +198,11 @@ async fn admin_calls_need_the_token() {
         .await
         .expect("enqueue needs no admin token");
     // Its first push is answered with a sign error: the shop pauses, the trade waits.
-    let deadline = Instant::now() + STARTUP;
-    while waiting(&mut client).await != (1, true) {
-        assert!(Instant::now() < deadline, "the shop did not pause");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the shop paused with its trade waiting", STARTUP, || {
+        let mut client = client.clone();
+        async move { (waiting(&mut client).await == (1, true)).then_some(()) }
+    })
+    .await;
 
     let refused = |status: tonic::Status| {
         assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");

@@ -284,20 +284,18 @@ async fn transient_failures_are_retried() {
     })
     .await;
     h.enqueue(vec![trade("R1", "S"), trade("R2", "S")]).await;
-    let give_up = tokio::time::Instant::now() + DEADLINE;
-    while h.status("R1").await.is_none_or(|s| s.attempts < 2) {
-        assert!(tokio::time::Instant::now() < give_up, "R1 was not retried");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("R1 retried", DEADLINE, || async {
+        h.status("R1").await.filter(|s| s.attempts >= 2)
+    })
+    .await;
     h.sandbox.set_faults(Faults {
         throttle_rate: 1.0,
         ..Faults::default()
     });
-    let give_up = tokio::time::Instant::now() + DEADLINE;
-    while !h.sandbox.calls().iter().any(|c| c.code == 1040) {
-        assert!(tokio::time::Instant::now() < give_up, "no throttled call");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("a throttled call", DEADLINE, || async {
+        h.sandbox.calls().into_iter().find(|c| c.code == 1040)
+    })
+    .await;
     h.sandbox.set_faults(Faults::default());
     let r1 = h.wait_state("R1", DeliveryState::Delivered).await;
     h.wait_state("R2", DeliveryState::Delivered).await;
