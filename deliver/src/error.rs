@@ -1,8 +1,30 @@
-//! Deliver's errors and the one place they become gRPC statuses.
+//! Deliver's errors: [`StartError`] when it cannot start or its server fails,
+//! [`DeliverError`] when a call is refused, and the one table from a refusal to its gRPC
+//! status.
 
 use crate::store::StoreError;
 use tonic::Status;
 
+/// Why deliver could not start, or why its server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] wdtpipe_common::config::ConfigError),
+    #[error("cannot open the outbox: {0}")]
+    Outbox(#[from] StoreError),
+    #[error("cannot open the outbox: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("cannot build the WDT client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("gRPC TLS settings: {0}")]
+    Tls(#[from] wdtpipe_common::grpc::TlsError),
+    #[error("cannot read the gRPC listener's address: {0}")]
+    Listener(std::io::Error),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Why a call was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverError {
     #[error(transparent)]
@@ -17,18 +39,6 @@ pub enum DeliverError {
     DiskLow(String),
     #[error("admin token missing or wrong")]
     Unauthenticated,
-    #[error(transparent)]
-    Config(#[from] wdtpipe_common::config::ConfigError),
-    #[error("cannot build the WDT client: {0}")]
-    Client(#[from] reqwest::Error),
-    #[error("gRPC server failed: {0}")]
-    Serve(#[from] tonic::transport::Error),
-    #[error("gRPC TLS settings: {0}")]
-    Tls(#[from] wdtpipe_common::grpc::TlsError),
-    #[error("cannot open the outbox: {0}")]
-    Join(#[from] tokio::task::JoinError),
-    #[error("cannot read the gRPC listener's address: {0}")]
-    Listener(std::io::Error),
 }
 
 impl From<DeliverError> for Status {
@@ -45,7 +55,6 @@ impl From<DeliverError> for Status {
                 Status::unavailable("deliver is shutting down")
             }
             DeliverError::Store(_) => Status::unavailable(format!("outbox unavailable: {error}")),
-            _ => Status::internal(error.to_string()),
         }
     }
 }

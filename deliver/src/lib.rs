@@ -13,7 +13,7 @@
 //! | the signed `trade_push` call per WDT account | [`wdt`] |
 //! | what WDT's answer means: done, retry, pause, dead | [`classify`] |
 //! | time for due retries (testable) | [`clock`] |
-//! | errors and their gRPC codes | [`error`] |
+//! | why it cannot start; why a call is refused, and its gRPC code | [`error`] |
 //! | counters, gauges and latencies | [`metrics`] |
 
 pub mod classify;
@@ -32,7 +32,7 @@ pub mod wdt;
 use crate::classify::Classifier;
 use crate::config::DeliverConfig;
 use crate::delivery::Delivery;
-use crate::error::DeliverError;
+use crate::error::StartError;
 use crate::store::Outbox;
 use std::future::Future;
 use std::sync::Arc;
@@ -52,19 +52,14 @@ pub async fn serve(
     config: DeliverConfig,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), DeliverError> {
+) -> Result<(), StartError> {
     config.validate()?;
     // The address actually bound, which may differ from `grpc_addr` (a test's port 0, or
     // listeners made by the caller).
-    config.check_admin_token(
-        listeners
-            .grpc
-            .local_addr()
-            .map_err(DeliverError::Listener)?,
-    )?;
+    config.check_admin_token(listeners.grpc.local_addr().map_err(StartError::Listener)?)?;
     let dir = config.data_dir.join("outbox");
     std::fs::create_dir_all(&dir)
-        .map_err(|e| DeliverError::Store(store::StoreError::Sled(e.into())))?;
+        .map_err(|e| StartError::Outbox(store::StoreError::Sled(e.into())))?;
     let options = store::OutboxOptions {
         retention: config.retention,
         cache_bytes: config.cache_bytes,
@@ -179,7 +174,7 @@ pub async fn serve(
         let _ = task.await;
     }
     tracing::info!("deliver stopped");
-    result.map_err(DeliverError::from)
+    result.map_err(StartError::from)
 }
 
 /// Keeps the health NOT_SERVING while the outbox cannot write (and logs the changes), so
