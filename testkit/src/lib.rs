@@ -1,9 +1,11 @@
 //! What the tests of every crate share, so that none copies it: the sample callbacks and
 //! what each must produce (`tests/fixtures`), records with fresh tids, waiting for an
 //! effect with a deadline ([`eventually`] in async tests, [`eventually_blocking`] in tests
-//! that drive processes), a WDT sandbox on a loopback port ([`sandbox`]) and reading
-//! deliver's stats ([`stats`]). A test never waits without a deadline and never sleeps a
-//! fixed time for an effect.
+//! that drive processes), a WDT sandbox on a loopback port ([`sandbox`]), a second WDT
+//! account with a scheme that uses it ([`accounts`]) and reading deliver's stats
+//! ([`stats`]). A test never waits without a deadline and never sleeps a fixed time for an
+//! effect. The scripted WDT of deliver's engine tests implements deliver's own `WdtApi`, so
+//! it lives with them (`deliver/tests/deliver/scripted.rs`).
 
 pub mod accounts;
 pub mod sandbox;
