@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Issue 22's measurement, repeatable: `wdtpipe up` (lean sandbox WDT, console on, a fresh
+# data directory) and the bare axum JSON-parse server run at once and are loaded in turn
+# with wrk at 64 connections, PAIRS alternated pairs of SECONDS each, after a 5 s warm-up of
+# each; then one light-load run against `up` (16 connections, 10 ms think time).
+#
+# Needs wrk (`apt-get install wrk`) and the release binaries:
+#   cargo build --release -p wdtpipe --bin wdtpipe --example bare_json_server
+# Usage, from the repo root: bench/up_vs_bare.sh [PAIRS] [SECONDS]   (default 5 pairs of 20 s)
+# Uses ports 8080–8090 as `wdtpipe up` does by default, and 8088 for the bare server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pairs=${1:-5}
+seconds=${2:-20}
+data=$(mktemp -d)
+SANDBOX_LEAN=true DATA_DIR="$data" ./target/release/wdtpipe up > "$data/up.log" 2>&1 &
+up=$!
+./target/release/examples/bare_json_server 127.0.0.1:8088 > /dev/null 2>&1 &
+bare=$!
+trap 'kill -INT $up 2>/dev/null; kill $bare 2>/dev/null; wait $up 2>/dev/null; rm -rf "$data"' EXIT
+sleep 3
+load() { # URL DURATION [extra env] → the script's JSON line
+  wrk -t2 -c"${CONNECTIONS:-64}" -d"$2" -s bench/fresh_tid.lua "$1" | sed -n 's/^JSON //p'
+}
+field() { # JSON KEY → value
+  sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<< "$1"
+}
+load http://127.0.0.1:8080/v1/callback 5s > /dev/null
+load http://127.0.0.1:8088/v1/callback 5s > /dev/null
+echo "pair | up /s (p99 ms) | bare /s (p99 ms) | ratio"
+for i in $(seq "$pairs"); do
+  u=$(load http://127.0.0.1:8080/v1/callback "${seconds}s")
+  b=$(load http://127.0.0.1:8088/v1/callback "${seconds}s")
+  ratio=$(awk -v u="$(field "$u" per_s)" -v b="$(field "$b" per_s)" 'BEGIN { printf "%.0f %%", 100 * u / b }')
+  echo "$i | $(field "$u" per_s) ($(field "$u" p99_ms)) | $(field "$b" per_s) ($(field "$b" p99_ms)) | $ratio"
+done
+light=$(THINK_MS=10 CONNECTIONS=16 load http://127.0.0.1:8080/v1/callback "${seconds}s")
+echo "light load (16 connections, 10 ms think): $(field "$light" per_s)/s, p50 $(field "$light" p50_ms) ms, p99 $(field "$light" p99_ms) ms, errors $(field "$light" errors)"
