@@ -7,12 +7,21 @@
 # Needs wrk (`apt-get install wrk`) and the release binaries:
 #   cargo build --release -p wdtpipe --bin wdtpipe --example bare_json_server
 # Usage, from the repo root: bench/up_vs_bare.sh [PAIRS] [SECONDS]   (default 5 pairs of 20 s)
+# SCHEME=tests/fixtures/bench/ten-rules.toml maps every callback to `up` with that scheme
+# (served alone from SCHEMES_DIR; callbacks to /v1/callback/<its id>).
 # Uses ports 8080–8090 as `wdtpipe up` does by default, and 8088 for the bare server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${1:-5}
 seconds=${2:-20}
 data=$(mktemp -d)
+path=/v1/callback
+if [ -n "${SCHEME:-}" ]; then
+  mkdir "$data/schemes"
+  cp "$SCHEME" "$data/schemes/"
+  export SCHEMES_DIR="$data/schemes"
+  path=/v1/callback/$(sed -n 's/^id = "\(.*\)"/\1/p' "$SCHEME")
+fi
 SANDBOX_LEAN=true DATA_DIR="$data" ./target/release/wdtpipe up > "$data/up.log" 2>&1 &
 up=$!
 ./target/release/examples/bare_json_server 127.0.0.1:8088 > /dev/null 2>&1 &
@@ -25,14 +34,14 @@ load() { # URL DURATION [extra env] → the script's JSON line
 field() { # JSON KEY → value
   sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<< "$1"
 }
-load http://127.0.0.1:8080/v1/callback 5s > /dev/null
+load http://127.0.0.1:8080$path 5s > /dev/null
 load http://127.0.0.1:8088/v1/callback 5s > /dev/null
-echo "pair | up /s (p99 ms) | bare /s (p99 ms) | ratio"
+echo "pair | up /s (p99 ms, errors) | bare /s (p99 ms) | ratio"
 for i in $(seq "$pairs"); do
-  u=$(load http://127.0.0.1:8080/v1/callback "${seconds}s")
+  u=$(load http://127.0.0.1:8080$path "${seconds}s")
   b=$(load http://127.0.0.1:8088/v1/callback "${seconds}s")
   ratio=$(awk -v u="$(field "$u" per_s)" -v b="$(field "$b" per_s)" 'BEGIN { printf "%.0f %%", 100 * u / b }')
-  echo "$i | $(field "$u" per_s) ($(field "$u" p99_ms)) | $(field "$b" per_s) ($(field "$b" p99_ms)) | $ratio"
+  echo "$i | $(field "$u" per_s) ($(field "$u" p99_ms), $(field "$u" errors)) | $(field "$b" per_s) ($(field "$b" p99_ms)) | $ratio"
 done
-light=$(THINK_MS=10 CONNECTIONS=16 load http://127.0.0.1:8080/v1/callback "${seconds}s")
+light=$(THINK_MS=10 CONNECTIONS=16 load http://127.0.0.1:8080$path "${seconds}s")
 echo "light load (16 connections, 10 ms think): $(field "$light" per_s)/s, p50 $(field "$light" p50_ms) ms, p99 $(field "$light" p99_ms) ms, errors $(field "$light" errors)"
