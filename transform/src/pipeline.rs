@@ -92,14 +92,22 @@ fn split_by_shard(records: Vec<EnqueueRecord>, shards: usize) -> Vec<Vec<Enqueue
         for trade in std::mem::take(&mut record.trades) {
             parts[shard_of(&trade.tid, shards)].push(trade);
         }
-        for (shard, trades) in parts.into_iter().enumerate() {
-            if !trades.is_empty() {
-                // `record` holds no trades now: each part copies only its header.
-                per_shard[shard].push(EnqueueRecord {
-                    trades,
-                    ..record.clone()
-                });
-            }
+        let mut parts: Vec<(usize, Vec<TradeOrder>)> = parts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, trades)| !trades.is_empty())
+            .collect();
+        // The last part takes the record itself; the others (a record spanning shards)
+        // copy its header, `record` holding no trades now (the source record is in it).
+        let last = parts.pop();
+        for (shard, trades) in parts {
+            per_shard[shard].push(EnqueueRecord {
+                trades,
+                ..record.clone()
+            });
+        }
+        if let Some((shard, trades)) = last {
+            per_shard[shard].push(EnqueueRecord { trades, ..record });
         }
     }
     per_shard
