@@ -1,6 +1,8 @@
 //! What sled costs per write as deliver's outbox uses it, apart from everything else: the
 //! CPU and the bytes written per key for values of the outbox's sizes, one insert at a time
-//! against one `apply_batch` per group, each group flushed (fsync) as the writer does.
+//! against one `apply_batch` per group, each group flushed (fsync) as the writer does. For
+//! scale, the same values appended to a plain file with one `fdatasync` per group: the
+//! floor any write path pays for the bytes and the syncs.
 //!
 //! ```sh
 //! cargo run --release -p wdtpipe-deliver --example sled_insert_cost
@@ -36,7 +38,39 @@ fn main() {
                 );
             }
         }
+        let (cpu_us, written) = append_case(value_len);
+        println!(
+            "{value_len:>11} | {:<10} | {:<14} | {cpu_us:>14.1} | {:>18.1}",
+            "-",
+            "file append",
+            written / 1024.0
+        );
     }
+}
+
+/// Appends [`KEYS`] values of `value_len` bytes (each after a 16-byte key and its length) to
+/// one file, with `fdatasync` after every [`GROUP`]; returns CPU time and disk writes per key.
+fn append_case(value_len: usize) -> (f64, f64) {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut file = std::fs::File::create(dir.path().join("log")).expect("log file");
+    let value = vec![0x5a_u8; value_len];
+    let (cpu_before, written_before) = (cpu_seconds(), disk_written());
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut group = Vec::with_capacity(GROUP * (value_len + 24));
+    for _ in 0..KEYS / GROUP {
+        group.clear();
+        for _ in 0..GROUP {
+            group.extend_from_slice(&random_key(&mut state));
+            group.extend_from_slice(&(value_len as u64).to_le_bytes());
+            group.extend_from_slice(&value);
+        }
+        file.write_all(&group).expect("append");
+        file.sync_data().expect("fdatasync");
+    }
+    let cpu = cpu_seconds() - cpu_before;
+    let written = disk_written() - written_before;
+    (cpu * 1e6 / KEYS as f64, written / KEYS as f64)
 }
 
 /// Writes [`KEYS`] values of `value_len` bytes, in groups of [`GROUP`] each followed by a
