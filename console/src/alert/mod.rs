@@ -259,6 +259,8 @@ impl std::fmt::Debug for Alerter {
     }
 }
 
+/// Locks `mutex`, going on with its data if a panic elsewhere poisoned it (used by the
+/// sinks too).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

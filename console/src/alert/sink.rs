@@ -15,6 +15,7 @@
 //!   as `"timestamp"` and `"sign"` in the JSON body.
 
 use super::config::{Webhook, WebhookKind};
+use super::lock;
 use super::message::{self, Rendered};
 use super::rules::AlertEvent;
 use super::{Tuning, WebhookStatus};
@@ -25,7 +26,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use rand::Rng;
 use sha2::Sha256;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -322,10 +323,6 @@ pub(crate) struct SinkShared {
     queue: Mutex<Queue>,
     wake: Notify,
     last: Mutex<Last>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl SinkShared {
