@@ -287,8 +287,6 @@ pub fn status_of(failure: wdtpipe_proto::v1::Failure) -> tonic::Status {
 pub trait BatchOutcome: Sized {
     /// The single call's response.
     type Response;
-    /// The stage that answers (for the message of an empty outcome).
-    const SERVICE: &'static str;
     /// The outcome of one item, as the server puts it in the batch.
     fn of(result: Result<Self::Response, tonic::Status>) -> Self;
     /// The item's answer as the single call would have given it, as the client reads it.
@@ -296,10 +294,10 @@ pub trait BatchOutcome: Sized {
 }
 
 macro_rules! batch_outcome {
+    // `$service`: the stage that answers, named in the error of an empty outcome.
     ($outcome:ident, $module:ident, $response:ident, $service:literal) => {
         impl BatchOutcome for wdtpipe_proto::v1::$outcome {
             type Response = wdtpipe_proto::v1::$response;
-            const SERVICE: &'static str = $service;
 
             fn of(result: Result<Self::Response, tonic::Status>) -> Self {
                 use wdtpipe_proto::v1::$module::Outcome;
