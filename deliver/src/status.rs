@@ -38,7 +38,6 @@ pub(crate) fn status_of(
     };
     let state = DeliveryState::try_from(entry.state).unwrap_or(DeliveryState::Unspecified);
     let (shop_no, connector) = shop_and_connector(&entry.shop_no);
-    let last_error = reported_error(&entry).to_owned();
     Ok(TradeStatus {
         tid: entry.tid,
         shop_no,
@@ -49,7 +48,12 @@ pub(crate) fn status_of(
         record_id: entry.record_id,
         received_at_ms: entry.received_at_ms,
         attempts: entry.attempts,
-        last_error,
+        // Why it died, or else why its last attempt failed.
+        last_error: if entry.dead_reason.is_empty() {
+            entry.last_error
+        } else {
+            entry.dead_reason
+        },
         next_attempt_at_ms: entry.next_attempt_at_ms,
         delivered_at_ms: entry.delivered_at_ms,
         new_count: entry.new_count,
@@ -65,16 +69,6 @@ pub(crate) fn status_of(
         shard: shard.to_owned(),
         scheme: entry.scheme,
     })
-}
-
-/// The error a status reports for an entry: why it was dead-lettered, or else the error
-/// of its last failed attempt (empty when none failed).
-fn reported_error(entry: &OutboxEntry) -> &str {
-    if entry.dead_reason.is_empty() {
-        &entry.last_error
-    } else {
-        &entry.dead_reason
-    }
 }
 
 /// The shop and the account (empty for `default`) of a lane, as the answers name them:
