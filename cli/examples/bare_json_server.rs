@@ -1,6 +1,10 @@
 //! The ceiling `wdtpipe up` is measured against (BENCHMARKS.md): a bare axum server that
 //! only parses each callback body as JSON and answers 200, on the same machine, with the
 //! same allocator. `cargo run --release -p wdtpipe --example bare_json_server -- 127.0.0.1:8088`
+//!
+//! It is also a WDT stand-in that answers at once: `POST /openapi2/trade_push.php` answers
+//! success without reading the call, as a remote WDT costs the relay nothing
+//! (`WDT_URL=http://127.0.0.1:8088/openapi2` points `wdtpipe up` at it).
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -16,6 +20,11 @@ async fn callback(body: Bytes) -> (StatusCode, &'static str) {
     }
 }
 
+/// WDT's success answer, given to every call unread.
+async fn trade_push() -> &'static str {
+    r#"{"code":0,"message":"","new_count":1,"chg_count":0}"#
+}
+
 fn main() -> anyhow::Result<()> {
     let addr = std::env::args()
         .nth(1)
@@ -26,7 +35,9 @@ fn main() -> anyhow::Result<()> {
             "bare JSON server on http://{}/v1/callback",
             listener.local_addr()?
         );
-        let app = axum::Router::new().route("/v1/callback", post(callback));
+        let app = axum::Router::new()
+            .route("/v1/callback", post(callback))
+            .route("/openapi2/trade_push.php", post(trade_push));
         axum::serve(listener, app).await?;
         Ok(())
     })

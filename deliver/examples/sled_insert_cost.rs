@@ -6,7 +6,11 @@
 //!
 //! ```sh
 //! cargo run --release -p wdtpipe-deliver --example sled_insert_cost
+//! FLUSH_EVERY=1000000 cargo run --release -p wdtpipe-deliver --example sled_insert_cost
 //! ```
+//!
+//! `FLUSH_EVERY=N` flushes after every N groups instead of each one (a large N: never),
+//! which tells sled's cost per insert apart from its cost per flush.
 //!
 //! Keys are random 16-byte ids (as the dedupe records' md5 record ids and the tids are), or
 //! increasing sequence numbers (as the queue keys are). Each case writes into a fresh
@@ -73,8 +77,8 @@ fn append_case(value_len: usize) -> (f64, f64) {
     (cpu * 1e6 / KEYS as f64, written / KEYS as f64)
 }
 
-/// Writes [`KEYS`] values of `value_len` bytes, in groups of [`GROUP`] each followed by a
-/// flush; returns the process's CPU time and disk writes per key.
+/// Writes [`KEYS`] values of `value_len` bytes, in groups of [`GROUP`], flushing after every
+/// [`flush_every`] groups; returns the process's CPU time and disk writes per key.
 fn case(value_len: usize, sequential: bool, batched: bool) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let db = sled::Config::new()
@@ -88,6 +92,8 @@ fn case(value_len: usize, sequential: bool, batched: bool) -> (f64, f64) {
     let started = Instant::now();
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let mut seq = 0_u64;
+    let flush_every = flush_every();
+    let mut groups = 0_usize;
     for _ in 0..KEYS / GROUP {
         let mut batch = sled::Batch::default();
         for _ in 0..GROUP {
@@ -108,7 +114,10 @@ fn case(value_len: usize, sequential: bool, batched: bool) -> (f64, f64) {
         if batched {
             db.apply_batch(batch).expect("apply_batch");
         }
-        db.flush().expect("flush");
+        groups += 1;
+        if groups % flush_every == 0 {
+            db.flush().expect("flush");
+        }
     }
     let wall = started.elapsed();
     let cpu = cpu_seconds() - cpu_before;
@@ -151,4 +160,13 @@ fn disk_written() -> f64 {
         .find_map(|line| line.strip_prefix("write_bytes: "))
         .and_then(|v| v.trim().parse().ok())
         .expect("write_bytes")
+}
+
+/// Groups per flush, from `FLUSH_EVERY` (1: every group, as the writer does).
+fn flush_every() -> usize {
+    std::env::var("FLUSH_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
 }
