@@ -115,7 +115,7 @@ fn case(value_len: usize, sequential: bool, batched: bool) -> (f64, f64) {
             db.apply_batch(batch).expect("apply_batch");
         }
         groups += 1;
-        if groups % flush_every == 0 {
+        if groups.is_multiple_of(flush_every) {
             db.flush().expect("flush");
         }
     }
