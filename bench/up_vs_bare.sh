@@ -10,7 +10,7 @@
 # SCHEME=tests/fixtures/bench/ten-rules.toml maps every callback to `up` with that scheme
 # (served alone from SCHEMES_DIR; callbacks to /v1/callback/<its id>).
 # NULL_WDT=1 points `up` at the bare server's WDT stand-in, which answers every trade_push at
-# once without reading it (a remote WDT costs the relay nothing), instead of the in-process
+# once without parsing it (a remote WDT costs the relay nothing), instead of the in-process
 # sandbox, which checks every call.
 # Uses ports 8080–8090 as `wdtpipe up` does by default, and 8088 for the bare server.
 set -euo pipefail
