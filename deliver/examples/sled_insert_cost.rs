@@ -93,8 +93,7 @@ fn case(value_len: usize, sequential: bool, batched: bool) -> (f64, f64) {
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let mut seq = 0_u64;
     let flush_every = flush_every();
-    let mut groups = 0_usize;
-    for _ in 0..KEYS / GROUP {
+    for group in 1..=KEYS / GROUP {
         let mut batch = sled::Batch::default();
         for _ in 0..GROUP {
             let key = if sequential {
@@ -114,8 +113,7 @@ fn case(value_len: usize, sequential: bool, batched: bool) -> (f64, f64) {
         if batched {
             db.apply_batch(batch).expect("apply_batch");
         }
-        groups += 1;
-        if groups.is_multiple_of(flush_every) {
+        if group.is_multiple_of(flush_every) {
             db.flush().expect("flush");
         }
     }
